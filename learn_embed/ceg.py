@@ -1,0 +1,199 @@
+"""CEG, the content-embedding generator (paper section 3.1): a frozen LLM reads each item's sentence;
+the last hidden layer is pooled over non-padding tokens (mean by default; last-token, or [CLS] for
+encoder models) and L2-normalised.
+
+Outputs are Parquet parts `part-RRRRR-of-WWWWW.parquet` (item_id, embedding, text_hash) so that the
+stage can run sharded under torchrun, one part per rank. A cache keyed by (model fingerprint, template,
+pooling, max tokens) and the sentence's hash means a re-run encodes only new or changed items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from learn_embed.models import LoadedModel, ModelIdentity, load_model, model_identity
+from learn_embed.text import item_sentences, text_hashes
+from learnkit.config import EncoderConfig, TemplateConfig
+from learnkit.errors import DataError
+from learnkit.fsutil import stable_hash, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token states [batch, tokens, dim] over real tokens (mask 1) and L2-normalise."""
+    if pooling == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    elif pooling == "last":  # right padding: the last real token sits at length - 1
+        last = mask.sum(1).long().clamp(min=1) - 1
+        pooled = hidden[torch.arange(hidden.shape[0]), last]
+    elif pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}")
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
+class ContentEncoder:
+    """Encodes sentences with a frozen model; the model loads on first use (never for a cache hit)."""
+
+    def __init__(self, config: EncoderConfig, identity: ModelIdentity | None = None) -> None:
+        self.config = config
+        self.identity = identity or model_identity(config.model, config.dtype)
+        self._model: LoadedModel | None = None
+
+    @property
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            if self.config.threads:
+                torch.set_num_threads(self.config.threads)
+            self._model = load_model(self.config.model, self.config.dtype, self.config.device, self.identity)
+        return self._model
+
+    def encode(self, sentences: list[str], progress: bool = True, desc: str = "CEG") -> np.ndarray:
+        model = self.model
+        if not sentences:
+            return np.zeros((0, model.hidden_size), dtype=np.float32)
+        tokens = model.tokenizer(sentences, truncation=True, max_length=self.config.max_tokens,
+                                 add_special_tokens=True)["input_ids"]
+        # Longest first: batches of similar length waste little on padding, and the peak comes first.
+        order = np.argsort([-len(t) for t in tokens], kind="stable")
+        out = np.zeros((len(sentences), model.hidden_size), dtype=np.float32)
+        bar = tqdm(total=len(sentences), desc=desc, unit="item", disable=not progress, mininterval=1.0)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.config.batch_size):
+                batch_idx = order[start:start + self.config.batch_size]
+                batch = model.tokenizer.pad({"input_ids": [tokens[i] for i in batch_idx]}, return_tensors="pt")
+                ids = batch["input_ids"].to(self.config.device)
+                mask = batch["attention_mask"].to(self.config.device)
+                hidden = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+                out[batch_idx] = pool(hidden, mask, self.config.pooling).cpu().numpy()
+                bar.update(len(batch_idx))
+        bar.close()
+        return out
+
+
+class EmbeddingCache:
+    """Append-only Parquet parts of (text_hash, embedding) under one folder per cache key."""
+
+    def __init__(self, root: Path, key: dict) -> None:
+        self.folder = Path(root) / "ceg" / stable_hash(key)[:32]
+        self.key = key
+
+    def lookup(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        if not self.folder.is_dir():
+            return {}
+        wanted = set(hashes)
+        found: dict[str, np.ndarray] = {}
+        for part in sorted(self.folder.glob("part-*.parquet")):
+            table = pq.read_table(part)
+            part_hashes = table.column("text_hash").to_pylist()
+            matrix = _matrix(table.column("embedding"))
+            for i, h in enumerate(part_hashes):
+                if h in wanted:
+                    found[h] = matrix[i]
+        return found
+
+    def add(self, hashes: list[str], embeddings: np.ndarray) -> None:
+        if not hashes:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / "key.json"
+        if not key_file.exists():
+            key_file.write_text(json.dumps(self.key, indent=2, sort_keys=True))
+        write_parquet(self.folder / f"part-{uuid.uuid4().hex}.parquet",
+                      pa.table({"text_hash": hashes, "embedding": _fixed_list(embeddings)}))
+
+
+def _fixed_list(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks()
+    dim = array.type.list_size
+    return array.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+
+
+@dataclass
+class CegResult:
+    encoder: str
+    items: int
+    encoded: int
+    from_cache: int
+    dim: int
+    seconds: float
+    items_per_s: float
+
+
+def run_ceg(items: pd.DataFrame, encoder_name: str, config: EncoderConfig, template: TemplateConfig,
+            out_dir: Path, cache_root: Path | None, rank: int = 0, world: int = 1,
+            progress: bool = True) -> CegResult:
+    """Embed this rank's share of `items` and write `out_dir/part-<rank>-of-<world>.parquet`."""
+    start = time.perf_counter()
+    shard = items.sort_values("item_id", kind="stable").iloc[rank::world].reset_index(drop=True)
+    sentences = item_sentences(shard, template)
+    hashes = text_hashes(sentences)
+    encoder = ContentEncoder(config)
+    cache_key = {"model": encoder.identity.fingerprint, "template": asdict(template),
+                 "pooling": config.pooling, "max_tokens": config.max_tokens}
+    cache = EmbeddingCache(cache_root, cache_key) if cache_root is not None else None
+    cached = cache.lookup(hashes) if cache else {}
+    todo = sorted({h: s for h, s in zip(hashes, sentences) if h not in cached}.items())
+    fresh = encoder.encode([s for _, s in todo], progress=progress, desc=f"CEG {encoder_name}")
+    if cache:
+        cache.add([h for h, _ in todo], fresh)
+    by_hash = dict(cached)
+    by_hash.update({h: fresh[i] for i, (h, _) in enumerate(todo)})
+    if not by_hash and len(shard):
+        raise DataError("no embeddings produced")
+    dim = next(iter(by_hash.values())).shape[0] if by_hash else encoder.model.hidden_size
+    matrix = np.stack([by_hash[h] for h in hashes]) if hashes else np.zeros((0, dim), np.float32)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("part-*.parquet"):  # parts of an earlier run with another world size
+        if not stale.name.endswith(f"-of-{world:05d}.parquet"):
+            stale.unlink(missing_ok=True)
+    meta = {"encoder": encoder_name, "model": encoder.identity.name, "fingerprint": encoder.identity.fingerprint,
+            "pooling": config.pooling, "max_tokens": config.max_tokens, "dtype": config.dtype,
+            "template": asdict(template), "dim": dim}
+    write_parquet(out_dir / f"part-{rank:05d}-of-{world:05d}.parquet",
+                  pa.table({"item_id": shard["item_id"].astype(str).tolist(), "embedding": _fixed_list(matrix),
+                            "text_hash": hashes}),
+                  metadata={"learnkit.ceg": json.dumps(meta, sort_keys=True)})
+    seconds = time.perf_counter() - start
+    return CegResult(encoder=encoder_name, items=len(shard), encoded=len(todo),
+                     from_cache=sum(h in cached for h in hashes),
+                     dim=dim, seconds=seconds, items_per_s=len(todo) / seconds if todo else 0.0)
+
+
+def read_embeddings(folder: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """All parts of a CEG output, sorted by item_id: (ids and hashes, [n, dim] float32, metadata)."""
+    parts = sorted(Path(folder).glob("part-*.parquet"))
+    if not parts:
+        raise DataError(f"{folder}: no CEG embedding parts (part-*.parquet)")
+    worlds = {p.name.rsplit("-of-", 1)[1] for p in parts}
+    if len(worlds) != 1 or len(parts) != int(next(iter(worlds)).split(".")[0]):
+        raise DataError(f"{folder}: incomplete set of parts {[p.name for p in parts]}")
+    tables = [pq.read_table(p) for p in parts]
+    meta = json.loads(tables[0].schema.metadata[b"learnkit.ceg"])
+    table = pa.concat_tables(tables)
+    ids = pd.DataFrame({"item_id": table.column("item_id").to_pylist(),
+                        "text_hash": table.column("text_hash").to_pylist()})
+    matrix = _matrix(table.column("embedding"))
+    order = np.argsort(ids["item_id"].to_numpy(), kind="stable")
+    return ids.iloc[order].reset_index(drop=True), matrix[order], meta

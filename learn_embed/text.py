@@ -1,0 +1,37 @@
+"""One content sentence per item from its six aspects (paper Fig. 4); missing aspects are left out."""
+
+from __future__ import annotations
+
+import math
+import string
+from typing import Any, Iterable
+
+import pandas as pd
+
+from learnkit.config import TemplateConfig
+from learnkit.fsutil import sha256_text
+
+
+def _present(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def item_sentence(item: dict[str, Any], template: TemplateConfig) -> str:
+    parts = []
+    for part in template.parts:
+        (name,) = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
+        if _present(item.get(name)):
+            parts.append(part.format(**{name: item[name]}))
+    return template.separator.join(parts) + (template.suffix if parts else "")
+
+
+def item_sentences(items: pd.DataFrame, template: TemplateConfig) -> list[str]:
+    return [item_sentence(row, template) for row in items.to_dict("records")]
+
+
+def text_hashes(sentences: Iterable[str]) -> list[str]:
+    return [sha256_text(s) for s in sentences]

@@ -1,0 +1,81 @@
+"""Importers turn a dataset's own files into the canonical tables (see `learnkit.schema`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from learnkit.errors import DataError
+from learnkit.schema import RejectLog, ValidationRules, validate_events, validate_items, validate_users
+
+
+@dataclass
+class RawDataset:
+    """What an importer read, before validation: frames carry `_file` and `_row`."""
+
+    items: pd.DataFrame
+    events: pd.DataFrame
+    users: pd.DataFrame | None = None
+    items_file: str = ""
+    events_file: str = ""
+    users_file: str = ""
+    notes: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    ordinal_time: bool = False
+    # Malformed records found while reading (wrong field count, bad JSON); validation adds to it.
+    log: RejectLog = field(default_factory=RejectLog)
+
+
+@dataclass
+class CanonicalDataset:
+    items: pd.DataFrame
+    events: pd.DataFrame
+    users: pd.DataFrame | None
+    rejected: pd.DataFrame
+    report: dict[str, Any]
+
+
+def validate(raw: RawDataset, rules: ValidationRules) -> CanonicalDataset:
+    """Validate a raw dataset; raises `DataError` on any rejection when `rules.on_error == 'fail'`."""
+    log = raw.log
+    if raw.ordinal_time and not rules.ordinal_time:
+        rules = ValidationRules(**{**rules.__dict__, "ordinal_time": True})
+    items = validate_items(raw.items, raw.items_file, rules, log)
+    events = validate_events(raw.events, raw.events_file, items, rules, log)
+    users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
+    log.raise_if_any(rules.on_error)
+    if events.empty:
+        raise DataError(f"{raw.events_file}: no valid events left after validation")
+    report = {
+        "items": {"kept": len(items), "rejected": log.count("items")},
+        "events": {"kept": len(events), "rejected": log.count("events")},
+        "users": ({"kept": len(users), "rejected": log.count("users")} if users is not None else None),
+        "rejected_total": log.count(),
+        "rejected_by_reason": log.by_reason(),
+        "on_error": rules.on_error,
+        "time": "ordinal" if rules.ordinal_time else "unix_seconds",
+        "notes": raw.notes,
+        "counters": raw.counters,
+    }
+    report["events"]["input_rows"] = report["events"]["kept"] + report["events"]["rejected"]
+    report["items"]["input_rows"] = report["items"]["kept"] + report["items"]["rejected"]
+    return CanonicalDataset(items=items, events=events, users=users, rejected=log.frame(), report=report)
+
+
+def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDataset:
+    """Dispatch to the importer for `kind` (see `IMPORTERS`)."""
+    from learnkit.importers import amazon, canonical, movielens, unisrec
+
+    importers = {
+        "ml-100k": movielens.read_recbole,
+        "ml-100k-grouplens": movielens.read_grouplens,
+        "amazon-reviews": amazon.read_amazon,
+        "unisrec": unisrec.read_unisrec,
+        "canonical": canonical.read_canonical,
+    }
+    if kind not in importers:
+        raise DataError(f"unknown dataset format {kind!r}; known: {', '.join(sorted(importers))}")
+    return importers[kind](Path(path), **options)

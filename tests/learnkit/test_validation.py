@@ -1,0 +1,152 @@
+"""Every bad input of the canonical data contract, each with its exact error or rejected-row count."""
+
+import gzip
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from learnkit.errors import DataError
+from learnkit.importers import load_dataset, validate
+from learnkit.schema import ValidationRules
+
+ITEMS = "item_id,title,category,brand,price\ni1,Red mug,Kitchen,Acme,9.99\ni2,Blue mug,Kitchen,,\ni3,Kettle,Kitchen,Acme,25\n"
+EVENTS = ("user_id,item_id,ts,event,label\n"
+          "u1,i1,1700000000,buy,1\nu1,i2,1700000100,view,0\nu2,i3,1700000200,buy,1\n")
+
+
+def dataset(tmp_path, items=ITEMS, events=EVENTS, on_error="drop", encoding="utf-8"):
+    (tmp_path / "items.csv").write_bytes(items.encode(encoding) if isinstance(items, str) else items)
+    (tmp_path / "events.csv").write_bytes(events.encode(encoding) if isinstance(events, str) else events)
+    return validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error=on_error))
+
+
+def rejected(ds):
+    return ds.rejected[["table", "row", "column", "reason"]].values.tolist()
+
+
+def test_clean_input_passes_with_types_and_default_values(tmp_path):
+    ds = dataset(tmp_path)
+    assert len(ds.items) == 3 and len(ds.events) == 3 and ds.rejected.empty
+    assert ds.items["price"].dtype == "float64" and pd.isna(ds.items.loc[1, "price"])
+    assert pd.isna(ds.items.loc[1, "brand"])  # an empty field is null, not ""
+    assert ds.events["ts"].dtype == "int64" and ds.events["label"].dtype == "int8"
+    # value defaults to the item price, or 1.0 when the item has none
+    assert ds.events["value"].tolist() == [9.99, 1.0, 25.0]
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    with pytest.raises(DataError, match=r"events.csv: missing required column\(s\) label"):
+        dataset(tmp_path, events=EVENTS.replace(",label", "").replace(",1\n", "\n").replace(",0\n", "\n"))
+
+
+def test_wrong_types(tmp_path):
+    events = EVENTS + "u3,i1,yesterday,buy,1\nu3,i2,1700000300,buy,maybe\n"
+    items = ITEMS + "i4,Spoon,Kitchen,Acme,cheap\n"
+    ds = dataset(tmp_path, items=items, events=events)
+    assert rejected(ds) == [
+        ["items", 4, "price", "wrong type: not a number"],
+        ["events", 4, "ts", "wrong type: not a number"],
+        ["events", 5, "label", "wrong type: not a number"],
+    ]
+    with pytest.raises(DataError) as err:
+        dataset(tmp_path, items=items, events=events, on_error="fail")
+    assert "items.csv row 4 column 'price': wrong type: not a number (value 'cheap')" in str(err.value)
+
+
+def test_empty_and_non_utf8_text(tmp_path):
+    items = (ITEMS + "i4,   ,Kitchen,Acme,1\n").encode() + b"i5,Caf\xe9 cup,Kitchen,Acme,2\n"
+    ds = dataset(tmp_path, items=items)
+    assert rejected(ds) == [["items", 4, "title", "empty text"], ["items", 5, "title", "not valid UTF-8"]]
+    assert len(ds.items) == 3
+
+
+@pytest.mark.parametrize("price, reason", [
+    ("NaN", "price is NaN (leave it empty when unknown)"),
+    ("-3", "price is negative"),
+    ("inf", "price is infinite"),
+    ("5e9", "price is implausibly large (> max_price 1e+06)"),
+])
+def test_bad_prices(tmp_path, price, reason):
+    ds = dataset(tmp_path, items=ITEMS + f"i4,Spoon,Kitchen,Acme,{price}\n")
+    assert rejected(ds) == [["items", 4, "price", reason]]
+
+
+def test_duplicate_item_ids_keep_the_first(tmp_path):
+    ds = dataset(tmp_path, items=ITEMS + "i1,Red mug again,Kitchen,Acme,1\n")
+    assert rejected(ds) == [["items", 4, "item_id", "duplicate item_id (first at row 1)"]]
+    assert ds.items.loc[ds.items.item_id == "i1", "title"].item() == "Red mug"
+
+
+def test_unknown_items_and_duplicate_events(tmp_path):
+    events = EVENTS + "u1,i9,1700000300,buy,1\nu1,i1,1700000000,buy,1\n"
+    ds = dataset(tmp_path, events=events)
+    assert rejected(ds) == [
+        ["events", 4, "item_id", "unknown item_id (not in items)"],
+        ["events", 5, "item_id", "duplicate event: same user_id, item_id, ts and event as row 1"],
+    ]
+    assert ds.report["events"] == {"kept": 3, "rejected": 2, "input_rows": 5}
+
+
+def test_timestamps_out_of_range(tmp_path):
+    events = EVENTS + "u3,i1,1700000000000,buy,1\nu3,i2,12,buy,1\nu3,i3,1700000000.5,buy,1\n"
+    ds = dataset(tmp_path, events=events)
+    reasons = [r[3] for r in rejected(ds)]
+    assert reasons[:2] == ["timestamp out of range [631152000, 4102444800] (unix seconds expected)"] * 2
+    assert reasons[2] == "timestamp is not a whole number of seconds"
+
+
+def test_truncated_csv_rejects_the_short_last_row(tmp_path):
+    ds = dataset(tmp_path, events=EVENTS + "u3,i1,17000")
+    assert rejected(ds) == [["events", 4, "*", "row has 3 fields, expected 5 (truncated or malformed line)"]]
+
+
+def test_truncated_gzip_and_parquet_and_json_lines(tmp_path):
+    payload = gzip.compress(("x" * 5000 + "\n").encode())
+    (tmp_path / "items.csv.gz").write_bytes(payload[: len(payload) // 2])
+    (tmp_path / "events.csv").write_text(EVENTS)
+    with pytest.raises(DataError, match=r"items.csv.gz: truncated or corrupt compressed file"):
+        load_dataset("canonical", tmp_path, {})
+
+    table = pa.table({"item_id": ["a"] * 1000, "title": ["t"] * 1000})
+    pq.write_table(table, tmp_path / "full.parquet")
+    data = (tmp_path / "full.parquet").read_bytes()
+    (tmp_path / "items.csv.gz").unlink()
+    (tmp_path / "items.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"items.parquet: not a readable Parquet file \(truncated or corrupt\?\)"):
+        load_dataset("canonical", tmp_path, {})
+
+
+def test_truncated_json_lines_in_amazon_reviews(tmp_path):
+    meta = '{"asin": "A1", "title": "Gift card", "price": "$25.00"}\n'
+    reviews = ('{"reviewerID": "u1", "asin": "A1", "overall": 5.0, "unixReviewTime": 1500000000}\n'
+               '{"reviewerID": "u2", "asin": "A1", "overall": 4.0, "unixRev')
+    (tmp_path / "meta_X.json").write_text(meta)
+    (tmp_path / "X_5.json").write_text(reviews)
+    raw = load_dataset("amazon-reviews", tmp_path, {})
+    ds = validate(raw, ValidationRules(on_error="drop"))
+    assert len(ds.events) == 1 and ds.events["value"].tolist() == [25.0]
+    assert rejected(ds) == [["events", 2, "*", "invalid JSON (Unterminated string starting at at char 51)"]]
+    with pytest.raises(DataError, match=r"X_5.json row 2 column '\*': invalid JSON"):
+        validate(load_dataset("amazon-reviews", tmp_path, {}), ValidationRules(on_error="fail"))
+
+
+def test_empty_files(tmp_path):
+    (tmp_path / "items.csv").write_text("")
+    (tmp_path / "events.csv").write_text(EVENTS)
+    with pytest.raises(DataError, match=r"items.csv: file is empty"):
+        load_dataset("canonical", tmp_path, {})
+    (tmp_path / "items.csv").write_text("item_id,title\n")
+    with pytest.raises(DataError, match=r"items.csv: has a header but no rows"):
+        load_dataset("canonical", tmp_path, {})
+
+
+def test_parquet_keeps_null_apart_from_nan(tmp_path):
+    pq.write_table(pa.table({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"],
+                             "price": pa.array([1.0, None, float("nan")])}), tmp_path / "items.parquet")
+    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["a"], "ts": [1700000000], "label": [1]}),
+                   tmp_path / "events.parquet")
+    ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
+    assert ds.items["item_id"].tolist() == ["a", "b"]
+    assert rejected(ds) == [["items", 3, "price", "price is NaN (leave it empty when unknown)"]]
