@@ -79,7 +79,8 @@ class ContentEncoder:
                 batch = model.tokenizer.pad({"input_ids": [tokens[i] for i in batch_idx]}, return_tensors="pt")
                 ids = batch["input_ids"].to(self.config.device)
                 mask = batch["attention_mask"].to(self.config.device)
-                hidden = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+                extra = {"use_cache": False} if model.is_decoder else {}  # no KV cache: one pass only
+                hidden = model.backbone(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
                 out[batch_idx] = pool(hidden, mask, self.config.pooling).cpu().numpy()
                 bar.update(len(batch_idx))
         bar.close()

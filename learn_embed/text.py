@@ -24,8 +24,9 @@ def item_sentence(item: dict[str, Any], template: TemplateConfig) -> str:
     parts = []
     for part in template.parts:
         (name,) = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
-        if _present(item.get(name)):
-            parts.append(part.format(**{name: item[name]}))
+        value = item.get(name)
+        if _present(value):
+            parts.append(part.format(**{name: value.strip() if isinstance(value, str) else value}))
     return template.separator.join(parts) + (template.suffix if parts else "")
 
 

