@@ -1,7 +1,7 @@
 """`learn-kit`: run the whole pipeline, one stage, or fetch data.
 
     learn-kit run CONFIG [--force] [--on-error drop]
-    learn-kit <stage> --config CONFIG          (data, ceg, i2i; ceg also under torchrun)
+    learn-kit <stage> --config CONFIG          (data, ceg, i2i, pch; ceg and pch also under torchrun)
     learn-kit data fetch ml-100k [--path DIR]
 """
 
@@ -46,7 +46,8 @@ def _stage(args: argparse.Namespace) -> int:
 
         dist.init_process_group("gloo")
     try:
-        run_stage(config, args.stage, force=args.force)
+        run_stage(config, args.stage, force=args.force or getattr(args, "resume", False),
+                  options={"resume": getattr(args, "resume", False)})
         if int(os.environ.get("RANK", 0)) == 0:
             write_reports(config)
     finally:
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=f"run the {name} stage alone")
         stage.add_argument("--config", required=True)
         stage.add_argument("--force", action="store_true")
+        if name == "pch":
+            stage.add_argument("--resume", action="store_true",
+                               help="continue an interrupted training from its last checkpoint")
         stage.set_defaults(func=_stage, stage=name)
 
     data = sub.add_parser("data", help="import a dataset (data import) or fetch a known one (data fetch)")

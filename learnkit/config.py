@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Literal
 from learnkit.configload import from_mapping, load_yaml
 from learnkit.errors import ConfigError
 from learnkit.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TS, DEFAULT_MIN_TS
+from learnkit.splits import SplitConfig
 
 ITEM_FIELDS = ("title", "category", "brand", "price", "keywords", "attributes")
 
@@ -114,15 +116,111 @@ class I2IConfig:
     seed: int = 0
 
 
+# ------------------------------------------------------------------------------------- PCH (LEARN)
+
+@dataclass
+class PchConfig:
+    width: int = 64
+    layers: int = 2
+    heads: int = 2
+    ffn_multiplier: int = 4
+    dropout: float = 0.1
+    max_len: int = 128
+    out_dim: int = 64
+    output_layers: int = 2
+    input: Literal["content", "id"] = "content"
+    item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = "variant1"
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.output_layers < 1:
+            raise ValueError("output_layers must be >= 1")
+        if self.item_tower == "variant3" and self.input != "content":
+            raise ValueError("item_tower variant3 needs input: content")
+        if self.item_tower == "id_table" and self.input != "id":
+            raise ValueError("item_tower id_table needs input: id")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 30
+    lr: float = 5e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    temperature: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
+            raise ValueError("epochs, batch_size, lr and temperature must be positive")
+        if not 0 <= self.warmup < 1:
+            raise ValueError("warmup is a fraction of all steps in [0, 1)")
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [10, 50, 100, 200])
+    chunk: int = 1024
+    exclude_history: bool = True
+    gallery: Literal["all", "interacted"] = "all"  # every catalog item, or only items with events
+    monitor_metric: str = "N@10"                    # on the validation users after each epoch
+
+
+@dataclass
+class MethodConfig:
+    kind: Literal["learn", "baseline_v1"] = "learn"
+    encoder: str | None = None          # CEG encoder whose embeddings are the input (content input)
+    input: Literal["content", "id"] = "content"
+    item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = "variant1"
+    model: dict[str, Any] = field(default_factory=dict)   # overrides of pch.model
+    train: dict[str, Any] = field(default_factory=dict)   # overrides of pch.train
+    # baseline_v1: the frozen LLM over a user's history text, cut to this many tokens (newest items kept)
+    context_tokens: int = 512
+    max_users: int = 300
+
+    def __post_init__(self) -> None:
+        if self.input == "content" and self.encoder is None:
+            raise ValueError("a method with content input (or baseline_v1) needs `encoder`")
+
+
+@dataclass
+class PchStageConfig:
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: PchConfig = field(default_factory=PchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
+
+
 @dataclass
 class Config:
     name: str
     data: DataConfig
     ceg: CegConfig
     i2i: I2IConfig = field(default_factory=I2IConfig)
+    pch: PchStageConfig | None = None
     seed: int = 0
     runs_dir: str = "runs"
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.pch is None:
+            return
+        for name, method in self.pch.methods.items():
+            if method.encoder is not None and method.encoder not in self.ceg.encoders:
+                raise ConfigError(f"key 'pch.methods.{name}.encoder': {method.encoder!r} is not one of the "
+                                  f"CEG encoders ({', '.join(self.ceg.encoders)})")
+            # overrides must be valid keys and values of pch.model / pch.train
+            merged_model = {**dataclasses.asdict(self.pch.model), "input": method.input,
+                            "item_tower": method.item_tower, **method.model}
+            from_mapping(PchConfig, merged_model, f"pch.methods.{name}.model")
+            from_mapping(TrainConfig, {**dataclasses.asdict(self.pch.train), **method.train},
+                         f"pch.methods.{name}.train")
 
     @property
     def run_dir(self) -> Path:

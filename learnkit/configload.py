@@ -53,6 +53,8 @@ def from_mapping(cls: type[T], data: Any, key: str = "", source: str = "config")
             raise ConfigError(f"{source}: missing required key '{sub}'")
     try:
         obj = cls(**kwargs)
+    except ConfigError:
+        raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     return obj

@@ -37,7 +37,7 @@ class Context:
     stage_dir: Path
     rank: int = 0
     world: int = 1
-    extra_inputs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # command-line options, e.g. resume
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,14 @@ class Stage:
     run: Callable[[Context], StageOutput]
     # Fingerprint of inputs outside the run directory (the raw dataset files, say).
     external_inputs: Callable[[Config], Any] = lambda config: None
+    # Where the stage's figures sit in metrics.json (default: the stage name).
+    metrics_key: str = ""
+    # Whether the config asks for this stage at all.
+    enabled: Callable[[Config], bool] = lambda config: True
+
+    @property
+    def key(self) -> str:
+        return self.metrics_key or self.name
 
 
 def _stages() -> dict[str, Stage]:
@@ -71,10 +79,13 @@ def _record(run_dir: Path, name: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def run_stage(config: Config, name: str, force: bool = False) -> tuple[StageOutput, bool]:
+def run_stage(config: Config, name: str, force: bool = False,
+              options: dict[str, Any] | None = None) -> tuple[StageOutput, bool]:
     """Run one stage (or reuse its finished output). Returns (output, skipped)."""
     stages = _stages()
     stage = stages[name]
+    if not stage.enabled(config):
+        raise LearnKitError(f"{config.source} has no '{name}' section: nothing to run for stage '{name}'")
     run_dir = config.run_dir
     upstream = {}
     for dep in stage.after:
@@ -95,7 +106,8 @@ def run_stage(config: Config, name: str, force: bool = False) -> tuple[StageOutp
         (stage_dir / "_stage.json").unlink()
     log.info("stage %s: running", name)
     started = time.perf_counter()
-    output = stage.run(Context(config=config, run_dir=run_dir, stage_dir=stage_dir, rank=rank, world=world))
+    output = stage.run(Context(config=config, run_dir=run_dir, stage_dir=stage_dir, rank=rank, world=world,
+                               options=options or {}))
     if rank == 0:
         write_json(stage_dir / "_stage.json", {"fingerprint": fingerprint, "metrics": output.metrics,
                                                "report": output.report, "upstream": upstream,
@@ -106,8 +118,8 @@ def run_stage(config: Config, name: str, force: bool = False) -> tuple[StageOutp
 def run_pipeline(config: Config, only: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run every stage in order (or `only` these), then write metrics.json and the reports."""
     timings: dict[str, Any] = {}
-    for name in stage_names():
-        if only and name not in only:
+    for name, stage in _stages().items():
+        if (only and name not in only) or not stage.enabled(config):
             continue
         started = time.perf_counter()
         _, skipped = run_stage(config, name, force=force)
@@ -118,11 +130,11 @@ def run_pipeline(config: Config, only: list[str] | None = None, force: bool = Fa
 def write_reports(config: Config, timings: dict[str, Any] | None = None) -> dict[str, Any]:
     metrics: dict[str, Any] = {"run": {"name": config.name, "config": config.source, "version": __version__}}
     sections = []
-    for name in stage_names():
+    for name, stage in _stages().items():
         record = _record(config.run_dir, name)
-        if record is None:
+        if record is None or not stage.enabled(config):
             continue
-        metrics[name] = record["metrics"]
+        metrics[stage.key] = record["metrics"]
         sections.append(record.get("report", ""))
     if timings:
         metrics["run"]["stages"] = timings

@@ -1,0 +1,122 @@
+"""PCH: the twin towers of LEARN (paper section 3.2).
+
+The user tower projects each history item's input embedding (frozen content embedding, or a learned
+ID embedding for the ID baseline) to the model width, adds learned positions, runs a causal transformer
+and maps every position through output linear layers to an L2-normalised user embedding.
+
+Item towers (paper Fig. 3):
+- Variant 1 (default): the same weights and causal attention over the target sequence;
+- Variant 2: the same weights, each item attending only to itself;
+- Variant 3: the content embedding itself (normalised) is the item embedding;
+- `id_table` (the SASRec-style model): the learned input ID embedding is the item embedding.
+At inference every variant embeds one item alone, so an item never seen in training gets an embedding
+from its text.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from learnkit.config import PchConfig
+
+InputKind = Literal["content", "id"]
+
+
+class ItemInput(nn.Module):
+    """Item index -> input vector: a frozen content matrix or a learned ID table (index -1 is padding)."""
+
+    def __init__(self, kind: InputKind, num_items: int, content: torch.Tensor | None, id_dim: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "content":
+            if content is None:
+                raise ValueError("content input needs a content embedding matrix")
+            self.register_buffer("content", content.float(), persistent=False)
+            self.dim = content.shape[1]
+        else:
+            self.table = nn.Embedding(num_items, id_dim)
+            nn.init.normal_(self.table.weight, std=0.02)
+            self.dim = id_dim
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        safe = index.clamp(min=0)
+        return self.content[safe] if self.kind == "content" else self.table(safe)
+
+
+def attention_mask(length: int, mode: Literal["causal", "self"], device: torch.device) -> torch.Tensor:
+    """Boolean mask, True where attention is NOT allowed (PyTorch convention)."""
+    i = torch.arange(length, device=device)
+    if mode == "causal":
+        return i[None, :] > i[:, None]
+    return i[None, :] != i[:, None]
+
+
+class SequenceTower(nn.Module):
+    """Projection + learned positions + transformer + output layers -> normalised embeddings per position."""
+
+    def __init__(self, in_dim: int, config: PchConfig) -> None:
+        super().__init__()
+        self.projection = nn.Linear(in_dim, config.width)
+        self.positions = nn.Embedding(config.max_len, config.width)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        layer = nn.TransformerEncoderLayer(config.width, config.heads, config.ffn_multiplier * config.width,
+                                           config.dropout, activation="gelu", batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.width)
+        head: list[nn.Module] = []
+        for _ in range(config.output_layers - 1):
+            head += [nn.Linear(config.width, config.width), nn.GELU()]
+        head.append(nn.Linear(config.width, config.out_dim))
+        self.head = nn.Sequential(*head)
+        self.max_len = config.max_len
+
+    def forward(self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal") -> torch.Tensor:
+        """inputs [batch, length, in_dim] (right-padded) -> [batch, length, out_dim], L2-normalised.
+        No key-padding mask is needed: with right padding a real position only sees real positions."""
+        length = inputs.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        positions = self.positions(torch.arange(length, device=inputs.device))
+        hidden = self.projection(inputs) + positions
+        hidden = self.transformer(hidden, mask=attention_mask(length, mode, inputs.device))
+        return nn.functional.normalize(self.head(self.norm(hidden)), dim=-1)
+
+
+class LearnModel(nn.Module):
+    def __init__(self, config: PchConfig, num_items: int, content: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.item_input = ItemInput(config.input, num_items, content, config.width)
+        out_dim = config.out_dim
+        if config.item_tower == "variant3":
+            out_dim = self.item_input.dim  # the user embedding must live in the content space
+        elif config.item_tower == "id_table":
+            out_dim = config.width
+        tower_config = PchConfig(**{**config.__dict__, "out_dim": out_dim})
+        self.user_tower = SequenceTower(self.item_input.dim, tower_config)
+
+    @property
+    def dim(self) -> int:
+        return self.user_tower.head[-1].out_features
+
+    def user_embeddings(self, history: torch.Tensor) -> torch.Tensor:
+        """history item indices [batch, length] (-1 = padding) -> [batch, length, dim]."""
+        return self.user_tower(self.item_input(history), "causal")
+
+    def target_embeddings(self, target: torch.Tensor) -> torch.Tensor:
+        """Item embeddings of a target sequence in training: [batch, length] -> [batch, length, dim]."""
+        tower = self.config.item_tower
+        if tower == "variant1":
+            return self.user_tower(self.item_input(target), "causal")
+        if tower == "variant2":
+            return self.user_tower(self.item_input(target), "self")
+        if tower == "variant3":
+            return nn.functional.normalize(self.item_input(target), dim=-1)
+        return nn.functional.normalize(self.item_input.table(target.clamp(min=0)), dim=-1)
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        """Inference: each item alone (a sequence of one) -> [n, dim]."""
+        return self.target_embeddings(items.reshape(-1, 1))[:, 0]

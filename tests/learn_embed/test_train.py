@@ -1,0 +1,128 @@
+"""Training: the loss goes down, a killed run resumes to the same weights, and two processes under
+torch.distributed agree with one."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from learn_embed.pch import LearnModel
+from learn_embed.train import KILL_ENV, SequenceData, cosine_with_warmup, train
+from learnkit.config import PchConfig, TrainConfig
+
+CONFIG = """
+name: {name}
+runs_dir: {runs}
+data: {{format: canonical, path: {data}}}
+ceg:
+  encoders:
+    llm: {{model: {{tiny_random: {{hidden: 16, layers: 1, heads: 2, seed: 0}}}}, max_tokens: 16}}
+pch:
+  split: {{kind: temporal, target_fraction: 0.3, valid_users: 0.1, test_users: 0.2}}
+  model: {{width: 16, layers: 1, heads: 2, dropout: {dropout}, max_len: 32, out_dim: 8}}
+  train: {{epochs: 2, batch_size: 8, lr: 0.003, checkpoint_every: 2, keep_checkpoints: 2, temperature: 0.1}}
+  eval: {{ks: [10, 50]}}
+  methods:
+    learn_llm: {{encoder: llm}}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, shared_data):
+    """60 MovieLens users, their first 25 ratings each, as canonical CSV."""
+    folder = tmp_path_factory.mktemp("data")
+    inter = pd.read_csv(shared_data / "ml-100k" / "ml-100k.inter", sep="\t")
+    inter.columns = ["user_id", "item_id", "rating", "ts"]
+    inter = inter[inter.user_id <= 60].sort_values(["user_id", "ts"]).groupby("user_id").head(25)
+    inter["label"] = (inter.rating >= 4).astype(int)
+    items = pd.read_csv(shared_data / "ml-100k" / "ml-100k.item", sep="\t")
+    items.columns = ["item_id", "title", "year", "category"]
+    items[items.item_id.isin(inter.item_id)].to_csv(folder / "items.csv", index=False)
+    inter.to_csv(folder / "events.csv", index=False)
+    return folder
+
+
+def run_cli(args, env_extra=None, launcher=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = (launcher or [sys.executable, "-m", "learnkit.cli"]) + args
+    return subprocess.run(cmd, env=env, capture_output=True, text=True)
+
+
+def prepare(tmp_path, small_data, name, dropout=0.1):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(CONFIG.format(name=name, runs=tmp_path / "runs", data=small_data, dropout=dropout))
+    proc = run_cli(["run", str(path), "--only", "data", "ceg"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path
+
+
+def weights(tmp_path, name):
+    return load_file(tmp_path / "runs" / name / "pch" / "learn_llm" / "model.safetensors")
+
+
+def test_cosine_schedule_with_warmup():
+    f = cosine_with_warmup(100, 0.1)
+    assert [round(f(s), 3) for s in (0, 4, 9, 10, 55, 99)] == [0.1, 0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_loss_goes_down_on_a_learnable_task(tmp_path):
+    # users whose history is drawn from one half of the catalog buy from the same half
+    g = torch.Generator().manual_seed(0)
+    histories, targets = [], []
+    for u in range(64):
+        half = u % 2
+        items = (torch.randperm(10, generator=g)[:6] + 10 * half).tolist()
+        histories.append(items[:4])
+        targets.append(items[4:])
+    torch.manual_seed(0)
+    model = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=8, input="id"), 20)
+    result = train(model, SequenceData.from_lists(histories, targets),
+                   TrainConfig(epochs=15, batch_size=16, lr=0.01, temperature=0.1), tmp_path, progress=False)
+    # same-half negatives are indistinguishable from positives, so the loss floor is about log(15)
+    assert result.losses[-1] < result.losses[0] - 0.4
+    with torch.no_grad():
+        users = model.user_embeddings(torch.tensor(histories))[:, -1]
+        scores = users @ model.item_embeddings(torch.arange(20)).T
+    same = torch.stack([scores[u, 10 * (u % 2):10 * (u % 2) + 10].mean() for u in range(64)])
+    other = torch.stack([scores[u, 10 * (1 - u % 2):10 * (1 - u % 2) + 10].mean() for u in range(64)])
+    assert (same > other).all()
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, small_data, isolated_cache):
+    whole = prepare(tmp_path, small_data, "whole")
+    killed = prepare(tmp_path, small_data, "killed")
+    assert run_cli(["pch", "--config", str(whole)]).returncode == 0
+    proc = run_cli(["pch", "--config", str(killed)], env_extra={KILL_ENV: "4"})
+    assert proc.returncode == -9  # SIGKILL, right after the checkpoint of step 4
+    ckpts = sorted(p.name for p in (tmp_path / "runs" / "killed" / "pch" / "learn_llm" / "checkpoints").iterdir())
+    assert ckpts == ["step-00000002", "step-00000004"]
+    assert not (tmp_path / "runs" / "killed" / "pch" / "learn_llm" / "model.safetensors").exists()
+    proc = run_cli(["pch", "--config", str(killed), "--resume"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = weights(tmp_path, "whole"), weights(tmp_path, "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = pd.read_json(tmp_path / "runs" / "killed" / "pch" / "learn_llm" / "metrics.json", typ="series")
+    assert metrics["training"]["resumed_from_step"] == 4
+
+
+def test_two_processes_agree_with_one(tmp_path, small_data, isolated_cache):
+    one = prepare(tmp_path, small_data, "one", dropout=0.0)
+    two = prepare(tmp_path, small_data, "two", dropout=0.0)
+    assert run_cli(["pch", "--config", str(one)]).returncode == 0
+    proc = run_cli(["pch", "--config", str(two)], launcher=[
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        "-m", "learnkit.cli"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = weights(tmp_path, "one"), weights(tmp_path, "two")
+    for key in a:
+        if key.endswith("self_attn.in_proj_bias"):
+            # The key bias gets an exactly-zero gradient (softmax ignores a constant added to every score);
+            # Adam turns its rounding noise into steps of size lr, so only the query and value parts compare.
+            width = a[key].shape[0] // 3
+            a[key], b[key] = torch.cat([a[key][:width], a[key][2 * width:]]), torch.cat([b[key][:width], b[key][2 * width:]])
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
