@@ -30,7 +30,9 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/ceg.py
+	mkdir -p bench/results
+	$(BIN)/python bench/ceg.py | tee bench/results/ceg.json
+	$(BIN)/python bench/pch.py | tee bench/results/pch.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -108,7 +108,7 @@ def run_learn(name: str, method: MethodConfig, base_model: PchConfig, base_train
     return {**scores, "training": {
         "epochs": result.epochs, "steps": result.steps, "losses": [round(x, 5) for x in result.losses],
         "converged": converged, "sequences_per_s": round(result.sequences_per_s, 1),
-        "resumed_from_step": result.resumed_from, "valid": result.epoch_metrics,
+        "resumed_from_step": result.resumed_from, "valid": result.epoch_metrics, "best_epoch": result.best_epoch,
         "parameters": sum(p.numel() for p in model.parameters()), "eval_users_per_s": round(len(test) / eval_s, 1),
         "model": asdict(model_config)}}
 

@@ -28,13 +28,17 @@ InputKind = Literal["content", "id"]
 class ItemInput(nn.Module):
     """Item index -> input vector: a frozen content matrix or a learned ID table (index -1 is padding)."""
 
-    def __init__(self, kind: InputKind, num_items: int, content: torch.Tensor | None, id_dim: int) -> None:
+    def __init__(self, kind: InputKind, num_items: int, content: torch.Tensor | None, id_dim: int,
+                 content_norm: str = "none") -> None:
         super().__init__()
         self.kind = kind
         if kind == "content":
             if content is None:
                 raise ValueError("content input needs a content embedding matrix")
-            self.register_buffer("content", content.float(), persistent=False)
+            content = content.float()
+            if content_norm == "standardize":
+                content = (content - content.mean(0)) / content.std(0).clamp(min=1e-6)
+            self.register_buffer("content", content, persistent=False)
             self.dim = content.shape[1]
         else:
             self.table = nn.Embedding(num_items, id_dim)
@@ -89,7 +93,10 @@ class LearnModel(nn.Module):
     def __init__(self, config: PchConfig, num_items: int, content: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
-        self.item_input = ItemInput(config.input, num_items, content, config.width)
+        self.item_input = ItemInput(config.input, num_items, content, config.width, config.content_norm)
+        # Variant 3 scores against the content embedding itself, as the LLM produced it
+        self.register_buffer("raw_content", content.float() if content is not None else torch.zeros(0),
+                             persistent=False)
         out_dim = config.out_dim
         if config.item_tower == "variant3":
             out_dim = self.item_input.dim  # the user embedding must live in the content space
@@ -114,7 +121,7 @@ class LearnModel(nn.Module):
         if tower == "variant2":
             return self.user_tower(self.item_input(target), "self")
         if tower == "variant3":
-            return nn.functional.normalize(self.item_input(target), dim=-1)
+            return nn.functional.normalize(self.raw_content[target.clamp(min=0)], dim=-1)
         return nn.functional.normalize(self.item_input.table(target.clamp(min=0)), dim=-1)
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:

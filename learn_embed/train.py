@@ -172,6 +172,7 @@ class TrainResult:
     sequences_per_s: float
     resumed_from: int | None
     epoch_metrics: list[dict[str, float]]
+    best_epoch: int | None = None
 
 
 def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: Path, resume: bool = False,
@@ -183,6 +184,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     ckpt_dir = out_dir / "checkpoints"
     if rank == 0 and not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+        (out_dir / "best.safetensors").unlink(missing_ok=True)
     twin: torch.nn.Module = _Twin(model)
     if world > 1:
         twin = torch.nn.parallel.DistributedDataParallel(twin)
@@ -237,6 +239,8 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                     model.eval()
                     epoch_metrics.append(on_epoch_end(epoch, model))
                     model.train()
+                    if config.select_best and rank == 0 and _is_best(epoch_metrics):
+                        save_file(_state(model), out_dir / "best.safetensors")
             if rank == 0 and (step % every == 0 or step == total):
                 _save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,
                                  {"losses": losses, "running": running, "epoch_metrics": epoch_metrics,
@@ -245,9 +249,33 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                     os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     model.eval()
+    best_epoch = None
+    if config.select_best and epoch_metrics and (out_dir / "best.safetensors").is_file():
+        if world > 1:
+            dist.barrier()
+        model.load_state_dict(load_file(out_dir / "best.safetensors"))
+        best_epoch = _best_index(epoch_metrics) + 1
     if rank == 0:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
+        save_file(_state(model), out_dir / "model.safetensors")
     elapsed = time.perf_counter() - started
     return TrainResult(steps=step, epochs=config.epochs, final_loss=losses[-1] if losses else float("nan"),
                        losses=losses, sequences_per_s=sequences / elapsed if elapsed and sequences else 0.0,
-                       resumed_from=resumed_from, epoch_metrics=epoch_metrics)
+                       resumed_from=resumed_from, epoch_metrics=epoch_metrics, best_epoch=best_epoch)
+
+
+def _state(model: LearnModel) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def _monitor_value(entry: dict[str, float]) -> float:
+    values = [v for k, v in entry.items() if k != "epoch"]
+    return float(values[0]) if values else float("-inf")
+
+
+def _best_index(epoch_metrics: list[dict[str, float]]) -> int:
+    values = [_monitor_value(e) for e in epoch_metrics]
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def _is_best(epoch_metrics: list[dict[str, float]]) -> bool:
+    return _best_index(epoch_metrics) == len(epoch_metrics) - 1

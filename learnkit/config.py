@@ -130,6 +130,9 @@ class PchConfig:
     output_layers: int = 2
     input: Literal["content", "id"] = "content"
     item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = "variant1"
+    # Content embeddings of a decoder are anisotropic (one large shared direction); standardising each
+    # dimension over the catalog before the projection lets the small towers see the differences.
+    content_norm: Literal["none", "standardize"] = "standardize"
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -154,6 +157,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
     keep_checkpoints: int = 2
+    # keep the weights of the epoch with the best validation figure (eval.monitor_metric), not the last
+    select_best: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
@@ -165,7 +170,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [10, 50, 100, 200])
-    chunk: int = 1024
+    chunk: int = 256  # users scored at once: memory is chunk x gallery floats
     exclude_history: bool = True
     gallery: Literal["all", "interacted"] = "all"  # every catalog item, or only items with events
     monitor_metric: str = "N@10"                    # on the validation users after each epoch

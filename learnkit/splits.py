@@ -38,6 +38,8 @@ class SplitConfig:
     valid_users: float = 0.1
     test_users: float = 0.1
     positives_only: bool = False  # keep only label-1 events as interactions
+    # training examples per training user: each further one cut a target's length earlier in the sequence
+    train_cuts: int = 1
     salt: str = "learn-kit"
 
     def __post_init__(self) -> None:
@@ -47,8 +49,8 @@ class SplitConfig:
             raise ValueError("cutoff_quantile must be in (0, 1)")
         if self.valid_users < 0 or self.test_users <= 0 or self.valid_users + self.test_users >= 1:
             raise ValueError("valid_users and test_users must be fractions with test_users > 0 and a sum < 1")
-        if self.history_max < 1 or self.target_max < 1:
-            raise ValueError("history_max and target_max must be >= 1")
+        if self.history_max < 1 or self.target_max < 1 or self.train_cuts < 1:
+            raise ValueError("history_max, target_max and train_cuts must be >= 1")
 
 
 def user_bucket(user_ids: pd.Series, salt: str) -> np.ndarray:
@@ -98,6 +100,13 @@ def make_split(events: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame,
             part = "test" if b < config.test_users else (
                 "valid" if b < config.test_users + config.valid_users else "train")
             rows.append((user, history, target, part))
+            if part == "train":  # earlier cuts of the same user's sequence: more training examples
+                stride = len(target)
+                for cut in range(1, config.train_cuts):
+                    at = split_at - cut * stride
+                    if at < 1:
+                        break
+                    rows.append((user, items[:at][-config.history_max:], items[at:at + stride], part))
     elif config.kind == "leave_one_out":
         for user, group in sequences:
             items = group["item_id"].tolist()
@@ -132,8 +141,11 @@ def _leave_one_out(user: str, train: list[str], valid: str, test: str,
     n_target = min(config.target_max, max(1, int(round(config.target_fraction * len(train)))))
     n_target = min(n_target, len(train) - 1)
     rows = []
-    if n_target >= 1:
-        rows.append((user, train[:-n_target][-config.history_max:], train[-n_target:], "train"))
+    for cut in range(config.train_cuts if n_target >= 1 else 0):  # earlier cuts: more training examples
+        at = len(train) - (cut + 1) * n_target
+        if at < 1:
+            break
+        rows.append((user, train[:at][-config.history_max:], train[at:at + n_target], "train"))
     rows.append((user, train[-config.history_max:], [valid], "valid"))
     rows.append((user, (train + [valid])[-config.history_max:], [test], "test"))
     return rows

@@ -85,3 +85,14 @@ def test_given_split_of_scientific(shared_data):
 def test_given_split_needs_the_column():
     with pytest.raises(DataError, match="needs a 'split' column"):
         make_split(EVENTS, SplitConfig(kind="given"))
+
+
+def test_train_cuts_add_earlier_examples_without_touching_evaluated_items():
+    examples, _ = make_split(EVENTS, SplitConfig(kind="leave_one_out", target_fraction=0.4, train_cuts=3))
+    a = examples[(examples.user_id == "a") & (examples.part == "train")]
+    assert a[["history", "target"]].values.tolist() == [[["i1", "i2"], ["i3"]], [["i1"], ["i2"]]]
+    temporal, _ = make_split(EVENTS, SplitConfig(kind="temporal", target_fraction=0.4, train_cuts=2,
+                                                 test_users=0.01, valid_users=0.0))
+    a = temporal[temporal.user_id == "a"]
+    assert set(a.part) == {"train"}
+    assert a[["history", "target"]].values.tolist() == [[["i1", "i2", "i3"], ["i4", "i5"]], [["i1"], ["i2", "i3"]]]

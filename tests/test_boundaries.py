@@ -1,0 +1,20 @@
+"""Framework boundaries of DESIGN.md: the metrics run with numpy alone, config loading and the data layer
+import no framework, and the CEG/PCH code never imports TensorFlow."""
+
+import subprocess
+import sys
+
+import pytest
+
+CHECK = "import sys; import {module}; print(sorted(m for m in ({banned}) if m in sys.modules))"
+
+
+@pytest.mark.parametrize("module, banned", [
+    ("eval.metrics", ("torch", "tensorflow")),
+    ("learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline", ("torch", "tensorflow")),
+    ("learn_embed.experiment, learn_embed.ceg", ("tensorflow",)),
+])
+def test_imports_stay_inside_their_framework(module, banned):
+    out = subprocess.run([sys.executable, "-c", CHECK.format(module=module, banned=", ".join(map(repr, banned)) + ",")],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"{module} imported {out}"
