@@ -46,18 +46,21 @@ def examples_to_data(examples: pd.DataFrame, catalog: Catalog) -> SequenceData:
 @torch.no_grad()
 def user_vectors(model: LearnModel, data: SequenceData, batch: int = 512) -> torch.Tensor:
     """The user embedding at each user's last history position."""
+    device = next(model.parameters()).device
     out = []
     for start in range(0, len(data), batch):
-        rows = data.rows(torch.arange(start, min(start + batch, len(data))))
+        rows = data.rows(torch.arange(start, min(start + batch, len(data)))).to(device)
         emb = model.user_embeddings(rows.history)
         last = (rows.history >= 0).sum(1) - 1
-        out.append(emb[torch.arange(emb.shape[0]), last])
+        out.append(emb[torch.arange(emb.shape[0], device=device), last].cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def item_vectors(model: LearnModel, items: torch.Tensor, batch: int = 4096) -> torch.Tensor:
-    return torch.cat([model.item_embeddings(items[s:s + batch]) for s in range(0, len(items), batch)])
+    device = next(model.parameters()).device
+    return torch.cat([model.item_embeddings(items[s:s + batch].to(device)).cpu()
+                      for s in range(0, len(items), batch)])
 
 
 def evaluate(users: torch.Tensor, gallery_vectors: torch.Tensor, gallery: np.ndarray, examples: pd.DataFrame,

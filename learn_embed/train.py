@@ -50,6 +50,9 @@ class SequenceData:
     def rows(self, index: torch.Tensor) -> "SequenceData":
         return SequenceData(_trim(self.history[index]), _trim(self.target[index]))
 
+    def to(self, device: torch.device) -> "SequenceData":
+        return SequenceData(self.history.to(device), self.target.to(device))
+
 
 def _pad(rows: list[list[int]]) -> torch.Tensor:
     width = max(1, max((len(r) for r in rows), default=1))
@@ -88,6 +91,14 @@ class _Twin(torch.nn.Module):
         return self.model.user_embeddings(history), self.model.target_embeddings(target)
 
 
+def _device(name: str, rank: int) -> torch.device:
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("pch.train.device is 'cuda' but no GPU is visible to PyTorch")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    return torch.device(name)
+
+
 def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -102,7 +113,7 @@ def _loss(user: torch.Tensor, items: torch.Tensor, batch: SequenceData, temperat
     from torch.distributed.nn.functional import all_gather
 
     # every process pads its share to the same shape so that the gathers line up
-    rows = torch.tensor([items.shape[0], items.shape[1]])
+    rows = torch.tensor([items.shape[0], items.shape[1]], device=items.device)
     dist.all_reduce(rows, op=dist.ReduceOp.MAX)
     pad_rows, pad_len = int(rows[0]) - items.shape[0], int(rows[1]) - items.shape[1]
     items_p = torch.nn.functional.pad(items, (0, 0, 0, pad_len, 0, pad_rows))
@@ -112,8 +123,8 @@ def _loss(user: torch.Tensor, items: torch.Tensor, batch: SequenceData, temperat
     dist.all_gather(ids_all, ids_p)
     ids = torch.cat(ids_all, 0)
     per = int(rows[0])
-    owner = torch.arange(world * per)
-    row_owner = torch.arange(items.shape[0]) + rank * per
+    owner = torch.arange(world * per, device=items.device)
+    row_owner = torch.arange(items.shape[0], device=items.device) + rank * per
     # normalise by the global number of (position, positive) pairs; DDP averages over processes
     pairs = (user_mask.sum(1) * item_mask.sum(1)).sum().to(torch.float64)
     dist.all_reduce(pairs)
@@ -181,13 +192,16 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     """Train `model` in place; checkpoints and the final weights go to `out_dir`."""
     rank, world = _distributed()
     torch.manual_seed(config.seed)
+    device = _device(config.device, rank)
+    model.to(device)
     ckpt_dir = out_dir / "checkpoints"
     if rank == 0 and not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         (out_dir / "best.safetensors").unlink(missing_ok=True)
     twin: torch.nn.Module = _Twin(model)
     if world > 1:
-        twin = torch.nn.parallel.DistributedDataParallel(twin)
+        twin = torch.nn.parallel.DistributedDataParallel(
+            twin, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -212,7 +226,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
         for b in range(offset, steps_per_epoch):
             index = order[b * config.batch_size:(b + 1) * config.batch_size][rank::world]
-            batch = data.rows(index)
+            batch = data.rows(index).to(device)
             user, items = twin(batch.history, batch.target)
             loss = _loss(user, items, batch, config.temperature, world, rank)
             optimizer.zero_grad(set_to_none=True)
@@ -248,7 +262,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                 if kill_at and step == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
-    model.eval()
+    model.eval().cpu()
     best_epoch = None
     if config.select_best and epoch_metrics and (out_dir / "best.safetensors").is_file():
         if world > 1:

