@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from learnkit.config import ModelConfig, TinyRandomModel
 from learnkit.errors import ConfigError
 from learnkit.fetch import cache_root
-from learnkit.fsutil import atomic_path, sha256_file, stable_hash
+from learnkit.fsutil import sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -94,13 +96,16 @@ def _tiny_random(spec: TinyRandomModel) -> Path:
 
 
 def _save_atomically(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    """Save into a sibling folder and rename it into place: a half-written model is never loaded."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder.with_suffix(".done")) as marker:
-        tmp = folder.with_name(folder.name + ".partial")
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    try:
         tmp.rename(folder)
-        marker.write_text("ok\n")
+    except OSError:  # another process finished the same copy first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _dequantised_copy(folder: Path, gguf: str, fingerprint: str) -> Path:

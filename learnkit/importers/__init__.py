@@ -66,7 +66,7 @@ def validate(raw: RawDataset, rules: ValidationRules) -> CanonicalDataset:
 
 
 def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDataset:
-    """Dispatch to the importer for `kind` (see `IMPORTERS`)."""
+    """Read a dataset folder with the importer named by `kind` (the config's `data.format`)."""
     from learnkit.importers import amazon, canonical, movielens, unisrec
 
     importers = {
