@@ -252,7 +252,36 @@ def run_pch(ctx: Context) -> StageOutput:
             write_json(done, results[name])
     metrics: dict[str, Any] = {"split": split_stats, "gallery_items": int(len(gallery))}
     metrics.update(results)
-    return StageOutput(metrics, _pch_report(ctx.config, metrics, list(cfg.methods)))
+    text = _pch_report(ctx.config, metrics, list(cfg.methods))
+    if ctx.rank == 0 and _plot_training_curves(results, cfg.eval.monitor_metric, ctx.stage_dir / "curves.png"):
+        text += ("\nTraining loss and validation " + cfg.eval.monitor_metric + " per epoch:\n\n"
+                 "![training curves](pch/curves.png)\n")
+    return StageOutput(metrics, text)
+
+
+def _plot_training_curves(results: dict[str, Any], monitor: str, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: r["training"] for name, r in results.items() if r["training"].get("losses")}
+    if not curves:
+        return False
+    fig, (loss_ax, valid_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for name, training in curves.items():
+        epochs = range(1, len(training["losses"]) + 1)
+        loss_ax.plot(epochs, training["losses"], label=name)
+        valid = [e.get(monitor) for e in training.get("valid", [])]
+        if valid and all(v is not None for v in valid):
+            valid_ax.plot(range(1, len(valid) + 1), valid, label=name)
+    loss_ax.set(xlabel="epoch", ylabel="training loss")
+    valid_ax.set(xlabel="epoch", ylabel=f"validation {monitor}")
+    valid_ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> str:
