@@ -1,0 +1,142 @@
+"""Versioned embedding feature tables: the hand-off from LEARN to an existing ranker.
+
+An export is written into `<root>/.<version>.partial/`, verified, then renamed to `<root>/<version>/`;
+only then is `<root>/LATEST` switched (an atomic file replace), so a reader never sees half an export.
+Each table (`users`, `items`) is sharded into Parquet parts of `id` (string), `embedding` (fixed-size list
+of float32) and `has_embedding` (bool: false rows carry the documented fallback, never a silent zero).
+`manifest.json` holds the schema, dimension, row counts, the sha256 of every file and the caller's metadata
+(checkpoint hash, content model, template, config). `read_table` refuses anything that does not verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from learnkit.errors import DataError
+from learnkit.fsutil import sha256_file
+
+MANIFEST = "manifest.json"
+LATEST = "LATEST"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EmbeddingTable:
+    ids: list[str]
+    embeddings: np.ndarray          # [rows, dim] float32
+    has_embedding: np.ndarray       # [rows] bool
+
+    def __post_init__(self) -> None:
+        if self.embeddings.ndim != 2 or len(self.ids) != self.embeddings.shape[0] != len(self.has_embedding):
+            raise ValueError("ids, embeddings and has_embedding must have the same number of rows")
+
+
+def _part(table: EmbeddingTable, start: int, stop: int) -> pa.Table:
+    block = np.ascontiguousarray(table.embeddings[start:stop], dtype=np.float32)
+    return pa.table({
+        "id": pa.array(table.ids[start:stop], pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), block.shape[1]),
+        "has_embedding": pa.array(table.has_embedding[start:stop].astype(bool)),
+    })
+
+
+def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: dict[str, Any],
+                 rows_per_part: int = 1_000_000, version: str | None = None) -> Path:
+    root = Path(root)
+    version = version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    final = root / version
+    if final.exists():
+        raise DataError(f"{final}: export version {version!r} exists already; versions are never overwritten")
+    staging = root / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "version": version,
+                                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                "metadata": metadata, "tables": {}, "files": {}}
+    for name, table in tables.items():
+        (staging / name).mkdir()
+        for number, start in enumerate(range(0, max(len(table.ids), 1), rows_per_part)):
+            relative = f"{name}/part-{number:05d}.parquet"
+            pq.write_table(_part(table, start, min(start + rows_per_part, len(table.ids))), staging / relative)
+            manifest["files"][relative] = sha256_file(staging / relative)
+        manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
+                                    "dtype": "float32", "rows_with_embedding": int(table.has_embedding.sum()),
+                                    "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
+                                                "has_embedding": "bool"}}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    try:
+        for name in tables:  # verify before anything can point at it
+            read_table(staging, name, _staging=True)
+    except DataError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.replace(staging, final)
+    tmp_latest = root / f".{LATEST}.{os.getpid()}"
+    tmp_latest.write_text(version + "\n")
+    os.replace(tmp_latest, root / LATEST)
+    return final
+
+
+def resolve_version(root: str | Path, version: str = "latest") -> Path:
+    root = Path(root)
+    if version == "latest":
+        pointer = root / LATEST
+        if not pointer.is_file():
+            raise DataError(f"{root}: no {LATEST} pointer: no export has finished here")
+        version = pointer.read_text().strip()
+    folder = root / version
+    if not (folder / MANIFEST).is_file():
+        raise DataError(f"{folder}: no {MANIFEST}: not a finished export")
+    return folder
+
+
+def read_table(root: str | Path, name: str, version: str = "latest", expect_dim: int | None = None,
+               expect_version: str | None = None, _staging: bool = False) -> tuple[EmbeddingTable, dict[str, Any]]:
+    """Read and verify one table; raises `DataError` naming the file and the problem."""
+    folder = Path(root) if _staging else resolve_version(root, version)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if expect_version is not None and manifest["version"] != expect_version:
+        raise DataError(f"{folder}: export version {manifest['version']!r}, expected {expect_version!r}")
+    if name not in manifest["tables"]:
+        raise DataError(f"{folder}: no table {name!r} (has {', '.join(manifest['tables'])})")
+    info = manifest["tables"][name]
+    if expect_dim is not None and info["dim"] != expect_dim:
+        raise DataError(f"{folder}: table {name!r} has dimension {info['dim']}, expected {expect_dim}")
+    parts = sorted(f for f in manifest["files"] if f.startswith(f"{name}/"))
+    tables = []
+    for relative in parts:
+        path = folder / relative
+        if not path.is_file():
+            raise DataError(f"{path}: missing (listed in {MANIFEST})")
+        if sha256_file(path) != manifest["files"][relative]:
+            raise DataError(f"{path}: sha256 does not match {MANIFEST} (corrupt or changed after export)")
+        tables.append(pq.read_table(path))
+    table = pa.concat_tables(tables)
+    ids = table.column("id").to_pylist()
+    column = table.column("embedding").combine_chunks()
+    if column.type.list_size != info["dim"]:
+        raise DataError(f"{folder}/{name}: embedding width {column.type.list_size} != manifest dim {info['dim']}")
+    matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, info["dim"]).astype(np.float32, copy=False)
+    if len(ids) != info["rows"]:
+        raise DataError(f"{folder}/{name}: {len(ids)} rows, manifest says {info['rows']}")
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise DataError(f"{folder}/{name}: {int(bad.sum())} row(s) with NaN or infinite values "
+                        f"(first id {ids[int(np.flatnonzero(bad)[0])]!r})")
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise DataError(f"{folder}/{name}: duplicate id {i!r}")
+        seen.add(i)
+    flags = np.asarray(table.column("has_embedding").to_pylist(), dtype=bool)
+    return EmbeddingTable(ids, matrix, flags), manifest
