@@ -21,13 +21,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm.auto import tqdm
 
 from learn_embed.models import LoadedModel, ModelIdentity, load_model, model_identity
 from learn_embed.text import item_sentences, text_hashes
 from learnkit.config import EncoderConfig, TemplateConfig
 from learnkit.errors import DataError
 from learnkit.fsutil import stable_hash, write_parquet
+from learnkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class ContentEncoder:
         # Longest first: batches of similar length waste little on padding, and the peak comes first.
         order = np.argsort([-len(t) for t in tokens], kind="stable")
         out = np.zeros((len(sentences), model.hidden_size), dtype=np.float32)
-        bar = tqdm(total=len(sentences), desc=desc, unit="item", disable=not progress, mininterval=1.0)
+        bar = progress_bar(total=len(sentences), desc=desc, unit="item", enabled=progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.config.batch_size):
                 batch_idx = order[start:start + self.config.batch_size]

@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from learnkit.progress import progress_bar
 
 DEFAULT_KS = (10, 50, 100, 200)
 
@@ -21,7 +22,7 @@ def top_k(users: torch.Tensor, gallery: torch.Tensor, k: int, exclude: Sequence[
     k = min(k, gallery.shape[0])
     out = torch.empty((users.shape[0], k), dtype=torch.int64)
     starts = range(0, users.shape[0], chunk)
-    for start in tqdm(starts, desc="retrieval", unit="chunk", disable=not progress):
+    for start in progress_bar(starts, desc="retrieval", unit="chunk", enabled=progress):
         scores = users[start:start + chunk] @ gallery.T
         if exclude is not None:
             rows, cols = [], []

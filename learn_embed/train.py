@@ -23,11 +23,11 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from learn_embed.losses import dense_all_action_infonce
 from learn_embed.pch import LearnModel
 from learnkit.config import TrainConfig
+from learnkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
 KILL_ENV = "LEARN_KIT_KILL_AFTER_CHECKPOINT"  # test hook: SIGKILL this process after that checkpoint step
@@ -217,8 +217,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
         log.info("resumed from %s (step %d of %d)", latest, step, total)
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
     every = config.checkpoint_every or steps_per_epoch
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress or rank != 0,
-               mininterval=1.0)
+    bar = progress_bar(total=total, initial=step, desc=desc, unit="step", enabled=progress and rank == 0)
     started, sequences = time.perf_counter(), 0
     model.train()
     while step < total:
@@ -244,7 +243,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
             running.append(float(logged))
             bar.update(1)
             bar.set_postfix(loss=f"{sum(running[-20:]) / len(running[-20:]):.4f}",
-                            seq_s=f"{sequences / (time.perf_counter() - started):.0f}")
+                            seq_s=f"{sequences / (time.perf_counter() - started):.0f}", refresh=False)
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 losses.append(sum(running) / len(running))
