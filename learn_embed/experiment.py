@@ -80,23 +80,21 @@ def gallery_items(catalog: Catalog, events: pd.DataFrame, kind: str) -> np.ndarr
     return np.array(sorted(set(catalog.index(events["item_id"].unique().tolist()))))
 
 
-def run_learn(name: str, method: MethodConfig, base_model: PchConfig, base_train: TrainConfig,
+def run_learn(name: str, method: MethodConfig, model_config: PchConfig, train_config: TrainConfig,
               eval_config: EvalConfig, examples: pd.DataFrame, catalog: Catalog, gallery: np.ndarray,
               content: dict[str, torch.Tensor], out_dir: Path, resume: bool) -> dict[str, Any]:
-    model_config = PchConfig(**{**asdict(base_model), "input": method.input, "item_tower": method.item_tower,
-                                **method.model})
-    train_config = TrainConfig(**{**asdict(base_train), **method.train})
     torch.manual_seed(train_config.seed)
     matrix = content[method.encoder] if method.input == "content" else None
     model = LearnModel(model_config, len(catalog.ids), matrix)
     train_data = examples_to_data(examples[examples.part == "train"], catalog)
     valid = examples[examples.part == "valid"]
+    valid_data = examples_to_data(valid, catalog) if not valid.empty else None
     gallery_t = torch.from_numpy(gallery)
 
     def monitor(epoch: int, current: LearnModel) -> dict[str, float]:
-        if valid.empty:
+        if valid_data is None:
             return {}
-        scores = evaluate(user_vectors(current, examples_to_data(valid, catalog)),
+        scores = evaluate(user_vectors(current, valid_data),
                           item_vectors(current, gallery_t), gallery, valid, catalog, eval_config)
         return {"epoch": epoch + 1, eval_config.monitor_metric: scores[eval_config.monitor_metric]}
 

@@ -142,7 +142,7 @@ def _save_checkpoint(folder: Path, step: int, model: LearnModel, optimizer: torc
     tmp = folder / f".step-{step:08d}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file(_state(model), tmp / "model.safetensors")
     opt = optimizer.state_dict()
     tensors = {f"{idx}.{name}": value.contiguous() for idx, entry in opt["state"].items()
                for name, value in entry.items() if isinstance(value, torch.Tensor)}

@@ -202,6 +202,15 @@ class PchStageConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     methods: dict[str, MethodConfig] = field(default_factory=dict)
 
+    def method_configs(self, name: str) -> tuple[PchConfig, TrainConfig]:
+        """The model and training configs of one method: the stage's, with the method's overrides."""
+        method = self.methods[name]
+        model = {**dataclasses.asdict(self.model), "input": method.input, "item_tower": method.item_tower,
+                 **method.model}
+        return (from_mapping(PchConfig, model, f"pch.methods.{name}.model", source=""),
+                from_mapping(TrainConfig, {**dataclasses.asdict(self.train), **method.train},
+                             f"pch.methods.{name}.train", source=""))
+
 
 @dataclass
 class Config:
@@ -221,13 +230,8 @@ class Config:
             if method.encoder is not None and method.encoder not in self.ceg.encoders:
                 raise ValueError(f"key 'pch.methods.{name}.encoder': {method.encoder!r} is not one of the "
                                  f"CEG encoders ({', '.join(self.ceg.encoders)})")
-            # overrides must be valid keys and values of pch.model / pch.train
-            merged_model = {**dataclasses.asdict(self.pch.model), "input": method.input,
-                            "item_tower": method.item_tower, **method.model}
-            merged_train = {**dataclasses.asdict(self.pch.train), **method.train}
-            try:
-                from_mapping(PchConfig, merged_model, f"pch.methods.{name}.model", source="")
-                from_mapping(TrainConfig, merged_train, f"pch.methods.{name}.train", source="")
+            try:  # overrides must be valid keys and values of pch.model / pch.train
+                self.pch.method_configs(name)
             except ConfigError as exc:  # re-raised as ValueError so that the loader adds the file name
                 raise ValueError(str(exc).removeprefix(": ")) from exc
 

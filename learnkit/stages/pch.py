@@ -54,8 +54,9 @@ def run_pch(ctx: Context) -> StageOutput:
                                             items, examples, catalog, gallery, content[method.encoder],
                                             cfg.eval, ctx.config.seed)
         else:
-            results[name] = run_learn(name, method, cfg.model, cfg.train, cfg.eval, examples, catalog, gallery,
-                                      content, out, resume)
+            model_config, train_config = cfg.method_configs(name)
+            results[name] = run_learn(name, method, model_config, train_config, cfg.eval, examples, catalog,
+                                      gallery, content, out, resume)
         if ctx.rank == 0:
             write_json(done, results[name])
     metrics: dict[str, Any] = {"split": split_stats, "gallery_items": int(len(gallery))}
