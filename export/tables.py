@@ -4,6 +4,9 @@ An export is written into `<root>/.<version>.partial/`, verified, then renamed t
 only then is `<root>/LATEST` switched (an atomic file replace), so a reader never sees half an export.
 Each table (`users`, `items`) is sharded into Parquet parts of `id` (string), `embedding` (fixed-size list
 of float32) and `has_embedding` (bool: false rows carry the documented fallback, never a silent zero).
+With `formats` including `tfrecord`, each table is also written as `tf.train.Example` records (`id` bytes,
+`embedding` float list, `has_embedding` int64) by a TensorFlow child process (`export.tfrecord`), so that
+the exporting process never holds torch and TensorFlow at once.
 `manifest.json` holds the schema, dimension, row counts, the sha256 of every file and the caller's metadata
 (checkpoint hash, content model, template, config). `read_table` refuses anything that does not verify.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +40,16 @@ class EmbeddingTable:
     ids: list[str]
     embeddings: np.ndarray          # [rows, dim] float32
     has_embedding: np.ndarray       # [rows] bool
+    # the vector of rows without an embedding, and of ids a reader does not find (None: zeros)
+    fallback: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.embeddings.ndim != 2 or len(self.ids) != self.embeddings.shape[0] != len(self.has_embedding):
             raise ValueError("ids, embeddings and has_embedding must have the same number of rows")
+
+    def fallback_vector(self) -> np.ndarray:
+        dim = self.embeddings.shape[1]
+        return np.zeros(dim, np.float32) if self.fallback is None else np.asarray(self.fallback, np.float32)
 
 
 def _part(table: EmbeddingTable, start: int, stop: int) -> pa.Table:
@@ -51,7 +62,8 @@ def _part(table: EmbeddingTable, start: int, stop: int) -> pa.Table:
 
 
 def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: dict[str, Any],
-                 rows_per_part: int = 1_000_000, version: str | None = None) -> Path:
+                 rows_per_part: int = 1_000_000, version: str | None = None,
+                 formats: tuple[str, ...] = ("parquet",)) -> Path:
     root = Path(root)
     version = version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     final = root / version
@@ -68,11 +80,16 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
         for number, start in enumerate(range(0, max(len(table.ids), 1), rows_per_part)):
             relative = f"{name}/part-{number:05d}.parquet"
             pq.write_table(_part(table, start, min(start + rows_per_part, len(table.ids))), staging / relative)
-            manifest["files"][relative] = sha256_file(staging / relative)
+        if "tfrecord" in formats:
+            _write_tfrecords(staging / name)
+        for path in sorted((staging / name).iterdir()):
+            manifest["files"][f"{name}/{path.name}"] = sha256_file(path)
         manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
                                     "dtype": "float32", "rows_with_embedding": int(table.has_embedding.sum()),
                                     "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
-                                                "has_embedding": "bool"}}
+                                                "has_embedding": "bool"},
+                                    "formats": sorted(set(formats)),
+                                    "fallback": table.fallback_vector().tolist()}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     try:
         for name in tables:  # verify before anything can point at it
@@ -85,6 +102,58 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
     tmp_latest.write_text(version + "\n")
     os.replace(tmp_latest, root / LATEST)
     return final
+
+
+def _write_tfrecords(folder: Path) -> None:
+    """One .tfrecord beside each Parquet part, written by a TensorFlow child process."""
+    done = subprocess.run([sys.executable, "-m", "export.tfrecord", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DataError(f"{folder}: writing TFRecord failed:\n{done.stderr[-2000:]}")
+
+
+def table_files(folder: Path, manifest: dict[str, Any], name: str, suffix: str) -> list[Path]:
+    """The verified files of one table in one format: each listed, present and matching its sha256."""
+    if name not in manifest["tables"]:
+        raise DataError(f"{folder}: no table {name!r} (has {', '.join(manifest['tables'])})")
+    listed = sorted(f for f in manifest["files"] if f.startswith(f"{name}/") and f.endswith(suffix))
+    if not listed:
+        raise DataError(f"{folder}: table {name!r} has no {suffix} files in {MANIFEST}")
+    paths = []
+    for relative in listed:
+        path = folder / relative
+        if not path.is_file():
+            raise DataError(f"{path}: missing (listed in {MANIFEST})")
+        if sha256_file(path) != manifest["files"][relative]:
+            raise DataError(f"{path}: sha256 does not match {MANIFEST} (corrupt or changed after export)")
+        paths.append(path)
+    return paths
+
+
+def open_export(root: str | Path, version: str = "latest", expect_version: str | None = None,
+                _staging: bool = False) -> tuple[Path, dict[str, Any]]:
+    """(folder, manifest) of one finished export, checked against the expected version."""
+    folder = Path(root) if _staging else resolve_version(root, version)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{folder}: export format {manifest.get('format_version')!r}, this reader knows "
+                        f"{FORMAT_VERSION}")
+    if expect_version is not None and manifest["version"] != expect_version:
+        raise DataError(f"{folder}: export version {manifest['version']!r}, expected {expect_version!r}")
+    return folder, manifest
+
+
+def check_rows(where: str, ids: list[str], matrix: np.ndarray, rows: int) -> None:
+    """Row count, finite values and unique ids: the checks every reader of a table makes."""
+    if len(ids) != rows:
+        raise DataError(f"{where}: {len(ids)} rows, manifest says {rows}")
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise DataError(f"{where}: {int(bad.sum())} row(s) with NaN or infinite values "
+                        f"(first id {ids[int(np.flatnonzero(bad)[0])]!r})")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise DataError(f"{where}: duplicate id {duplicate!r}")
 
 
 def resolve_version(root: str | Path, version: str = "latest") -> Path:
@@ -102,41 +171,18 @@ def resolve_version(root: str | Path, version: str = "latest") -> Path:
 
 def read_table(root: str | Path, name: str, version: str = "latest", expect_dim: int | None = None,
                expect_version: str | None = None, _staging: bool = False) -> tuple[EmbeddingTable, dict[str, Any]]:
-    """Read and verify one table; raises `DataError` naming the file and the problem."""
-    folder = Path(root) if _staging else resolve_version(root, version)
-    manifest = json.loads((folder / MANIFEST).read_text())
-    if expect_version is not None and manifest["version"] != expect_version:
-        raise DataError(f"{folder}: export version {manifest['version']!r}, expected {expect_version!r}")
-    if name not in manifest["tables"]:
-        raise DataError(f"{folder}: no table {name!r} (has {', '.join(manifest['tables'])})")
+    """Read and verify one table's Parquet copy; raises `DataError` naming the file and the problem."""
+    folder, manifest = open_export(root, version, expect_version, _staging)
+    paths = table_files(folder, manifest, name, ".parquet")
     info = manifest["tables"][name]
     if expect_dim is not None and info["dim"] != expect_dim:
         raise DataError(f"{folder}: table {name!r} has dimension {info['dim']}, expected {expect_dim}")
-    parts = sorted(f for f in manifest["files"] if f.startswith(f"{name}/"))
-    tables = []
-    for relative in parts:
-        path = folder / relative
-        if not path.is_file():
-            raise DataError(f"{path}: missing (listed in {MANIFEST})")
-        if sha256_file(path) != manifest["files"][relative]:
-            raise DataError(f"{path}: sha256 does not match {MANIFEST} (corrupt or changed after export)")
-        tables.append(pq.read_table(path))
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables([pq.read_table(p) for p in paths])
     ids = table.column("id").to_pylist()
     column = table.column("embedding").combine_chunks()
     if column.type.list_size != info["dim"]:
         raise DataError(f"{folder}/{name}: embedding width {column.type.list_size} != manifest dim {info['dim']}")
     matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, info["dim"]).astype(np.float32, copy=False)
-    if len(ids) != info["rows"]:
-        raise DataError(f"{folder}/{name}: {len(ids)} rows, manifest says {info['rows']}")
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        raise DataError(f"{folder}/{name}: {int(bad.sum())} row(s) with NaN or infinite values "
-                        f"(first id {ids[int(np.flatnonzero(bad)[0])]!r})")
-    seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            raise DataError(f"{folder}/{name}: duplicate id {i!r}")
-        seen.add(i)
-    flags = np.asarray(table.column("has_embedding").to_pylist(), dtype=bool)
-    return EmbeddingTable(ids, matrix, flags), manifest
+    check_rows(f"{folder}/{name}", ids, matrix, info["rows"])
+    flags = table.column("has_embedding").to_numpy(zero_copy_only=False).astype(bool)
+    return EmbeddingTable(ids, matrix, flags, np.asarray(info["fallback"], np.float32)), manifest

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in stage_names():
         if name == "data":
             continue
-        stage = sub.add_parser(name, help=f"run the {name} stage alone")
+        aliases = ["rank"] if name == "ranking" else []
+        stage = sub.add_parser(name, aliases=aliases, help=f"run the {name} stage alone")
         stage.add_argument("--config", required=True)
         stage.add_argument("--force", action="store_true")
         if name == "pch":

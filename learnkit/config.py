@@ -201,6 +201,9 @@ class PchStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     methods: dict[str, MethodConfig] = field(default_factory=dict)
+    # Train and validate on events before the test period only, so that the exported embeddings never
+    # saw the outcomes the ranker and the A/B test are judged on.
+    train_before_test_period: bool = False
 
     def method_configs(self, name: str) -> tuple[PchConfig, TrainConfig]:
         """The model and training configs of one method: the stage's, with the method's overrides."""
@@ -212,6 +215,123 @@ class PchStageConfig:
                              f"pch.methods.{name}.train", source=""))
 
 
+# ------------------------------------------------------------------ test period, export, ranking, A/B
+
+@dataclass
+class TestPeriodConfig:
+    """Where the test period starts: the export's snapshot, the rankers' train/test boundary, the segment
+    windows and the A/B days all count from here."""
+
+    start_ts: int | None = None
+    start_quantile: float = 0.8   # of all event times, used when start_ts is not given
+    day_seconds: int = 86_400     # the length of one A/B day (a period) in ts units
+
+    def __post_init__(self) -> None:
+        if not 0 < self.start_quantile < 1:
+            raise ValueError("start_quantile must be in (0, 1)")
+        if self.day_seconds < 1:
+            raise ValueError("day_seconds must be >= 1")
+
+
+@dataclass
+class ExportConfig:
+    method: str = "learn_llm"      # the pch method whose towers embed the users and items
+    formats: list[Literal["parquet", "tfrecord"]] = field(default_factory=lambda: ["parquet", "tfrecord"])
+    rows_per_part: int = 100_000
+    # users without history before the test period: the mean of the other users' embeddings (flagged)
+    fallback: Literal["mean", "zero"] = "mean"
+
+    def __post_init__(self) -> None:
+        if "parquet" not in self.formats:
+            raise ValueError("formats must include parquet (the verified reference copy)")
+        if self.rows_per_part < 1:
+            raise ValueError("rows_per_part must be >= 1")
+
+
+@dataclass
+class RankingSamplesConfig:
+    # logged: the data's own negatives (label 0); sampled: popularity-proportional sampled exposures for
+    # implicit-only data; auto: logged when the data has label-0 events, else sampled
+    negatives: Literal["auto", "logged", "sampled"] = "auto"
+    negatives_per_positive: int = 4
+    valid_fraction: float = 0.1   # the newest share of the training period, for early stopping
+
+    def __post_init__(self) -> None:
+        if self.negatives_per_positive < 1:
+            raise ValueError("negatives_per_positive must be >= 1")
+        if not 0 < self.valid_fraction < 0.5:
+            raise ValueError("valid_fraction must be in (0, 0.5)")
+
+
+@dataclass
+class RankingModelConfig:
+    id_dim: int = 16
+    main_tower: list[int] = field(default_factory=lambda: [64, 32])
+    aux_tower: list[int] = field(default_factory=lambda: [64, 32])  # its last layer is the fusion embedding
+    aux_weight: float = 0.5       # lambda: total loss = main + lambda x auxiliary
+    user_features: list[str] = field(default_factory=list)   # categorical columns of users.parquet
+    item_features: list[str] = field(default_factory=list)   # categorical columns of items.parquet
+
+    def __post_init__(self) -> None:
+        if not self.main_tower or not self.aux_tower or min(self.main_tower + self.aux_tower) < 1:
+            raise ValueError("main_tower and aux_tower need at least one positive layer width")
+        if self.aux_weight < 0:
+            raise ValueError("aux_weight must be >= 0")
+
+
+@dataclass
+class RankingTrainConfig:
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+    patience: int = 3             # epochs without a better validation AUC before stopping
+    seed: int = 0
+    table_format: Literal["parquet", "tfrecord"] = "tfrecord"
+    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
+            raise ValueError("epochs, batch_size, lr and patience must be positive")
+
+
+@dataclass
+class SegmentConfig:
+    """Paper table 7, relative to the test period's start (windows in days of `test_period.day_seconds`)."""
+
+    user_lookback_days: float = 180.0
+    user_long_tail_max: int = 35      # 1..35 interactions in the look-back window: long-tail
+    item_window_days: float = 7.0
+    item_long_tail_max: int = 30      # at most 30 conversions in the window (and at least one ever)
+
+
+@dataclass
+class RankingConfig:
+    samples: RankingSamplesConfig = field(default_factory=RankingSamplesConfig)
+    model: RankingModelConfig = field(default_factory=RankingModelConfig)
+    train: RankingTrainConfig = field(default_factory=RankingTrainConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
+    bootstrap: int = 500               # resamples of users for the confidence intervals
+    wuauc_weight: Literal["samples", "clicks"] = "samples"
+
+
+@dataclass
+class AbConfig:
+    control_share: float = 0.2
+    treatment_share: float = 0.2
+    salt: str = "learn-kit-ab"
+    top_k: int = 5                    # items shown per request
+    simulated_seeds: int = 5          # outcome draws averaged by the simulated estimator
+    bootstrap: int = 1000
+    aa_runs: int = 200                # salts of the A/A check
+    cuped: bool = True                # adjust for each user's pre-period conversions
+
+    def __post_init__(self) -> None:
+        if min(self.control_share, self.treatment_share) <= 0 or self.control_share + self.treatment_share > 1:
+            raise ValueError("control_share and treatment_share must be positive with a sum <= 1")
+        if self.top_k < 1 or self.aa_runs < 1 or self.bootstrap < 10:
+            raise ValueError("top_k and aa_runs must be >= 1, bootstrap >= 10")
+
+
 @dataclass
 class Config:
     name: str
@@ -219,11 +339,24 @@ class Config:
     ceg: CegConfig
     i2i: I2IConfig = field(default_factory=I2IConfig)
     pch: PchStageConfig | None = None
+    test_period: TestPeriodConfig = field(default_factory=TestPeriodConfig)
+    export: ExportConfig | None = None
+    ranking: RankingConfig | None = None
+    ab: AbConfig | None = None
     seed: int = 0
     runs_dir: str = "runs"
     source: str = ""
 
     def __post_init__(self) -> None:
+        if self.export is not None:
+            if self.pch is None or self.export.method not in self.pch.methods:
+                raise ValueError(f"key 'export.method': {self.export.method!r} is not one of the pch methods")
+            if self.pch.methods[self.export.method].kind != "learn":
+                raise ValueError("key 'export.method': only a trained (kind: learn) method can be exported")
+        if self.ranking is not None and self.export is None:
+            raise ValueError("key 'ranking': the LEARN ranker reads the export; add an 'export' section")
+        if self.ab is not None and self.ranking is None:
+            raise ValueError("key 'ab': the A/B comparison needs the two rankers; add a 'ranking' section")
         if self.pch is None:
             return
         for name, method in self.pch.methods.items():

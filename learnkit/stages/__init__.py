@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+from learnkit.config import Config
 from learnkit.pipeline import Stage
+from learnkit.stages.ab import run_ab
 from learnkit.stages.ceg import run_ceg_stage
 from learnkit.stages.data import data_files_digest, run_data
+from learnkit.stages.export import run_export
 from learnkit.stages.i2i import run_i2i
 from learnkit.stages.pch import run_pch
+from learnkit.stages.ranking import run_ranking
+
+def _period(config: Config) -> object:
+    """The test period, for the stages whose output depends on it."""
+    pch_uses_it = config.pch is not None and config.pch.train_before_test_period
+    return config.test_period if pch_uses_it else None
+
 
 ALL = [
     Stage("data", (), lambda c: c.data, run_data, external_inputs=data_files_digest),
     Stage("ceg", ("data",), lambda c: c.ceg, run_ceg_stage),
     Stage("i2i", ("ceg",), lambda c: {"i2i": c.i2i, "encoders": list(c.ceg.encoders), "primary": c.ceg.primary},
           run_i2i),
-    Stage("pch", ("data", "ceg"), lambda c: {"pch": c.pch, "template": c.ceg.template,
+    Stage("pch", ("data", "ceg"), lambda c: {"pch": c.pch, "template": c.ceg.template, "period": _period(c),
                                              "encoders": {n: e for n, e in c.ceg.encoders.items()}},
           run_pch, metrics_key="retrieval", enabled=lambda c: c.pch is not None),
+    Stage("export", ("data", "ceg", "pch"), lambda c: {"export": c.export, "period": c.test_period},
+          run_export, enabled=lambda c: c.export is not None),
+    Stage("ranking", ("data", "export"), lambda c: {"ranking": c.ranking, "period": c.test_period, "seed": c.seed},
+          run_ranking, enabled=lambda c: c.ranking is not None),
+    Stage("ab", ("data", "ranking"), lambda c: {"ab": c.ab, "period": c.test_period, "seed": c.seed},
+          run_ab, enabled=lambda c: c.ab is not None),
 ]

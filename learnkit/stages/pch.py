@@ -21,13 +21,20 @@ def run_pch(ctx: Context) -> StageOutput:
     import torch
 
     from learn_embed.experiment import (Catalog, gallery_items, load_content, run_baseline_v1, run_learn)
-    from learnkit.splits import make_split
+    from learnkit.splits import make_split, test_period_start
 
     cfg = ctx.config.pch
     assert cfg is not None
     items = read_items(ctx.run_dir)
     events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
+    test_start = None
+    if cfg.train_before_test_period:
+        period = ctx.config.test_period
+        test_start = test_period_start(events, period.start_ts, period.start_quantile)
+        events = events[events["ts"] < test_start]
     examples, split_stats = make_split(events, cfg.split)
+    if test_start is not None:
+        split_stats["before_test_period_ts"] = test_start
     if ctx.rank == 0:
         write_parquet(ctx.stage_dir / "split.parquet", examples)
     catalog = Catalog.from_ids(sorted(items["item_id"].tolist()))

@@ -22,7 +22,8 @@ def test_round_trip_with_shards_manifest_and_latest(tmp_path):
     assert got.has_embedding.tolist() == items.has_embedding.tolist()
     assert manifest["tables"]["items"] == {"rows": 10, "dim": 4, "dtype": "float32", "rows_with_embedding": 7,
                                            "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
-                                                       "has_embedding": "bool"}}
+                                                       "has_embedding": "bool"},
+                                           "formats": ["parquet"], "fallback": [0.0] * 4}
     assert manifest["metadata"] == {"checkpoint_sha256": "abc"} and (tmp_path / "LATEST").read_text() == "v1\n"
     write_export(tmp_path, {"items": table(5)}, {}, version="v2")
     assert len(read_table(tmp_path, "items")[0].ids) == 5

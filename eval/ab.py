@@ -1,0 +1,279 @@
+"""A simulated A/B test of two rankers (numpy, pandas, scipy and scikit-learn; no deep-learning framework).
+
+Users go to arms by a salted sha256 of their id (control, treatment, or unexposed). A request is a user-day
+of the test period whose candidates are the items that user was exposed to that day; each arm's ranker
+orders them and its top K are shown. Two estimators give the outcome of a shown item:
+- replay: the logged outcome (exact for re-ranking when every candidate's outcome is logged);
+- simulated: conversions drawn from a response model fitted on all data, test period included (a
+  logistic regression on user, item and user x category indicators: a different model from both arms).
+Both arms see the same draws for the same (request, item), so the simulation's noise does not favour one.
+Revenue is the sum of `value` over conversions; CVR is conversions over shown items. Lifts come with a
+bootstrap 95% interval over users and a Welch p-value, optionally CUPED-adjusted by each user's revenue
+before the test period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from learnkit.config import AbConfig
+from learnkit.splits import user_bucket
+
+ARMS = ("control", "treatment")
+
+
+def assign_arms(users: np.ndarray, salt: str, control_share: float, treatment_share: float) -> pd.DataFrame:
+    bucket = user_bucket(pd.Series(users), salt)
+    arm = np.where(bucket < control_share, "control",
+                   np.where(bucket < control_share + treatment_share, "treatment", "unexposed"))
+    return pd.DataFrame({"user_id": users, "bucket": bucket, "arm": arm})
+
+
+def shown(rows: pd.DataFrame, score: str, top_k: int) -> np.ndarray:
+    """Rows an arm shows: the top K of each request by `score` (ties broken by item id)."""
+    ordered = rows.sort_values(["request", score, "item_id"], ascending=[True, False, True], kind="stable")
+    rank = ordered.groupby("request", sort=False).cumcount().to_numpy()
+    mask = np.zeros(len(rows), bool)
+    mask[ordered.index.to_numpy()[rank < top_k]] = True
+    return mask
+
+
+def response_model(samples: pd.DataFrame, items: pd.DataFrame, seed: int):
+    """A logistic regression on one-hot user, item and (user, item category) indicators, fitted on every
+    ranking sample including the test period; returns a function rows -> conversion probability."""
+    from sklearn.linear_model import LogisticRegression
+
+    category = items.set_index("item_id")["category"].astype("string").fillna("") if "category" in items else None
+
+    def keys(rows: pd.DataFrame) -> list[np.ndarray]:
+        out = [("u:" + rows["user_id"].astype(str)).to_numpy(), ("i:" + rows["item_id"].astype(str)).to_numpy()]
+        if category is not None:
+            cat = category.reindex(rows["item_id"]).fillna("").to_numpy().astype(str)
+            out.append(np.char.add(np.char.add("uc:" + rows["user_id"].astype(str).to_numpy(), "|"), cat))
+        return out
+
+    vocab: dict[str, int] = {}
+    for column in keys(samples):
+        for key in np.unique(column):
+            vocab.setdefault(key, len(vocab))
+
+    def design(rows: pd.DataFrame) -> sparse.csr_matrix:
+        columns = keys(rows)
+        index = np.stack([np.fromiter((vocab.get(k, -1) for k in c), np.int64, len(c)) for c in columns], 1)
+        r, c = np.nonzero(index >= 0)
+        return sparse.csr_matrix((np.ones(len(r)), (r, index[r, c])), shape=(len(rows), len(vocab)))
+
+    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    model.fit(design(samples), samples["label"].to_numpy())
+    return lambda rows: model.predict_proba(design(rows))[:, 1]
+
+
+@dataclass
+class Lift:
+    lift: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    control: float   # mean per user (CUPED-adjusted when asked)
+    treatment: float
+
+
+def cuped(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """y - theta (x - mean x), theta = cov(x, y) / var(x) over all users of both arms."""
+    if len(x) < 2 or np.var(x) == 0:
+        return y
+    theta = np.cov(x, y)[0, 1] / np.var(x, ddof=1)
+    return y - theta * (x - x.mean())
+
+
+def revenue_lift(y_c: np.ndarray, y_t: np.ndarray, bootstrap: int, rng: np.random.Generator) -> Lift:
+    if len(y_c) < 2 or len(y_t) < 2 or y_c.mean() == 0:
+        return Lift(np.nan, np.nan, np.nan, np.nan, float(np.mean(y_c)) if len(y_c) else np.nan,
+                    float(np.mean(y_t)) if len(y_t) else np.nan)
+    lift = y_t.mean() / y_c.mean() - 1
+    boot_c = y_c[rng.integers(0, len(y_c), (bootstrap, len(y_c)))].mean(1)
+    boot_t = y_t[rng.integers(0, len(y_t), (bootstrap, len(y_t)))].mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lifts = boot_t / boot_c - 1
+    low, high = np.percentile(lifts[np.isfinite(lifts)], [2.5, 97.5])
+    p = stats.ttest_ind(y_t, y_c, equal_var=False).pvalue
+    return Lift(float(lift), float(low), float(high), float(p), float(y_c.mean()), float(y_t.mean()))
+
+
+def ratio_lift(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray, bootstrap: int,
+               rng: np.random.Generator) -> tuple[float, float, float]:
+    """Lift of sum(num)/sum(den) (CVR) with a bootstrap interval over users."""
+    if den_c.sum() == 0 or den_t.sum() == 0 or num_c.sum() == 0:
+        return np.nan, np.nan, np.nan
+    lift = (num_t.sum() / den_t.sum()) / (num_c.sum() / den_c.sum()) - 1
+    ic = rng.integers(0, len(num_c), (bootstrap, len(num_c)))
+    it = rng.integers(0, len(num_t), (bootstrap, len(num_t)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lifts = (num_t[it].sum(1) / den_t[it].sum(1)) / (num_c[ic].sum(1) / den_c[ic].sum(1)) - 1
+    low, high = np.percentile(lifts[np.isfinite(lifts)], [2.5, 97.5])
+    return float(lift), float(low), float(high)
+
+
+def per_user(rows: pd.DataFrame, mask: np.ndarray, conversions: np.ndarray, by: list[str] | None = None) -> pd.DataFrame:
+    """Revenue, conversions and shown items per user (and per `by` columns) of the shown rows."""
+    frame = pd.DataFrame({"user_id": rows["user_id"].to_numpy(), "shown": mask.astype(float),
+                          "conversions": mask * conversions, "revenue": mask * conversions * rows["value"].to_numpy()})
+    for column in by or []:
+        frame[column] = rows[column].to_numpy()
+    return frame.groupby(["user_id", *(by or [])], sort=True)[["shown", "conversions", "revenue"]].sum()
+
+
+def _arm_values(outcomes: dict[str, pd.DataFrame], arms: pd.Series, models: dict[str, str], column: str,
+                users: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-user `column` of each arm's users under that arm's model (0 for a user with no shown row)."""
+    out = {}
+    for arm in ARMS:
+        members = users[arms.reindex(users).to_numpy() == arm]
+        out[arm] = outcomes[models[arm]][column].reindex(members, fill_value=0.0).to_numpy()
+    return out
+
+
+def estimate(outcomes: dict[str, pd.DataFrame], arms: pd.Series, models: dict[str, str], users: np.ndarray,
+             pre_revenue: pd.Series, config: AbConfig, rng: np.random.Generator) -> dict[str, Any]:
+    revenue = _arm_values(outcomes, arms, models, "revenue", users)
+    conv = _arm_values(outcomes, arms, models, "conversions", users)
+    shown_n = _arm_values(outcomes, arms, models, "shown", users)
+    raw = revenue_lift(revenue["control"], revenue["treatment"], config.bootstrap, rng)
+    adjusted = raw
+    if config.cuped:
+        pre = {arm: pre_revenue.reindex(users[arms.reindex(users).to_numpy() == arm], fill_value=0.0).to_numpy()
+               for arm in ARMS}
+        y = cuped(np.r_[revenue["control"], revenue["treatment"]], np.r_[pre["control"], pre["treatment"]])
+        n_c = len(revenue["control"])
+        adjusted = revenue_lift(y[:n_c], y[n_c:], config.bootstrap, rng)
+    cvr, cvr_low, cvr_high = ratio_lift(conv["control"], shown_n["control"], conv["treatment"], shown_n["treatment"],
+                                        config.bootstrap, rng)
+    return {"revenue_lift": adjusted.lift, "ci_low": adjusted.ci_low, "ci_high": adjusted.ci_high,
+            "p_value": adjusted.p_value, "cvr_lift": cvr, "cvr_ci_low": cvr_low, "cvr_ci_high": cvr_high,
+            "cuped": config.cuped,
+            "unadjusted": {"revenue_lift": raw.lift, "ci_low": raw.ci_low, "ci_high": raw.ci_high,
+                           "p_value": raw.p_value},
+            "users": {arm: int(len(revenue[arm])) for arm in ARMS},
+            "revenue_per_user": {arm: float(revenue[arm].mean()) if len(revenue[arm]) else np.nan for arm in ARMS},
+            "cvr": {arm: float(conv[arm].sum() / shown_n[arm].sum()) if shown_n[arm].sum() else np.nan
+                    for arm in ARMS}}
+
+
+def aa_false_positive_rate(outcome: pd.DataFrame, users: np.ndarray, pre_revenue: pd.Series, config: AbConfig,
+                           alpha: float = 0.05) -> dict[str, Any]:
+    """Both arms served by the same model; the share of `aa_runs` salts whose p-value is below alpha."""
+    y_all = outcome["revenue"].reindex(users, fill_value=0.0).to_numpy()
+    x_all = pre_revenue.reindex(users, fill_value=0.0).to_numpy()
+    p_values = []
+    for run in range(config.aa_runs):
+        arm = assign_arms(users, f"{config.salt}:aa:{run}", config.control_share, config.treatment_share)["arm"].to_numpy()
+        exposed = arm != "unexposed"
+        y = cuped(y_all[exposed], x_all[exposed]) if config.cuped else y_all[exposed]
+        is_t = arm[exposed] == "treatment"
+        if is_t.sum() < 2 or (~is_t).sum() < 2:
+            continue
+        p_values.append(stats.ttest_ind(y[is_t], y[~is_t], equal_var=False).pvalue)
+    p = np.asarray(p_values)
+    return {"runs": int(len(p)), "false_positive_rate": float((p < alpha).mean()) if len(p) else np.nan,
+            "alpha": alpha}
+
+
+def _segment_lifts(outcomes_by: dict[str, pd.DataFrame], column: str, rows: pd.DataFrame, arms: pd.Series,
+                   models: dict[str, str], users: np.ndarray, user_segment: pd.Series, config: AbConfig,
+                   rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+    from eval.segments import SEGMENTS
+
+    out = {}
+    for segment in SEGMENTS:
+        share = float((rows[column] == segment).mean())
+        if column == "user_segment":
+            members = users[user_segment.reindex(users).to_numpy() == segment]
+            values = _arm_values({m: o.xs("all", level=1) for m, o in outcomes_by.items()}, arms, models,
+                                 "revenue", members)
+        else:
+            values = {}
+            for arm in ARMS:
+                members = users[arms.reindex(users).to_numpy() == arm]
+                table = outcomes_by[models[arm]]
+                part = table.xs(segment, level=1) if segment in table.index.get_level_values(1) else table.iloc[:0].droplevel(1)
+                values[arm] = part["revenue"].reindex(members, fill_value=0.0).to_numpy()
+        lift = revenue_lift(values["control"], values["treatment"], config.bootstrap, rng)
+        out[segment] = {"share": share, "revenue_lift": lift.lift, "ci_low": lift.ci_low, "ci_high": lift.ci_high,
+                        "p_value": lift.p_value}
+    return out
+
+
+def _daily(outcomes_day: dict[str, pd.DataFrame], arms: pd.Series, models: dict[str, str],
+           users: np.ndarray) -> list[dict[str, Any]]:
+    days = sorted(set().union(*(o.index.get_level_values(1) for o in outcomes_day.values())))
+    out, cumulative = [], {arm: np.zeros(3) for arm in ARMS}
+    counts = {arm: int((arms.reindex(users).to_numpy() == arm).sum()) for arm in ARMS}
+    for day in days:
+        entry: dict[str, Any] = {"day": int(day)}
+        for arm in ARMS:
+            members = users[arms.reindex(users).to_numpy() == arm]
+            table = outcomes_day[models[arm]]
+            part = table.xs(day, level=1).reindex(members, fill_value=0.0) if day in table.index.get_level_values(1) \
+                else pd.DataFrame({"revenue": [0.0], "conversions": [0.0], "shown": [0.0]})
+            totals = part[["revenue", "conversions", "shown"]].sum().to_numpy()
+            cumulative[arm] += totals
+            entry[arm] = {"revenue_per_user": totals[0] / max(counts[arm], 1),
+                          "cvr": totals[1] / totals[2] if totals[2] else np.nan,
+                          "cumulative_revenue_per_user": cumulative[arm][0] / max(counts[arm], 1),
+                          "cumulative_cvr": cumulative[arm][1] / cumulative[arm][2] if cumulative[arm][2] else np.nan}
+        for key in ("revenue_per_user", "cumulative_revenue_per_user"):
+            c, t = entry["control"][key], entry["treatment"][key]
+            entry[key.replace("revenue_per_user", "revenue_lift")] = t / c - 1 if c else np.nan
+        out.append(entry)
+    return out
+
+
+def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_revenue: pd.Series,
+           test_start: int, day_seconds: int, config: AbConfig, seed: int) -> dict[str, Any]:
+    """rows: the scored test rows (user_id, item_id, ts, label, value, baseline, learn, user_segment,
+    item_segment). Returns the whole A/B result (assignment included, as a DataFrame under 'assignment')."""
+    rows = rows.sort_values(["user_id", "ts", "item_id"], kind="stable").reset_index(drop=True)
+    rows["day"] = (rows["ts"].to_numpy() - test_start) // day_seconds
+    rows["request"] = rows.groupby(["user_id", "day"], sort=False).ngroup()
+    users = np.array(sorted(rows["user_id"].unique()))
+    assignment = assign_arms(users, config.salt, config.control_share, config.treatment_share)
+    arms = assignment.set_index("user_id")["arm"]
+    user_segment = rows.groupby("user_id")["user_segment"].first()
+    masks = {model: shown(rows, model, config.top_k) for model in ("baseline", "learn")}
+    # common random numbers: one uniform per (row, draw), shared by both arms
+    probability = response_model(samples, items, seed)(rows)
+    uniforms = np.random.default_rng(seed).random((config.simulated_seeds, len(rows)))
+    conversions = {"replay": rows["label"].to_numpy().astype(float),
+                   "simulated": (uniforms < probability[None]).mean(0)}
+    models = {"control": "baseline", "treatment": "learn"}
+    rng = np.random.default_rng(seed)
+    result: dict[str, Any] = {"requests": int(rows["request"].nunique()), "days": int(rows["day"].nunique()),
+                              "users": {arm: int((assignment.arm == arm).sum()) for arm in (*ARMS, "unexposed")},
+                              "response_model": "logistic regression on user, item and user x category indicators, "
+                                                "fitted on all ranking samples including the test period",
+                              "response_model_test_auc": _auc(rows["label"].to_numpy(), probability)}
+    rows_all = rows.assign(all="all")
+    for estimator, conv in conversions.items():
+        outcomes = {m: per_user(rows, masks[m], conv) for m in masks}
+        block = estimate(outcomes, arms, models, users, pre_revenue, config, rng)
+        by_user_segment = {m: per_user(rows_all, masks[m], conv, ["all"]) for m in masks}
+        by_item_segment = {m: per_user(rows, masks[m], conv, ["item_segment"]) for m in masks}
+        block["segments"] = {
+            "user": _segment_lifts(by_user_segment, "user_segment", rows, arms, models, users, user_segment, config, rng),
+            "item": _segment_lifts(by_item_segment, "item_segment", rows, arms, models, users, user_segment, config, rng)}
+        block["daily"] = _daily({m: per_user(rows, masks[m], conv, ["day"]) for m in masks}, arms, models, users)
+        block["aa"] = aa_false_positive_rate(outcomes["learn"], users, pre_revenue, config)
+        result[estimator] = block
+    result["assignment"] = assignment
+    return result
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from eval.metrics import auc
+
+    return auc(labels, scores)

@@ -1,0 +1,45 @@
+"""User and item segments of paper table 7, relative to the test period's start (pandas only).
+
+Users: cold-start (no interaction of any kind in the look-back window), long-tail (1 to
+`user_long_tail_max` interactions), others. Items: cold-start (no conversion before the test period),
+long-tail (at most `item_long_tail_max` conversions in the last window, and at least one ever), others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from learnkit.config import SegmentConfig
+
+SEGMENTS = ("cold_start", "long_tail", "others")
+
+
+def _label(counts: np.ndarray, cold: np.ndarray, long_tail_max: int) -> np.ndarray:
+    return np.where(cold, "cold_start", np.where(counts <= long_tail_max, "long_tail", "others"))
+
+
+def user_segments(events: pd.DataFrame, users: np.ndarray, test_start: int, config: SegmentConfig,
+                  day_seconds: int) -> pd.Series:
+    since = test_start - config.user_lookback_days * day_seconds
+    window = events[(events["ts"] >= since) & (events["ts"] < test_start)]
+    counts = window["user_id"].value_counts().reindex(users, fill_value=0).to_numpy()
+    return pd.Series(_label(counts, counts == 0, config.user_long_tail_max), index=users, name="user_segment")
+
+
+def item_segments(events: pd.DataFrame, items: np.ndarray, test_start: int, config: SegmentConfig,
+                  day_seconds: int) -> pd.Series:
+    conversions = events[(events["label"] == 1) & (events["ts"] < test_start)]
+    ever = conversions["item_id"].value_counts().reindex(items, fill_value=0).to_numpy()
+    recent_rows = conversions[conversions["ts"] >= test_start - config.item_window_days * day_seconds]
+    recent = recent_rows["item_id"].value_counts().reindex(items, fill_value=0).to_numpy()
+    return pd.Series(_label(recent, ever == 0, config.item_long_tail_max), index=items, name="item_segment")
+
+
+def segment_rows(rows: pd.DataFrame, events: pd.DataFrame, test_start: int, config: SegmentConfig,
+                 day_seconds: int) -> pd.DataFrame:
+    """`rows` with `user_segment` and `item_segment` columns added."""
+    users = user_segments(events, rows["user_id"].unique(), test_start, config, day_seconds)
+    items = item_segments(events, rows["item_id"].unique(), test_start, config, day_seconds)
+    return rows.assign(user_segment=users.reindex(rows["user_id"]).to_numpy(),
+                       item_segment=items.reindex(rows["item_id"]).to_numpy())

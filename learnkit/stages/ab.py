@@ -1,0 +1,48 @@
+"""The ab stage: a simulated A/B test of the two rankers' test-period scores (numpy/pandas/scikit-learn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from learnkit.fsutil import read_json, write_json, write_parquet
+from learnkit.pipeline import Context, StageOutput
+from learnkit.stages.data import read_items
+from learnkit.stages.ranking import _finite
+
+
+def run_ab(ctx: Context) -> StageOutput:
+    from eval.ab import run_ab as simulate
+    from eval.ab_report import ab_report, plot_daily_lift
+
+    config = ctx.config
+    cfg = config.ab
+    assert cfg is not None
+    ranking = read_json(ctx.run_dir / "ranking" / "_stage.json")["metrics"]
+    test_start = int(ranking["samples"]["test_start_ts"])
+    scores = pd.read_parquet(ctx.run_dir / "ranking" / "scores.parquet")
+    samples = pd.read_parquet(ctx.run_dir / "ranking" / "samples.parquet")
+    events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
+    before = events[(events["ts"] < test_start) & (events["label"] == 1)]
+    pre_revenue = before.groupby("user_id")["value"].sum()
+    result = simulate(scores, samples, read_items(ctx.run_dir), pre_revenue, test_start,
+                      config.test_period.day_seconds, cfg, config.seed)
+    write_parquet(ctx.stage_dir / "assignment.parquet", result.pop("assignment"))
+    result = _finite(result)
+    assert isinstance(result, dict)
+    write_json(ctx.stage_dir / "report.json", result)
+    drawn = plot_daily_lift(result, ctx.stage_dir / "daily_lift.png")
+    text = ab_report(result, ranking.get("delta"), f"{ctx.stage_dir.name}/daily_lift.png" if drawn else None,
+                     cfg.top_k, (cfg.control_share, cfg.treatment_share))
+    metrics: dict[str, Any] = {}
+    for name in ("replay", "simulated"):
+        block = result[name]
+        metrics[name] = {k: block[k] for k in ("revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value",
+                                               "cvr_ci_low", "cvr_ci_high", "unadjusted", "users", "cuped")}
+        metrics[name]["segments"] = block["segments"]
+    metrics["aa"] = {"false_positive_rate": result["replay"]["aa"]["false_positive_rate"],
+                     "runs": result["replay"]["aa"]["runs"],
+                     "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"]}
+    metrics["requests"], metrics["days"] = result["requests"], result["days"]
+    return StageOutput(metrics, text)

@@ -1,0 +1,116 @@
+"""The ranking stage (`learn-kit rank`): the ID baseline and the LEARN ranker trained on the same samples,
+scored on the test period, saved as SavedModels, and compared overall and by segment (TensorFlow, lazily;
+the comparison itself is numpy-only `eval`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from learnkit.config import Config
+from learnkit.errors import ConfigError
+from learnkit.fsutil import write_parquet
+from learnkit.pipeline import Context, StageOutput
+from learnkit.stages.data import read_items
+
+log = logging.getLogger(__name__)
+
+
+def export_snapshot(run_dir: Path) -> tuple[Path, dict]:
+    from export.tables import open_export
+
+    folder, manifest = open_export(run_dir / "export")
+    return folder, manifest
+
+
+def attribute_maps(table: pd.DataFrame, id_column: str, columns: list[str], key: str) -> dict[str, dict[str, str]]:
+    out = {}
+    for column in columns:
+        if column not in table.columns:
+            raise ConfigError(f"key '{key}': column {column!r} is not in the data (has {', '.join(table.columns)})")
+        values = table[column].astype("string").fillna("")
+        out[column] = dict(zip(table[id_column].astype(str), values.astype(str)))
+    return out
+
+
+def run_ranking(ctx: Context) -> StageOutput:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from eval.ranking_report import ranking_metrics, ranking_report
+    from eval.segments import segment_rows
+    from ranking.model import Vocabulary
+    from ranking.samples import ranking_samples
+    from ranking.tables import read_feature_table
+    from ranking.train import predict, save_serving, train_ranker
+
+    config: Config = ctx.config
+    cfg = config.ranking
+    assert cfg is not None
+    events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
+    items = read_items(ctx.run_dir)
+    export_dir, manifest = export_snapshot(ctx.run_dir)
+    test_start = int(manifest["metadata"]["snapshot_ts"])
+    samples = ranking_samples(events, items, test_start, cfg.samples, config.seed)
+    rows = samples.rows
+    write_parquet(ctx.stage_dir / "samples.parquet", rows)
+    train_rows = rows[rows["part"] != "test"]
+    users_file = ctx.run_dir / "data" / "users.parquet"
+    users = pd.read_parquet(users_file) if users_file.is_file() else pd.DataFrame({"user_id": []})
+    vocabulary = Vocabulary(
+        users=sorted(train_rows["user_id"].unique().tolist()), items=sorted(train_rows["item_id"].unique().tolist()),
+        user_attributes=attribute_maps(users, "user_id", cfg.model.user_features, "ranking.model.user_features"),
+        item_attributes=attribute_maps(items, "item_id", cfg.model.item_features, "ranking.model.item_features"))
+    fmt = cfg.train.table_format
+    user_table = read_feature_table(ctx.run_dir / "export", "users", fmt)
+    item_table = read_feature_table(ctx.run_dir / "export", "items", fmt)
+    test = rows[rows["part"] == "test"].reset_index(drop=True)
+    training, scores, serving = {}, {}, {}
+    for name, tables in (("baseline", (None, None)), ("learn", (user_table, item_table))):
+        log.info("ranker %s: training on %d rows (%d validation)", name, int((rows.part == "train").sum()),
+                 int((rows.part == "valid").sum()))
+        trained = train_ranker(rows, vocabulary, cfg, *tables)
+        scores[name] = predict(trained.model, test)
+        serving[name] = save_serving(trained.model, ctx.stage_dir / f"{name}_savedmodel", test.head(256))
+        training[name] = {"history": trained.history, "best_epoch": trained.best_epoch,
+                          "epochs_run": len(trained.history),
+                          "examples_per_s": round(trained.examples_per_s, 1),
+                          "savedmodel_max_abs_diff": serving[name]}
+    scored = segment_rows(test.assign(baseline=scores["baseline"], learn=scores["learn"]), events, test_start,
+                          cfg.segments, config.test_period.day_seconds)
+    write_parquet(ctx.stage_dir / "scores.parquet", scored)
+    metrics = ranking_metrics(scored, cfg.bootstrap, config.seed, cfg.wuauc_weight)
+    metrics["training"] = training
+    metrics["samples"] = {"negatives": samples.negatives, "description": samples.description,
+                          "test_start_ts": test_start, "export_version": manifest["version"],
+                          "table_format": fmt,
+                          **{f"{p}_rows": int((rows.part == p).sum()) for p in ("train", "valid", "test")},
+                          "test_positive_rate": float(test["label"].mean()) if len(test) else float("nan")}
+    text = ranking_report(metrics, ctx.stage_dir / "segment_deltas.png", f"{ctx.stage_dir.name}/segment_deltas.png",
+                          samples.description, cfg.bootstrap)
+    text += _training_table(training)
+    return StageOutput(_finite(metrics), text)
+
+
+def _training_table(training: dict) -> str:
+    from learnkit.report import md_table
+
+    rows = [[name, t["epochs_run"], t["best_epoch"], t["history"][t["best_epoch"] - 1].get("val_main_auc", "n/a"),
+             t["examples_per_s"], f"{t['savedmodel_max_abs_diff']:.1e}"] for name, t in training.items()]
+    return ("\nTraining (Adam, early stopping on the validation slice's AUC, the best epoch kept):\n\n"
+            + md_table(["model", "epochs run", "best epoch", "validation AUC", "examples/s",
+                        "SavedModel vs trained model, max abs diff"], rows))
+
+
+def _finite(tree: object) -> object:
+    """NaN (an undefined figure, e.g. a segment with one class) becomes null in metrics.json."""
+    if isinstance(tree, dict):
+        return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_finite(v) for v in tree]
+    if isinstance(tree, float) and not np.isfinite(tree):
+        return None
+    return tree

@@ -1,0 +1,88 @@
+"""Ranking samples from the canonical events (numpy and pandas only; no framework).
+
+One row per exposure: user_id, item_id, ts, label, value, part. Events before the test period are
+training rows (the newest `valid_fraction` of them by time are the validation slice for early stopping),
+events from its start on are test rows. Datasets with logged negatives (label 0, e.g. MovieLens ratings
+<= 3) use them as they are. Implicit-only datasets get sampled exposures: for each conversion,
+`negatives_per_positive` items drawn in proportion to their number of events (items with no event are
+never drawn), excluding the user's own items, at the conversion's time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from learnkit.config import RankingSamplesConfig
+from learnkit.errors import DataError
+
+COLUMNS = ["user_id", "item_id", "ts", "label", "value", "part"]
+
+
+@dataclass
+class Samples:
+    rows: pd.DataFrame   # COLUMNS
+    negatives: str       # "logged" or "sampled"
+    description: str     # one sentence for the report
+
+
+def _item_values(items: pd.DataFrame) -> pd.Series:
+    """Revenue of one conversion of each item: its price, 1.0 where the data has none."""
+    price = items.set_index("item_id")["price"] if "price" in items.columns else pd.Series(dtype=float)
+    return price.reindex(items["item_id"]).fillna(1.0).astype(float)
+
+
+def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int, seed: int) -> pd.DataFrame:
+    positives = events[events["label"] == 1]
+    counts = events["item_id"].value_counts()
+    pool, probs = counts.index.to_numpy(), (counts / counts.sum()).to_numpy()
+    if len(pool) < 2:
+        raise DataError("negative sampling needs events on at least two items")
+    rng = np.random.default_rng(seed)
+    owner = np.repeat(np.arange(len(positives)), per_positive)
+    drawn = pd.DataFrame({"row": owner, "user_id": positives["user_id"].to_numpy()[owner],
+                          "item_id": rng.choice(pool, size=len(owner), p=probs)})
+    seen = set(zip(events["user_id"], events["item_id"]))
+    for _ in range(50):  # redraw the items a user already has
+        clash = np.fromiter(((u, i) in seen for u, i in zip(drawn["user_id"], drawn["item_id"])), bool, len(drawn))
+        if not clash.any():
+            break
+        drawn.loc[clash, "item_id"] = rng.choice(pool, size=int(clash.sum()), p=probs)
+    else:
+        drawn = drawn[~clash]
+    values = _item_values(items)
+    return pd.DataFrame({"user_id": drawn["user_id"].to_numpy(), "item_id": drawn["item_id"].to_numpy(),
+                         "ts": positives["ts"].to_numpy()[drawn["row"].to_numpy()], "label": np.int8(0),
+                         "value": values.reindex(drawn["item_id"]).to_numpy()})
+
+
+def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, test_start: int, config: RankingSamplesConfig,
+                    seed: int) -> Samples:
+    has_negatives = bool((events["label"] == 0).any())
+    mode = config.negatives if config.negatives != "auto" else ("logged" if has_negatives else "sampled")
+    base = events[["user_id", "item_id", "ts", "label", "value"]]
+    if mode == "logged":
+        if not has_negatives:
+            raise DataError("ranking.samples.negatives is 'logged' but the events have no label-0 rows")
+        rows = base.copy()
+        description = (f"logged exposures: {int((rows.label == 1).sum()):,} conversions and "
+                       f"{int((rows.label == 0).sum()):,} logged non-conversions")
+    else:
+        positives = base[base["label"] == 1]
+        negatives = sampled_negatives(events, items, config.negatives_per_positive, seed)
+        rows = pd.concat([positives, negatives], ignore_index=True)
+        description = (f"sampled exposures: {len(positives):,} conversions, each with "
+                       f"{config.negatives_per_positive} non-converted items drawn in proportion to their "
+                       "number of events (the user's own items excluded)")
+    rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
+    train = rows["ts"] < test_start
+    if not train.any() or train.all():
+        raise DataError(f"test period start ts {test_start} leaves no training or no test rows")
+    valid_from = np.quantile(rows.loc[train, "ts"].to_numpy(), 1 - config.valid_fraction, method="higher")
+    rows["part"] = np.where(~train, "test", np.where(rows["ts"] >= valid_from, "valid", "train"))
+    if not (rows["part"] == "train").any():
+        raise DataError("the validation slice took every training row; lower ranking.samples.valid_fraction")
+    rows["label"] = rows["label"].astype(np.int8)
+    return Samples(rows[COLUMNS], mode, description)

@@ -1,0 +1,73 @@
+"""Exported LEARN feature tables read through `tf.data` (TFRecord or streamed Parquet), verified against
+the export's manifest, for lookup by id inside the ranker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from export.tables import check_rows, open_export, table_files
+from learnkit.errors import DataError
+
+BATCH = 4096
+
+
+@dataclass
+class FeatureTable:
+    ids: np.ndarray        # [rows] bytes
+    vectors: np.ndarray    # [rows, dim] float32
+    flags: np.ndarray      # [rows] float32, 1 = has an embedding, 0 = fallback row
+    fallback: np.ndarray   # [dim]: the vector of ids not in the table
+    version: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def tfrecord_dataset(files: list[Path], dim: int) -> tf.data.Dataset:
+    spec = {"id": tf.io.FixedLenFeature([], tf.string),
+            "embedding": tf.io.FixedLenFeature([dim], tf.float32),
+            "has_embedding": tf.io.FixedLenFeature([], tf.int64)}
+    return (tf.data.TFRecordDataset([str(f) for f in files]).batch(BATCH)
+            .map(lambda records: tf.io.parse_example(records, spec)))
+
+
+def parquet_dataset(files: list[Path], dim: int) -> tf.data.Dataset:
+    """Record batches streamed from the Parquet parts: never the whole table in one piece."""
+
+    def batches():
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
+                vectors = batch.column("embedding").values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+                yield {"id": np.array(batch.column("id").to_pylist(), dtype=object),
+                       "embedding": vectors.astype(np.float32),
+                       "has_embedding": batch.column("has_embedding").to_numpy(zero_copy_only=False).astype(np.int64)}
+
+    spec = {"id": tf.TensorSpec([None], tf.string), "embedding": tf.TensorSpec([None, dim], tf.float32),
+            "has_embedding": tf.TensorSpec([None], tf.int64)}
+    return tf.data.Dataset.from_generator(batches, output_signature=spec)
+
+
+def read_feature_table(export_root: str | Path, name: str, fmt: str = "tfrecord", version: str = "latest",
+                       expect_dim: int | None = None) -> FeatureTable:
+    folder, manifest = open_export(export_root, version)
+    files = table_files(folder, manifest, name, {"tfrecord": ".tfrecord", "parquet": ".parquet"}[fmt])
+    info = manifest["tables"][name]
+    if expect_dim is not None and info["dim"] != expect_dim:
+        raise DataError(f"{folder}: table {name!r} has dimension {info['dim']}, expected {expect_dim}")
+    reader = tfrecord_dataset if fmt == "tfrecord" else parquet_dataset
+    ids, vectors, flags = [], [], []
+    for batch in reader(files, info["dim"]).as_numpy_iterator():
+        ids.append(batch["id"])
+        vectors.append(batch["embedding"])
+        flags.append(batch["has_embedding"])
+    id_array = np.concatenate(ids) if ids else np.array([], dtype=object)
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, info["dim"]), np.float32)
+    check_rows(f"{folder}/{name} ({fmt})", [i.decode() for i in id_array], matrix, info["rows"])
+    return FeatureTable(id_array, matrix, np.concatenate(flags).astype(np.float32) if flags else np.zeros(0, np.float32),
+                        np.asarray(info["fallback"], np.float32), manifest["version"])
