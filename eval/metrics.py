@@ -23,21 +23,17 @@ class UserAucResult:
     users: np.ndarray
 
 
-def _grouped_ranks(groups: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, rank) where `order` sorts rows by (group, score) and `rank[i]` is the 1-based average rank
-    of sorted row i within its group (ties share the mean of their positions)."""
-    order = np.lexsort((scores, groups))
-    g, s = groups[order], scores[order]
-    n = len(order)
-    group_start = np.r_[True, g[1:] != g[:-1]]
+def _sorted_ranks(group_start: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """1-based average rank of each row within its group, for rows sorted by (group, score); ties share
+    the mean of their positions."""
+    n = len(s)
     start_index = np.maximum.accumulate(np.where(group_start, np.arange(n), 0))
     position = np.arange(n) - start_index + 1.0
     tie_start = group_start | np.r_[True, s[1:] != s[:-1]]
     tie_id = np.cumsum(tie_start) - 1
     first = np.flatnonzero(tie_start)
     last = np.r_[first[1:] - 1, n - 1]
-    tie_rank = (position[first] + position[last]) / 2.0
-    return order, tie_rank[tie_id]
+    return ((position[first] + position[last]) / 2.0)[tie_id]
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -56,9 +52,14 @@ def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
         raise ValueError("labels must be 0 or 1")
     if np.isnan(scores).any():
         raise ValueError(f"{int(np.isnan(scores).sum())} score(s) are NaN")
-    uniq, groups = np.unique(np.asarray(users), return_inverse=True)
-    order, rank = _grouped_ranks(groups, scores)
-    g_sorted, y_sorted = groups[order], labels[order].astype(np.float64)
+    users = np.asarray(users)
+    order = np.lexsort((scores, users))  # the one sort: users come out of it too, no np.unique
+    u_sorted = users[order]
+    group_start = np.r_[True, u_sorted[1:] != u_sorted[:-1]] if len(order) else np.zeros(0, bool)
+    uniq = u_sorted[group_start]
+    g_sorted = np.cumsum(group_start) - 1
+    rank = _sorted_ranks(group_start, scores[order]) if len(order) else np.zeros(0)
+    y_sorted = labels[order].astype(np.float64)
     k = len(uniq)
     count = np.bincount(g_sorted, minlength=k).astype(np.float64)
     positives = np.bincount(g_sorted, weights=y_sorted, minlength=k)

@@ -25,7 +25,7 @@ COLUMNS = ["user_id", "item_id", "ts", "label", "value", "part"]
 class Samples:
     rows: pd.DataFrame   # COLUMNS
     negatives: str       # "logged" or "sampled"
-    description: str     # one sentence for the report
+    description: str     # one sentence for the report, with any draws given up
 
 
 def _item_values(items: pd.DataFrame) -> pd.Series:
@@ -34,7 +34,10 @@ def _item_values(items: pd.DataFrame) -> pd.Series:
     return price.reindex(items["item_id"]).fillna(1.0).astype(float)
 
 
-def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int, seed: int) -> pd.DataFrame:
+def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int,
+                      seed: int) -> tuple[pd.DataFrame, int]:
+    """(negatives, draws given up): a draw is given up only when 50 redraws all hit the user's own items
+    (a user who has nearly every item with events)."""
     positives = events[events["label"] == 1]
     counts = events["item_id"].value_counts()
     pool, probs = counts.index.to_numpy(), (counts / counts.sum()).to_numpy()
@@ -52,10 +55,11 @@ def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: i
         drawn.loc[clash, "item_id"] = rng.choice(pool, size=int(clash.sum()), p=probs)
     else:
         drawn = drawn[~clash]
+    given_up = len(owner) - len(drawn)
     values = _item_values(items)
     return pd.DataFrame({"user_id": drawn["user_id"].to_numpy(), "item_id": drawn["item_id"].to_numpy(),
                          "ts": positives["ts"].to_numpy()[drawn["row"].to_numpy()], "label": np.int8(0),
-                         "value": values.reindex(drawn["item_id"]).to_numpy()})
+                         "value": values.reindex(drawn["item_id"]).to_numpy()}), given_up
 
 
 def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, test_start: int, config: RankingSamplesConfig,
@@ -71,11 +75,12 @@ def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, test_start: int, 
                        f"{int((rows.label == 0).sum()):,} logged non-conversions")
     else:
         positives = base[base["label"] == 1]
-        negatives = sampled_negatives(events, items, config.negatives_per_positive, seed)
+        negatives, given_up = sampled_negatives(events, items, config.negatives_per_positive, seed)
         rows = pd.concat([positives, negatives], ignore_index=True)
         description = (f"sampled exposures: {len(positives):,} conversions, each with "
                        f"{config.negatives_per_positive} non-converted items drawn in proportion to their "
-                       "number of events (the user's own items excluded)")
+                       "number of events (the user's own items excluded)"
+                       + (f"; {given_up:,} draws given up for users who have nearly every item" if given_up else ""))
     rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
     train = rows["ts"] < test_start
     if not train.any() or train.all():
