@@ -234,11 +234,12 @@ def _daily(outcomes_day: dict[str, pd.DataFrame], arms: pd.Series, models: dict[
 
 
 def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_revenue: pd.Series,
-           test_start: int, day_seconds: int, config: AbConfig, seed: int) -> dict[str, Any]:
+           day_seconds: int, config: AbConfig, seed: int) -> dict[str, Any]:
     """rows: the scored test rows (user_id, item_id, ts, label, value, baseline, learn, user_segment,
-    item_segment). Returns the whole A/B result (assignment included, as a DataFrame under 'assignment')."""
+    item_segment, snapshot: the start of the user's test period). Returns the whole A/B result (the
+    assignment included, as a DataFrame under 'assignment')."""
     rows = rows.sort_values(["user_id", "ts", "item_id"], kind="stable").reset_index(drop=True)
-    rows["day"] = (rows["ts"].to_numpy() - test_start) // day_seconds
+    rows["day"] = ((rows["ts"].to_numpy() - rows["snapshot"].to_numpy()) // day_seconds).astype(np.int64)
     rows["request"] = rows.groupby(["user_id", "day"], sort=False).ngroup()
     users = np.array(sorted(rows["user_id"].unique()))
     assignment = assign_arms(users, config.salt, config.control_share, config.treatment_share)

@@ -25,10 +25,11 @@ class UserHistories:
     histories: list[list[str]]  # newest `history_max` item ids before the snapshot, oldest first ([] if none)
 
 
-def histories_before(events: pd.DataFrame, snapshot_ts: int, history_max: int,
+def histories_before(events: pd.DataFrame, snapshot: np.ndarray, history_max: int,
                      positives_only: bool) -> UserHistories:
+    """`snapshot`: per event row, the start of its user's test period."""
     users = sorted(events["user_id"].unique().tolist())
-    before = events[events["ts"] < snapshot_ts]
+    before = events[events["ts"].to_numpy() < snapshot]
     if positives_only:
         before = before[before["label"] == 1]
     ordered = before.sort_values(["user_id", "ts", "item_id"], kind="stable")

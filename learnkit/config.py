@@ -220,8 +220,11 @@ class PchStageConfig:
 @dataclass
 class TestPeriodConfig:
     """Where the test period starts: the export's snapshot, the rankers' train/test boundary, the segment
-    windows and the A/B days all count from here."""
+    windows and the A/B days all count from here. `time`: one start for everyone (a timestamp or a
+    quantile of all event times). `split`: the events the dataset's own `split` column marks `test` (a
+    leave-one-out dataset such as the UniSRec files); each user's period starts at their first test event."""
 
+    kind: Literal["time", "split"] = "time"
     start_ts: int | None = None
     start_quantile: float = 0.8   # of all event times, used when start_ts is not given
     day_seconds: int = 86_400     # the length of one A/B day (a period) in ts units

@@ -150,11 +150,3 @@ def _leave_one_out(user: str, train: list[str], valid: str, test: str,
     rows.append((user, (train + [valid])[-config.history_max:], [test], "test"))
     return rows
 
-
-def test_period_start(events: pd.DataFrame, start_ts: int | None, start_quantile: float) -> int:
-    """The first ts of the test period: the configured one, else a quantile of all event times."""
-    if start_ts is not None:
-        return int(start_ts)
-    if events.empty:
-        raise DataError("no events: the test period cannot be placed")
-    return int(np.quantile(events["ts"].to_numpy(), start_quantile, method="higher"))

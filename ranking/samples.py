@@ -1,8 +1,8 @@
 """Ranking samples from the canonical events (numpy and pandas only; no framework).
 
-One row per exposure: user_id, item_id, ts, label, value, part. Events before the test period are
-training rows (the newest `valid_fraction` of them by time are the validation slice for early stopping),
-events from its start on are test rows. Datasets with logged negatives (label 0, e.g. MovieLens ratings
+One row per exposure: user_id, item_id, ts, label, value, part. Events of the test period are test rows;
+the others are training rows, of which a validation slice is held out for early stopping (the events the
+dataset's split marks `valid` when it has such a split, else the newest `valid_fraction` by time). Datasets with logged negatives (label 0, e.g. MovieLens ratings
 <= 3) use them as they are. Implicit-only datasets get sampled exposures: for each conversion,
 `negatives_per_positive` items drawn in proportion to their number of events (items with no event are
 never drawn), excluding the user's own items, at the conversion's time.
@@ -57,16 +57,19 @@ def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: i
         drawn = drawn[~clash]
     given_up = len(owner) - len(drawn)
     values = _item_values(items)
-    return pd.DataFrame({"user_id": drawn["user_id"].to_numpy(), "item_id": drawn["item_id"].to_numpy(),
-                         "ts": positives["ts"].to_numpy()[drawn["row"].to_numpy()], "label": np.int8(0),
-                         "value": values.reindex(drawn["item_id"]).to_numpy()}), given_up
+    source = positives.iloc[drawn["row"].to_numpy()]
+    negatives = source.drop(columns=["item_id", "label", "value"]).assign(
+        item_id=drawn["item_id"].to_numpy(), label=np.int8(0), value=values.reindex(drawn["item_id"]).to_numpy())
+    return negatives[list(positives.columns)].reset_index(drop=True), given_up
 
 
-def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, test_start: int, config: RankingSamplesConfig,
-                    seed: int) -> Samples:
+def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarray, config: RankingSamplesConfig,
+                    seed: int, in_valid: np.ndarray | None = None) -> Samples:
+    """`in_test` marks the events of the test period; `in_valid` (optional) the validation events."""
     has_negatives = bool((events["label"] == 0).any())
     mode = config.negatives if config.negatives != "auto" else ("logged" if has_negatives else "sampled")
-    base = events[["user_id", "item_id", "ts", "label", "value"]]
+    base = events[["user_id", "item_id", "ts", "label", "value"]].assign(
+        _test=np.asarray(in_test, bool), _valid=np.zeros(len(events), bool) if in_valid is None else in_valid)
     if mode == "logged":
         if not has_negatives:
             raise DataError("ranking.samples.negatives is 'logged' but the events have no label-0 rows")
@@ -75,18 +78,21 @@ def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, test_start: int, 
                        f"{int((rows.label == 0).sum()):,} logged non-conversions")
     else:
         positives = base[base["label"] == 1]
-        negatives, given_up = sampled_negatives(events, items, config.negatives_per_positive, seed)
+        negatives, given_up = sampled_negatives(base, items, config.negatives_per_positive, seed)
         rows = pd.concat([positives, negatives], ignore_index=True)
         description = (f"sampled exposures: {len(positives):,} conversions, each with "
                        f"{config.negatives_per_positive} non-converted items drawn in proportion to their "
                        "number of events (the user's own items excluded)"
                        + (f"; {given_up:,} draws given up for users who have nearly every item" if given_up else ""))
     rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
-    train = rows["ts"] < test_start
+    train = ~rows["_test"].to_numpy()
     if not train.any() or train.all():
-        raise DataError(f"test period start ts {test_start} leaves no training or no test rows")
-    valid_from = np.quantile(rows.loc[train, "ts"].to_numpy(), 1 - config.valid_fraction, method="higher")
-    rows["part"] = np.where(~train, "test", np.where(rows["ts"] >= valid_from, "valid", "train"))
+        raise DataError("the test period leaves no training or no test rows")
+    valid = rows["_valid"].to_numpy() & train
+    if in_valid is None:
+        valid_from = np.quantile(rows.loc[train, "ts"].to_numpy(), 1 - config.valid_fraction, method="higher")
+        valid = train & (rows["ts"].to_numpy() >= valid_from)
+    rows["part"] = np.where(~train, "test", np.where(valid, "valid", "train"))
     if not (rows["part"] == "train").any():
         raise DataError("the validation slice took every training row; lower ranking.samples.valid_fraction")
     rows["label"] = rows["label"].astype(np.int8)

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from learnkit.fsutil import read_json, write_json, write_parquet
+from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
 from learnkit.stages.data import read_items
 from learnkit.stages.ranking import _finite
@@ -20,14 +21,14 @@ def run_ab(ctx: Context) -> StageOutput:
     cfg = config.ab
     assert cfg is not None
     ranking = read_json(ctx.run_dir / "ranking" / "_stage.json")["metrics"]
-    test_start = int(ranking["samples"]["test_start_ts"])
     scores = pd.read_parquet(ctx.run_dir / "ranking" / "scores.parquet")
     samples = pd.read_parquet(ctx.run_dir / "ranking" / "samples.parquet")
     events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
-    before = events[(events["ts"] < test_start) & (events["label"] == 1)]
+    period = test_period(events, config.test_period)
+    before = events[(events["ts"].to_numpy() < period.user_snapshot(events["user_id"])) & (events["label"] == 1)]
     pre_revenue = before.groupby("user_id")["value"].sum()
-    result = simulate(scores, samples, read_items(ctx.run_dir), pre_revenue, test_start,
-                      config.test_period.day_seconds, cfg, config.seed)
+    result = simulate(scores, samples, read_items(ctx.run_dir), pre_revenue, config.test_period.day_seconds,
+                      cfg, config.seed)
     write_parquet(ctx.stage_dir / "assignment.parquet", result.pop("assignment"))
     result = _finite(result)
     assert isinstance(result, dict)

@@ -21,20 +21,19 @@ def run_pch(ctx: Context) -> StageOutput:
     import torch
 
     from learn_embed.experiment import (Catalog, gallery_items, load_content, run_baseline_v1, run_learn)
-    from learnkit.splits import make_split, test_period_start
+    from learnkit.period import test_period
+    from learnkit.splits import make_split
 
     cfg = ctx.config.pch
     assert cfg is not None
     items = read_items(ctx.run_dir)
     events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
-    test_start = None
-    if cfg.train_before_test_period:
-        period = ctx.config.test_period
-        test_start = test_period_start(events, period.start_ts, period.start_quantile)
-        events = events[events["ts"] < test_start]
+    period = test_period(events, ctx.config.test_period) if cfg.train_before_test_period else None
+    if period is not None:
+        events = events[~period.in_test]
     examples, split_stats = make_split(events, cfg.split)
-    if test_start is not None:
-        split_stats["before_test_period_ts"] = test_start
+    if period is not None:
+        split_stats["trained_before"] = period.description
     if ctx.rank == 0:
         write_parquet(ctx.stage_dir / "split.parquet", examples)
     catalog = Catalog.from_ids(sorted(items["item_id"].tolist()))

@@ -6,25 +6,17 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from learnkit.config import Config
-from learnkit.errors import ConfigError
+from learnkit.errors import ConfigError, DataError
 from learnkit.fsutil import write_parquet
 from learnkit.pipeline import Context, StageOutput
 from learnkit.stages.data import read_items
 
 log = logging.getLogger(__name__)
-
-
-def export_snapshot(run_dir: Path) -> tuple[Path, dict]:
-    from export.tables import open_export
-
-    folder, manifest = open_export(run_dir / "export")
-    return folder, manifest
 
 
 def attribute_maps(table: pd.DataFrame, id_column: str, columns: list[str], key: str) -> dict[str, dict[str, str]]:
@@ -42,6 +34,8 @@ def run_ranking(ctx: Context) -> StageOutput:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from eval.ranking_report import ranking_metrics, ranking_report
     from eval.segments import segment_rows
+    from export.tables import open_export
+    from learnkit.period import test_period
     from ranking.model import Vocabulary
     from ranking.samples import ranking_samples
     from ranking.tables import read_feature_table
@@ -52,9 +46,15 @@ def run_ranking(ctx: Context) -> StageOutput:
     assert cfg is not None
     events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
     items = read_items(ctx.run_dir)
-    export_dir, manifest = export_snapshot(ctx.run_dir)
-    test_start = int(manifest["metadata"]["snapshot_ts"])
-    samples = ranking_samples(events, items, test_start, cfg.samples, config.seed)
+    _, manifest = open_export(ctx.run_dir / "export")
+    period = test_period(events, config.test_period)
+    if manifest["metadata"].get("snapshot") != period.description:
+        raise DataError(f"{ctx.run_dir / 'export'}: the export's snapshot ({manifest['metadata'].get('snapshot')}) "
+                        f"is not this run's test period ({period.description}); re-run the export stage")
+    in_valid = None
+    if config.test_period.kind == "split":
+        in_valid = (events["split"] == "valid").to_numpy()
+    samples = ranking_samples(events, items, period.in_test, cfg.samples, config.seed, in_valid)
     rows = samples.rows
     write_parquet(ctx.stage_dir / "samples.parquet", rows)
     train_rows = rows[rows["part"] != "test"]
@@ -79,13 +79,14 @@ def run_ranking(ctx: Context) -> StageOutput:
                           "epochs_run": len(trained.history),
                           "examples_per_s": round(trained.examples_per_s, 1),
                           "savedmodel_max_abs_diff": serving[name]}
-    scored = segment_rows(test.assign(baseline=scores["baseline"], learn=scores["learn"]), events, test_start,
-                          cfg.segments, config.test_period.day_seconds)
+    scored = segment_rows(test.assign(baseline=scores["baseline"], learn=scores["learn"],
+                                      snapshot=period.user_snapshot(test["user_id"])),
+                          events, period.user_snapshot(events["user_id"]), cfg.segments, config.test_period.day_seconds)
     write_parquet(ctx.stage_dir / "scores.parquet", scored)
     metrics = ranking_metrics(scored, cfg.bootstrap, config.seed, cfg.wuauc_weight)
     metrics["training"] = training
     metrics["samples"] = {"negatives": samples.negatives, "description": samples.description,
-                          "test_start_ts": test_start, "export_version": manifest["version"],
+                          "test_period": period.description, "export_version": manifest["version"],
                           "table_format": fmt,
                           **{f"{p}_rows": int((rows.part == p).sum()) for p in ("train", "valid", "test")},
                           "test_positive_rate": float(test["label"].mean()) if len(test) else float("nan")}

@@ -42,6 +42,7 @@ def traffic(n_users=600, seed=0):
                 item = int(rng.integers(0, 40))
                 rows.append((f"u{u}", f"i{item}", 1000 + day * 100 + k, int(rng.random() < 0.3)))
     rows = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "label"]).drop_duplicates(["user_id", "item_id", "ts"])
+    rows["snapshot"] = 1000.0
     rows["value"] = 1.0 + (rows["item_id"].str[1:].astype(int) % 3)
     rows["baseline"] = rng.random(len(rows))
     rows["learn"] = rows["label"] * 0.5 + rng.random(len(rows))  # knows the outcome: a real lift
@@ -55,7 +56,7 @@ def traffic(n_users=600, seed=0):
 def test_a_better_ranker_wins_and_the_aa_check_is_calibrated():
     rows, items, pre = traffic()
     config = AbConfig(control_share=0.5, treatment_share=0.5, top_k=3, simulated_seeds=3, bootstrap=400, aa_runs=200)
-    result = run_ab(rows, rows[["user_id", "item_id", "label"]], items, pre, 1000, 100, config, seed=0)
+    result = run_ab(rows, rows[["user_id", "item_id", "label"]], items, pre, 100, config, seed=0)
     replay = result["replay"]
     assert replay["revenue_lift"] > 0.1 and replay["ci_low"] > 0 and replay["p_value"] < 0.01
     assert replay["cvr_lift"] > 0.1 and replay["cvr_ci_low"] > 0

@@ -23,18 +23,18 @@ CONFIG = SegmentConfig(user_lookback_days=3, user_long_tail_max=2, item_window_d
 
 
 def test_user_segments():
-    got = user_segments(log(), np.array(["old", "tail", "busy", "new"]), START, CONFIG, DAY)
+    got = user_segments(log(), np.full(len(log()), START), np.array(["old", "tail", "busy", "new"]), CONFIG, DAY)
     assert got.to_dict() == {"old": "cold_start", "tail": "long_tail", "busy": "others", "new": "cold_start"}
 
 
 def test_item_segments():
-    got = item_segments(log(), np.array(["x", "y", "z", "w"]), START, CONFIG, DAY)
+    got = item_segments(log(), np.full(len(log()), START), np.array(["x", "y", "z", "w"]), CONFIG, DAY)
     # x: converted before (twice, long ago) -> 0 recent -> long tail; y: 1 recent; z: 5 > 4 -> others
     assert got.to_dict() == {"x": "long_tail", "y": "long_tail", "z": "others", "w": "cold_start"}
 
 
 def test_segment_rows_adds_both_columns():
     rows = pd.DataFrame({"user_id": ["busy", "new"], "item_id": ["w", "z"]})
-    got = segment_rows(rows, log(), START, CONFIG, DAY)
+    got = segment_rows(rows, log(), np.full(len(log()), START), CONFIG, DAY)
     assert got[["user_segment", "item_segment"]].values.tolist() == [["others", "cold_start"],
                                                                       ["cold_start", "others"]]

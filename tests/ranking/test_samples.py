@@ -22,7 +22,7 @@ def implicit_events():
 
 def test_sampled_exposures_skip_the_users_items_and_never_draw_items_without_events():
     events, items = implicit_events()
-    samples = ranking_samples(events, items, test_start=7, config=RankingSamplesConfig(negatives_per_positive=3,
+    samples = ranking_samples(events, items, events.ts.to_numpy() >= 7, config=RankingSamplesConfig(negatives_per_positive=3,
                                                                                         valid_fraction=0.2), seed=0)
     rows = samples.rows
     assert samples.negatives == "sampled"
@@ -36,7 +36,7 @@ def test_sampled_exposures_skip_the_users_items_and_never_draw_items_without_eve
     prices = {"a": 2.0, "b": 1.0, "c": 5.0, "e": 3.0, "f": 4.0}
     assert all(prices[i] == v for i, v in zip(negatives.item_id, negatives.value))
     assert set(rows[rows.ts >= 7].part) == {"test"} and set(rows[rows.ts < 7].part) <= {"train", "valid"}
-    again = ranking_samples(events, items, 7, RankingSamplesConfig(negatives_per_positive=3, valid_fraction=0.2), 0)
+    again = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=3, valid_fraction=0.2), 0)
     pd.testing.assert_frame_equal(rows, again.rows)
 
 
@@ -44,7 +44,7 @@ def test_movielens_uses_its_logged_negatives(shared_data):
     data = validate(load_dataset("ml-100k", shared_data / "ml-100k", {"positive_min_rating": 4.0}), ValidationRules())
     events, items = data.events, data.items
     start = int(np.quantile(events.ts, 0.8, method="higher"))
-    samples = ranking_samples(events, items, start, RankingSamplesConfig(), seed=0)
+    samples = ranking_samples(events, items, events.ts.to_numpy() >= start, RankingSamplesConfig(), seed=0)
     rows = samples.rows
     assert samples.negatives == "logged" and len(rows) == 100_000
     assert int(rows.label.sum()) == 55_375
@@ -57,15 +57,25 @@ def test_movielens_uses_its_logged_negatives(shared_data):
 def test_clear_errors():
     events, items = implicit_events()
     with pytest.raises(DataError, match="have no label-0 rows"):
-        ranking_samples(events, items, 7, RankingSamplesConfig(negatives="logged"), 0)
+        ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives="logged"), 0)
     with pytest.raises(DataError, match="leaves no training or no test rows"):
-        ranking_samples(events, items, 100, RankingSamplesConfig(), 0)
+        ranking_samples(events, items, events.ts.to_numpy() >= 100, RankingSamplesConfig(), 0)
 
 
 def test_a_user_with_every_item_is_reported_not_dropped_silently():
     events, items = implicit_events()
     events = pd.concat([events, pd.DataFrame({"user_id": ["u1"] * 2, "item_id": ["e", "f"], "ts": [2, 3],
                                               "label": np.int8(1), "value": 1.0})], ignore_index=True)
-    samples = ranking_samples(events, items, 7, RankingSamplesConfig(negatives_per_positive=2), 0)
+    samples = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=2), 0)
     assert "10 draws given up for users who have nearly every item" in samples.description
     assert "u1" not in set(samples.rows[samples.rows.label == 0].user_id)
+
+
+def test_a_given_split_marks_test_and_validation_and_negatives_follow_their_positive():
+    events, items = implicit_events()
+    split = np.where(events.ts >= 7, "test", np.where(events.ts == 6, "valid", "train"))
+    samples = ranking_samples(events, items, split == "test", RankingSamplesConfig(negatives_per_positive=2), 0,
+                              in_valid=split == "valid")
+    rows = samples.rows
+    assert set(rows[rows.ts >= 7].part) == {"test"} and set(rows[rows.ts == 6].part) == {"valid"}
+    assert set(rows[rows.ts < 6].part) == {"train"} and (rows.part == "valid").sum() == 3
