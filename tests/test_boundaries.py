@@ -10,7 +10,11 @@ CHECK = "import sys; import {module}; print(sorted(m for m in ({banned}) if m in
 
 
 @pytest.mark.parametrize("module, banned", [
-    ("eval.metrics", ("torch", "tensorflow")),
+    ("eval.metrics, eval.compare, eval.segments, eval.ab, eval.ab_report, eval.ranking_report",
+     ("torch", "tensorflow")),
+    ("ranking.samples", ("torch", "tensorflow")),
+    ("ranking.model, ranking.tables, ranking.train", ("torch",)),
+    ("export.tables", ("torch", "tensorflow")),
     ("learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline", ("torch", "tensorflow")),
     ("learn_embed.experiment, learn_embed.ceg", ("tensorflow",)),
 ])

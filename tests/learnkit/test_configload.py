@@ -68,3 +68,23 @@ def test_method_overrides_are_validated(tmp_path):
     text = BASE + "pch:\n  methods:\n    m: {encoder: bert}\n"
     with pytest.raises(ConfigError, match=r"c.yaml: key 'pch.methods.m.encoder': 'bert' is not one of the CEG encoders"):
         load_config(write(tmp_path, text))
+
+
+PIPELINE = BASE + """pch: {methods: {learn_llm: {encoder: llm}, base: {kind: baseline_v1, encoder: llm}}}
+"""
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("export: {method: nope}", "key 'export.method': 'nope' is not one of the pch methods"),
+    ("export: {method: base}", "key 'export.method': only a trained (kind: learn) method can be exported"),
+    ("export: {formats: [tfrecord]}", "key 'export': formats must include parquet"),
+    ("ranking: {}", "key 'ranking': the LEARN ranker reads the export"),
+    ("export: {}\nranking: {train: {table_format: csv}}", "key 'ranking.train.table_format': 'csv' is not one of"),
+    ("export: {}\nranking: {model: {aux_weight: -1}}", "key 'ranking.model': aux_weight must be >= 0"),
+    ("export: {}\nranking: {}\nab: {control_share: 0.7, treatment_share: 0.5}",
+     "key 'ab': control_share and treatment_share must be positive with a sum <= 1"),
+    ("test_period: {kind: week}", "key 'test_period.kind': 'week' is not one of 'time', 'split'"),
+])
+def test_pipeline_sections_are_checked(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(write(tmp_path, PIPELINE + extra + "\n"))
