@@ -104,10 +104,14 @@ def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
         if days:
             ax.bar(days, lift, color="#8ab", label="daily")
             ax.plot(days, cumulative, color="#c33", marker=".", label="cumulative")
+            # a day with few users can swing by hundreds of percent: keep the cumulative line readable
+            finite = np.abs([v for v in lift + cumulative if np.isfinite(v)] or [1.0])
+            limit = max(20.0, 3 * np.nanmax(np.abs(cumulative[-3:])), float(np.percentile(finite, 80)))
+            ax.set_ylim(-limit, limit)
             drawn = True
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=f"{name}: revenue per user, treatment vs control", xlabel="test day",
-               ylabel="revenue lift (%)")
+               ylabel="revenue lift (%, axis clipped)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     if drawn:

@@ -113,6 +113,8 @@ def predict(model: Ranker, rows: pd.DataFrame, batch_size: int = 8192) -> np.nda
 def save_serving(model: Ranker, path: Path, check_rows: pd.DataFrame) -> float:
     """Save a SavedModel with the raw-id serving signature, reload it and return the largest difference
     between its probabilities and the trained model's on `check_rows`."""
+    # tf-keras warns that a subclassed model has no get_config: irrelevant to a SavedModel, so kept quiet
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     tf.io.gfile.rmtree(str(tmp)) if tmp.exists() else None
     tf.saved_model.save(model, str(tmp), signatures={"serving_default": model.serve})
