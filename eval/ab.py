@@ -183,28 +183,28 @@ def aa_false_positive_rate(outcome: pd.DataFrame, users: np.ndarray, pre_revenue
             "alpha": alpha}
 
 
-def _segment_lifts(outcomes_by: dict[str, pd.DataFrame], column: str, rows: pd.DataFrame, arms: pd.Series,
-                   models: dict[str, str], users: np.ndarray, user_segment: pd.Series, config: AbConfig,
-                   rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+def _segment_lift(values: dict[str, np.ndarray], share: float, config: AbConfig,
+                  rng: np.random.Generator) -> dict[str, Any]:
+    lift = revenue_lift(values["control"], values["treatment"], config.bootstrap, rng)
+    return {"share": share, "revenue_lift": lift.lift, "ci_low": lift.ci_low, "ci_high": lift.ci_high,
+            "p_value": lift.p_value}
+
+
+def _segment_lifts(outcomes: dict[str, pd.DataFrame], by_item_segment: dict[str, pd.DataFrame], rows: pd.DataFrame,
+                   arms: pd.Series, models: dict[str, str], users: np.ndarray, user_segment: pd.Series,
+                   config: AbConfig, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+    """Revenue lift per user segment (the segment's users) and per item segment (revenue from its items)."""
     from eval.segments import SEGMENTS
 
-    out = {}
+    out: dict[str, dict[str, Any]] = {"user": {}, "item": {}}
     for segment in SEGMENTS:
-        share = float((rows[column] == segment).mean())
-        if column == "user_segment":
-            members = users[user_segment.reindex(users).to_numpy() == segment]
-            values = _arm_values({m: o.xs("all", level=1) for m, o in outcomes_by.items()}, arms, models,
-                                 "revenue", members)
-        else:
-            values = {}
-            for arm in ARMS:
-                members = users[arms.reindex(users).to_numpy() == arm]
-                table = outcomes_by[models[arm]]
-                part = table.xs(segment, level=1) if segment in table.index.get_level_values(1) else table.iloc[:0].droplevel(1)
-                values[arm] = part["revenue"].reindex(members, fill_value=0.0).to_numpy()
-        lift = revenue_lift(values["control"], values["treatment"], config.bootstrap, rng)
-        out[segment] = {"share": share, "revenue_lift": lift.lift, "ci_low": lift.ci_low, "ci_high": lift.ci_high,
-                        "p_value": lift.p_value}
+        members = users[user_segment.reindex(users).to_numpy() == segment]
+        out["user"][segment] = _segment_lift(_arm_values(outcomes, arms, models, "revenue", members),
+                                             float((rows["user_segment"] == segment).mean()), config, rng)
+        of_segment = {m: table[table.index.get_level_values(1) == segment].droplevel(1)
+                      for m, table in by_item_segment.items()}
+        out["item"][segment] = _segment_lift(_arm_values(of_segment, arms, models, "revenue", users),
+                                             float((rows["item_segment"] == segment).mean()), config, rng)
     return out
 
 
@@ -258,15 +258,12 @@ def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_r
                               "response_model": "logistic regression on user, item and user x category indicators, "
                                                 "fitted on all ranking samples including the test period",
                               "response_model_test_auc": _auc(rows["label"].to_numpy(), probability)}
-    rows_all = rows.assign(all="all")
     for estimator, conv in conversions.items():
         outcomes = {m: per_user(rows, masks[m], conv) for m in masks}
         block = estimate(outcomes, arms, models, users, pre_revenue, config, rng)
-        by_user_segment = {m: per_user(rows_all, masks[m], conv, ["all"]) for m in masks}
         by_item_segment = {m: per_user(rows, masks[m], conv, ["item_segment"]) for m in masks}
-        block["segments"] = {
-            "user": _segment_lifts(by_user_segment, "user_segment", rows, arms, models, users, user_segment, config, rng),
-            "item": _segment_lifts(by_item_segment, "item_segment", rows, arms, models, users, user_segment, config, rng)}
+        block["segments"] = _segment_lifts(outcomes, by_item_segment, rows, arms, models, users, user_segment,
+                                           config, rng)
         block["daily"] = _daily({m: per_user(rows, masks[m], conv, ["day"]) for m in masks}, arms, models, users)
         block["aa"] = aa_false_positive_rate(outcomes["learn"], users, pre_revenue, config)
         result[estimator] = block

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,17 @@ from learnkit.fsutil import write_json, write_text
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 th{background:#f3f3f3}code{background:#f6f6f6;padding:0 .2rem}img{max-width:100%}"""
+
+
+def nan_to_null(tree: Any) -> Any:
+    """NaN and infinities (an undefined figure, e.g. a segment with one class) become null in JSON."""
+    if isinstance(tree, dict):
+        return {k: nan_to_null(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [nan_to_null(v) for v in tree]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
 
 
 def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

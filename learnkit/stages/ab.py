@@ -9,8 +9,8 @@ import pandas as pd
 from learnkit.fsutil import read_json, write_json, write_parquet
 from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
+from learnkit.report import nan_to_null
 from learnkit.stages.data import read_items
-from learnkit.stages.ranking import _finite
 
 
 def run_ab(ctx: Context) -> StageOutput:
@@ -30,7 +30,7 @@ def run_ab(ctx: Context) -> StageOutput:
     result = simulate(scores, samples, read_items(ctx.run_dir), pre_revenue, config.test_period.day_seconds,
                       cfg, config.seed)
     write_parquet(ctx.stage_dir / "assignment.parquet", result.pop("assignment"))
-    result = _finite(result)
+    result = nan_to_null(result)
     assert isinstance(result, dict)
     write_json(ctx.stage_dir / "report.json", result)
     drawn = plot_daily_lift(result, ctx.stage_dir / "daily_lift.png")

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 import pandas as pd
 
 from learnkit.config import Config
 from learnkit.errors import ConfigError, DataError
 from learnkit.fsutil import write_parquet
 from learnkit.pipeline import Context, StageOutput
+from learnkit.report import md_table, nan_to_null
 from learnkit.stages.data import read_items
 
 log = logging.getLogger(__name__)
@@ -93,25 +93,12 @@ def run_ranking(ctx: Context) -> StageOutput:
     text = ranking_report(metrics, ctx.stage_dir / "segment_deltas.png", f"{ctx.stage_dir.name}/segment_deltas.png",
                           samples.description, cfg.bootstrap)
     text += _training_table(training)
-    return StageOutput(_finite(metrics), text)
+    return StageOutput(nan_to_null(metrics), text)
 
 
 def _training_table(training: dict) -> str:
-    from learnkit.report import md_table
-
     rows = [[name, t["epochs_run"], t["best_epoch"], t["history"][t["best_epoch"] - 1].get("val_main_auc", "n/a"),
              t["examples_per_s"], f"{t['savedmodel_max_abs_diff']:.1e}"] for name, t in training.items()]
     return ("\nTraining (Adam, early stopping on the validation slice's AUC, the best epoch kept):\n\n"
             + md_table(["model", "epochs run", "best epoch", "validation AUC", "examples/s",
                         "SavedModel vs trained model, max abs diff"], rows))
-
-
-def _finite(tree: object) -> object:
-    """NaN (an undefined figure, e.g. a segment with one class) becomes null in metrics.json."""
-    if isinstance(tree, dict):
-        return {k: _finite(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_finite(v) for v in tree]
-    if isinstance(tree, float) and not np.isfinite(tree):
-        return None
-    return tree
