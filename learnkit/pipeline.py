@@ -20,6 +20,7 @@ from learnkit.configload import to_mapping
 from learnkit.errors import LearnKitError
 from learnkit.fsutil import read_json, stable_hash, write_json
 from learnkit.report import write_run_report
+from learnkit.summary import run_summary
 
 log = logging.getLogger(__name__)
 
@@ -138,5 +139,6 @@ def write_reports(config: Config, timings: dict[str, Any] | None = None) -> dict
         sections.append(record.get("report", ""))
     if timings:
         metrics["run"]["stages"] = timings
+    sections.insert(0, run_summary(metrics))
     write_run_report(config.run_dir, f"learn-kit run `{config.name}`", sections, metrics)
     return metrics

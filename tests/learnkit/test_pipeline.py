@@ -124,7 +124,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
                  "ab/assignment.parquet", "ab/report.json", "ab/daily_lift.png"):
         assert (run / name).is_file(), name
     report = (run / "report.md").read_text()
-    assert "paper tables 6 and 7" in report and "Simulated A/B test" in report
+    assert "paper tables 6 and 7" in report and "Simulated A/B test" in report and "## Summary" in report
     again = run_pipeline(config, only=["data", "ceg", "pch", "export", "ranking", "ab"])
     assert all(s["skipped"] for s in again["run"]["stages"].values())
     assert again["ranking"] == metrics["ranking"] and again["ab"] == metrics["ab"]

@@ -1,0 +1,75 @@
+"""The opening of report.md: what was trained, how well it retrieves, what the ranker gained where, and
+what the simulated A/B test says, each figure read from the run's metrics (no framework)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SEGMENT_NAMES = {"cold_start": "cold-start", "long_tail": "long-tail", "others": "other"}
+
+
+def _pp(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f}pp"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.1f}%"
+
+
+def _significant(delta: dict[str, Any]) -> int:
+    """+1 when the interval is above zero, -1 when below, 0 otherwise."""
+    low, high = delta.get("ci_low"), delta.get("ci_high")
+    if low is None or high is None:
+        return 0
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def run_summary(metrics: dict[str, Any]) -> str:
+    lines = []
+    data = metrics.get("data")
+    if data:
+        lines.append(f"- **Data**: {data.get('items', 0):,} items, {data.get('events', 0):,} events, "
+                     f"{data.get('rejected', 0)} rejected rows.")
+    retrieval = metrics.get("retrieval")
+    if retrieval:
+        methods = {k: v for k, v in retrieval.items() if isinstance(v, dict) and "N@10" in v}
+        if methods:
+            key = "R@50" if all("R@50" in v for v in methods.values()) else "N@10"
+            best = max(methods, key=lambda k: methods[k][key])
+            lines.append(f"- **Retrieval** ({len(methods)} methods, full ranking): best {key} is `{best}` "
+                         f"({methods[best][key]:.4f}); " + ", ".join(f"`{k}` {v[key]:.4f}" for k, v in methods.items()
+                                                                     if k != best) + ".")
+    export = metrics.get("export")
+    if export:
+        lines.append(f"- **Export** `{export['version']}` of `{export['method']}`: {export['rows_users']:,} users "
+                     f"({export['users_with_embedding']:,} with history before the test period), "
+                     f"{export['rows_items']:,} items, {export['dim']}-d.")
+    ranking = metrics.get("ranking")
+    if ranking:
+        delta = ranking["delta"]
+        verdict = {1: "LEARN is better", -1: "the baseline is better", 0: "no clear difference"}
+        lines.append(f"- **Ranking** (LEARN - baseline, 95% interval over users): UAUC {_pp(delta['UAUC']['value'])} "
+                     f"[{_pp(delta['UAUC']['ci_low'])}, {_pp(delta['UAUC']['ci_high'])}], "
+                     f"WUAUC {_pp(delta['WUAUC']['value'])}, AUC {_pp(delta['AUC']['value'])}: "
+                     f"{verdict[_significant(delta['UAUC'])]} on UAUC.")
+        better, worse = [], []
+        for kind in ("user", "item"):
+            for segment, figures in delta["segments"][kind].items():
+                for metric in ("UAUC", "AUC"):
+                    sign = _significant(figures[metric])
+                    label = f"{SEGMENT_NAMES[segment]} {kind}s ({metric} {_pp(figures[metric]['value'])})"
+                    (better if sign > 0 else worse if sign < 0 else []).append(label)
+        lines.append("  Segments where the interval excludes zero: LEARN better for "
+                     + (", ".join(better) or "none") + "; baseline better for " + (", ".join(worse) or "none") + ".")
+    ab = metrics.get("ab")
+    if ab:
+        parts = []
+        for name in ("replay", "simulated"):
+            b = ab[name]
+            sign = _significant(b)
+            parts.append(f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
+                         f"p = {b['p_value']:.3f}" + (" (significant)" if sign else ""))
+        lines.append("- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
+                     + "; ".join(parts) + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
+                     f"over {ab['aa']['runs']} salts (nominal 5%).")
+    return "## Summary\n\n" + "\n".join(lines) + "\n" if lines else ""
