@@ -1,7 +1,7 @@
 """`learn-kit`: run the whole pipeline, one stage, or fetch data.
 
     learn-kit run CONFIG [--force] [--on-error drop]
-    learn-kit <stage> --config CONFIG          (data, ceg, i2i, pch; ceg and pch also under torchrun)
+    learn-kit <stage> --config CONFIG          (ceg, i2i, pch, export, rank, ab; ceg and pch also under torchrun)
     learn-kit data fetch ml-100k [--path DIR]
 """
 

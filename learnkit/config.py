@@ -331,8 +331,8 @@ class AbConfig:
     def __post_init__(self) -> None:
         if min(self.control_share, self.treatment_share) <= 0 or self.control_share + self.treatment_share > 1:
             raise ValueError("control_share and treatment_share must be positive with a sum <= 1")
-        if self.top_k < 1 or self.aa_runs < 1 or self.bootstrap < 10:
-            raise ValueError("top_k and aa_runs must be >= 1, bootstrap >= 10")
+        if self.top_k < 1 or self.aa_runs < 1 or self.simulated_seeds < 1 or self.bootstrap < 10:
+            raise ValueError("top_k, aa_runs and simulated_seeds must be >= 1, bootstrap >= 10")
 
 
 @dataclass
