@@ -224,6 +224,7 @@ class TestPeriodConfig:
     quantile of all event times). `split`: the events the dataset's own `split` column marks `test` (a
     leave-one-out dataset such as the UniSRec files); each user's period starts at their first test event."""
 
+    __test__ = False  # not a pytest test class, whatever its name
     kind: Literal["time", "split"] = "time"
     start_ts: int | None = None
     start_quantile: float = 0.8   # of all event times, used when start_ts is not given
