@@ -34,33 +34,48 @@ def _item_values(items: pd.DataFrame) -> pd.Series:
     return price.reindex(items["item_id"]).fillna(1.0).astype(float)
 
 
-def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int,
-                      seed: int) -> tuple[pd.DataFrame, int]:
-    """(negatives, draws given up): a draw is given up only when 50 redraws all hit the user's own items
-    (a user who has nearly every item with events)."""
-    positives = events[events["label"] == 1]
-    counts = events["item_id"].value_counts()
+def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, seen: set[tuple[str, str]],
+          rng: np.random.Generator) -> pd.DataFrame:
+    """`per_positive` items per positive, in proportion to their number of events in `period`, never an
+    item its user has; a draw is given up (left out) only when 50 redraws all hit the user's own items."""
+    counts = period["item_id"].value_counts()
     pool, probs = counts.index.to_numpy(), (counts / counts.sum()).to_numpy()
     if len(pool) < 2:
-        raise DataError("negative sampling needs events on at least two items")
-    rng = np.random.default_rng(seed)
+        raise DataError("negative sampling needs events on at least two items in each period")
     owner = np.repeat(np.arange(len(positives)), per_positive)
     drawn = pd.DataFrame({"row": owner, "user_id": positives["user_id"].to_numpy()[owner],
                           "item_id": rng.choice(pool, size=len(owner), p=probs)})
-    seen = set(zip(events["user_id"], events["item_id"]))
-    for _ in range(50):  # redraw the items a user already has
+    for _ in range(50):
         clash = np.fromiter(((u, i) in seen for u, i in zip(drawn["user_id"], drawn["item_id"])), bool, len(drawn))
         if not clash.any():
             break
         drawn.loc[clash, "item_id"] = rng.choice(pool, size=int(clash.sum()), p=probs)
     else:
         drawn = drawn[~clash]
-    given_up = len(owner) - len(drawn)
+    return drawn
+
+
+def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int,
+                      seed: int) -> tuple[pd.DataFrame, int]:
+    """(negatives, draws given up). Training negatives follow the popularity of the training events, test
+    negatives that of the test period: drawn from all events, an item that sells mostly in the test period
+    would look like a negative in training and the test would reward guessing against it."""
+    rng = np.random.default_rng(seed)
+    seen = set(zip(events["user_id"], events["item_id"]))
     values = _item_values(items)
-    source = positives.iloc[drawn["row"].to_numpy()]
-    negatives = source.drop(columns=["item_id", "label", "value"]).assign(
-        item_id=drawn["item_id"].to_numpy(), label=np.int8(0), value=values.reindex(drawn["item_id"]).to_numpy())
-    return negatives[list(positives.columns)].reset_index(drop=True), given_up
+    out, given_up = [], 0
+    for in_test in (False, True):
+        period = events[events["_test"] == in_test]
+        positives = period[period["label"] == 1]
+        if positives.empty:
+            continue
+        drawn = _draw(positives, period, per_positive, seen, rng)
+        given_up += len(positives) * per_positive - len(drawn)
+        source = positives.iloc[drawn["row"].to_numpy()]
+        out.append(source.drop(columns=["item_id", "label", "value"]).assign(
+            item_id=drawn["item_id"].to_numpy(), label=np.int8(0),
+            value=values.reindex(drawn["item_id"]).to_numpy())[list(events.columns)])
+    return pd.concat(out, ignore_index=True), given_up
 
 
 def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarray, config: RankingSamplesConfig,
@@ -82,7 +97,7 @@ def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarr
         rows = pd.concat([positives, negatives], ignore_index=True)
         description = (f"sampled exposures: {len(positives):,} conversions, each with "
                        f"{config.negatives_per_positive} non-converted items drawn in proportion to their "
-                       "number of events (the user's own items excluded)"
+                       "number of events in the same period, training or test (the user's own items excluded)"
                        + (f"; {given_up:,} draws given up for users who have nearly every item" if given_up else ""))
     rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
     train = ~rows["_test"].to_numpy()

@@ -13,10 +13,10 @@ from ranking.samples import ranking_samples
 
 def implicit_events():
     rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 3), ("u2", "c", 4), ("u3", "a", 5), ("u3", "b", 6),
-            ("u1", "c", 7), ("u2", "e", 8), ("u4", "f", 8)]
+            ("u4", "g", 2), ("u1", "c", 7), ("u2", "e", 8), ("u4", "f", 8)]
     events = pd.DataFrame(rows, columns=["user_id", "item_id", "ts"])
     events["label"], events["value"] = np.int8(1), 1.0
-    items = pd.DataFrame({"item_id": list("abcdef"), "price": [2.0, None, 5.0, 1.0, 3.0, 4.0]})
+    items = pd.DataFrame({"item_id": list("abcdefg"), "price": [2.0, None, 5.0, 1.0, 3.0, 4.0, 6.0]})
     return events, items
 
 
@@ -27,13 +27,15 @@ def test_sampled_exposures_skip_the_users_items_and_never_draw_items_without_eve
     rows = samples.rows
     assert samples.negatives == "sampled"
     negatives = rows[rows.label == 0]
-    assert len(negatives) == 3 * 9 and "given up" not in samples.description
+    assert len(negatives) == 3 * 10 and "given up" not in samples.description
     own = set(zip(events.user_id, events.item_id))
     assert not any((u, i) in own for u, i in zip(negatives.user_id, negatives.item_id))
     assert "d" not in set(negatives.item_id)  # no event on d: never an exposure
+    # test negatives follow the test period's popularity: only c, e, f have test-period events
+    assert set(negatives[negatives.part == "test"].item_id) <= {"c", "e", "f"}
     # a negative carries its positive's time and the item's price (1.0 where none) as value
     assert set(negatives.ts) <= set(events.ts)
-    prices = {"a": 2.0, "b": 1.0, "c": 5.0, "e": 3.0, "f": 4.0}
+    prices = {"a": 2.0, "b": 1.0, "c": 5.0, "e": 3.0, "f": 4.0, "g": 6.0}
     assert all(prices[i] == v for i, v in zip(negatives.item_id, negatives.value))
     assert set(rows[rows.ts >= 7].part) == {"test"} and set(rows[rows.ts < 7].part) <= {"train", "valid"}
     again = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=3, valid_fraction=0.2), 0)
@@ -64,10 +66,10 @@ def test_clear_errors():
 
 def test_a_user_with_every_item_is_reported_not_dropped_silently():
     events, items = implicit_events()
-    events = pd.concat([events, pd.DataFrame({"user_id": ["u1"] * 2, "item_id": ["e", "f"], "ts": [2, 3],
+    events = pd.concat([events, pd.DataFrame({"user_id": ["u1"] * 3, "item_id": ["e", "f", "g"], "ts": [2, 3, 4],
                                               "label": np.int8(1), "value": 1.0})], ignore_index=True)
     samples = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=2), 0)
-    assert "10 draws given up for users who have nearly every item" in samples.description
+    assert "12 draws given up for users who have nearly every item" in samples.description
     assert "u1" not in set(samples.rows[samples.rows.label == 0].user_id)
 
 
