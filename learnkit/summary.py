@@ -55,10 +55,11 @@ def run_summary(metrics: dict[str, Any]) -> str:
         better, worse = [], []
         for kind in ("user", "item"):
             for segment, figures in delta["segments"][kind].items():
-                for metric in ("UAUC", "AUC"):
-                    sign = _significant(figures[metric])
-                    label = f"{SEGMENT_NAMES[segment]} {kind}s ({metric} {_pp(figures[metric]['value'])})"
-                    (better if sign > 0 else worse if sign < 0 else []).append(label)
+                up = [f"{m} {_pp(figures[m]['value'])}" for m in ("UAUC", "AUC") if _significant(figures[m]) > 0]
+                down = [f"{m} {_pp(figures[m]['value'])}" for m in ("UAUC", "AUC") if _significant(figures[m]) < 0]
+                name = f"{SEGMENT_NAMES[segment]} {kind}s"
+                better += [f"{name} ({', '.join(up)})"] if up else []
+                worse += [f"{name} ({', '.join(down)})"] if down else []
         lines.append("  Segments where the interval excludes zero: LEARN better for "
                      + (", ".join(better) or "none") + "; baseline better for " + (", ".join(worse) or "none") + ".")
     ab = metrics.get("ab")
@@ -67,8 +68,9 @@ def run_summary(metrics: dict[str, Any]) -> str:
         for name in ("replay", "simulated"):
             b = ab[name]
             sign = _significant(b)
+            p_value = "n/a" if b["p_value"] is None else "< 0.001" if b["p_value"] < 0.001 else f"= {b['p_value']:.3f}"
             parts.append(f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
-                         f"p = {b['p_value']:.3f}" + (" (significant)" if sign else ""))
+                         f"p {p_value}" + (" (the interval excludes zero)" if sign else ""))
         lines.append("- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
                      + "; ".join(parts) + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
                      f"over {ab['aa']['runs']} salts (nominal 5%).")

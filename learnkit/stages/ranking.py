@@ -11,7 +11,7 @@ import pandas as pd
 
 from learnkit.config import Config
 from learnkit.errors import ConfigError, DataError
-from learnkit.fsutil import write_parquet
+from learnkit.fsutil import write_json, write_parquet
 from learnkit.pipeline import Context, StageOutput
 from learnkit.report import md_table, nan_to_null
 from learnkit.stages.data import read_items
@@ -93,7 +93,9 @@ def run_ranking(ctx: Context) -> StageOutput:
     text = ranking_report(metrics, ctx.stage_dir / "segment_deltas.png", f"{ctx.stage_dir.name}/segment_deltas.png",
                           samples.description, cfg.bootstrap)
     text += _training_table(training)
-    return StageOutput(nan_to_null(metrics), text)
+    metrics = nan_to_null(metrics)
+    write_json(ctx.stage_dir / "metrics.json", metrics)  # the stage's figures on their own, as in metrics.json
+    return StageOutput(metrics, text)
 
 
 def _training_table(training: dict) -> str:

@@ -120,6 +120,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
         assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments"} <= set(block)
         assert set(block["segments"]["item"]) == {"cold_start", "long_tail", "others"}
     assert 0 <= metrics["ab"]["aa"]["false_positive_rate"] <= 0.2
+    assert json.loads((run / "ranking" / "metrics.json").read_text()) == ranking
     for name in ("ranking/scores.parquet", "ranking/segment_deltas.png", "ranking/learn_savedmodel/saved_model.pb",
                  "ab/assignment.parquet", "ab/report.json", "ab/daily_lift.png"):
         assert (run / name).is_file(), name

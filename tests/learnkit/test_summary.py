@@ -12,7 +12,8 @@ def test_summary_reads_the_figures_and_names_significant_segments():
         "retrieval": {"split": {}, "a": {"N@10": 0.1, "R@50": 0.3}, "b": {"N@10": 0.2, "R@50": 0.2}},
         "ranking": {"delta": {"UAUC": interval(0.012, 0.002, 0.02), "WUAUC": interval(0.01, -0.01, 0.03),
                               "AUC": interval(0.0, -0.01, 0.01),
-                              "segments": {"user": {"cold_start": {"UAUC": interval(0.05, 0.01, 0.09), "AUC": none},
+                              "segments": {"user": {"cold_start": {"UAUC": interval(0.05, 0.01, 0.09),
+                                                                   "AUC": interval(0.03, 0.01, 0.05)},
                                                     "others": {"UAUC": interval(-0.02, -0.03, -0.01), "AUC": none}},
                                            "item": {"long_tail": {"UAUC": none,
                                                                   "AUC": {"value": None, "ci_low": None, "ci_high": None}}}}}},
@@ -24,7 +25,8 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     assert "10 items, 200 events, 1 rejected rows" in text
     assert "best R@50 is `a` (0.3000); `b` 0.2000" in text
     assert "UAUC +1.20pp [+0.20pp, +2.00pp]" in text and "LEARN is better on UAUC" in text
-    assert "LEARN better for cold-start users (UAUC +5.00pp); baseline better for other users (UAUC -2.00pp)." in text
-    assert "replay +10.0% [+2.0%, +20.0%], p = 0.010 (significant); simulated -5.0%" in text
+    assert ("LEARN better for cold-start users (UAUC +5.00pp, AUC +3.00pp); baseline better for other users "
+            "(UAUC -2.00pp).") in text
+    assert "replay +10.0% [+2.0%, +20.0%], p = 0.010 (the interval excludes zero); simulated -5.0%" in text
     assert "A/A false-positive rate 4.5% over 200 salts" in text
     assert run_summary({}) == ""
