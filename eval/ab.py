@@ -233,38 +233,68 @@ def _daily(outcomes_day: dict[str, pd.DataFrame], arms: pd.Series, models: dict[
     return out
 
 
-def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_revenue: pd.Series,
-           day_seconds: int, config: AbConfig, seed: int) -> dict[str, Any]:
-    """rows: the scored test rows (user_id, item_id, ts, label, value, baseline, learn, user_segment,
-    item_segment, snapshot: the start of the user's test period). Returns the whole A/B result (the
-    assignment included, as a DataFrame under 'assignment')."""
+def add_requests(rows: pd.DataFrame, day_seconds: int) -> pd.DataFrame:
+    """Rows sorted by user and time, with `day` (days since the user's test period began) and `request`
+    (one per user-day)."""
     rows = rows.sort_values(["user_id", "ts", "item_id"], kind="stable").reset_index(drop=True)
     rows["day"] = ((rows["ts"].to_numpy() - rows["snapshot"].to_numpy()) // day_seconds).astype(np.int64)
     rows["request"] = rows.groupby(["user_id", "day"], sort=False).ngroup()
+    return rows
+
+
+def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, seed: int) -> pd.DataFrame:
+    """`per_request` catalog items drawn uniformly for each request (rows from `add_requests`), none of
+    them already a candidate of that request: user_id, item_id, ts (the request's first), snapshot."""
+    rng = np.random.default_rng(seed)
+    requests = rows.groupby("request", sort=True).agg(user_id=("user_id", "first"), ts=("ts", "min"),
+                                                      snapshot=("snapshot", "first"))
+    logged = set(zip(rows["request"], rows["item_id"]))
+    request_ids = np.repeat(requests.index.to_numpy(), per_request)
+    items = rng.choice(catalog, size=len(request_ids))
+    for _ in range(50):  # redraw an item the request already has
+        clash = np.fromiter(((r, i) in logged for r, i in zip(request_ids, items)), bool, len(items))
+        if not clash.any():
+            break
+        items[clash] = rng.choice(catalog, size=int(clash.sum()))
+    keep = ~np.fromiter(((r, i) in logged for r, i in zip(request_ids, items)), bool, len(items))
+    chosen = requests.loc[request_ids[keep]]
+    return pd.DataFrame({"user_id": chosen["user_id"].to_numpy(), "item_id": items[keep],
+                         "ts": chosen["ts"].to_numpy(), "snapshot": chosen["snapshot"].to_numpy()})
+
+
+def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_revenue: pd.Series,
+           day_seconds: int, config: AbConfig, seed: int) -> dict[str, Any]:
+    """rows: the scored test rows (user_id, item_id, ts, label, value, baseline, learn, user_segment,
+    item_segment, snapshot: the start of the user's test period) and, optionally, `widened` rows: sampled
+    catalog candidates with no logged outcome (label NaN), which only the simulated estimator can judge.
+    Returns the whole A/B result (the assignment included, as a DataFrame under 'assignment')."""
+    rows = add_requests(rows if "widened" in rows else rows.assign(widened=False), day_seconds)
     users = np.array(sorted(rows["user_id"].unique()))
     assignment = assign_arms(users, config.salt, config.control_share, config.treatment_share)
     arms = assignment.set_index("user_id")["arm"]
     user_segment = rows.groupby("user_id")["user_segment"].first()
-    masks = {model: shown(rows, model, config.top_k) for model in ("baseline", "learn")}
-    # common random numbers: one uniform per (row, draw), shared by both arms
     probability = response_model(samples, items, seed)(rows)
-    uniforms = np.random.default_rng(seed).random((config.simulated_seeds, len(rows)))
-    conversions = {"replay": rows["label"].to_numpy().astype(float),
-                   "simulated": (uniforms < probability[None]).mean(0)}
+    # common random numbers: one uniform per (row, draw), shared by both arms
+    draws = (np.random.default_rng(seed).random((config.simulated_seeds, len(rows))) < probability[None]).mean(0)
+    logged = ~rows["widened"].to_numpy(bool)
     models = {"control": "baseline", "treatment": "learn"}
     rng = np.random.default_rng(seed)
     result: dict[str, Any] = {"requests": int(rows["request"].nunique()), "days": int(rows["day"].nunique()),
+                              "widened_candidates": int((~logged).sum()),
                               "users": {arm: int((assignment.arm == arm).sum()) for arm in (*ARMS, "unexposed")},
                               "response_model": "logistic regression on user, item and user x category indicators, "
                                                 "fitted on all ranking samples including the test period",
-                              "response_model_test_auc": _auc(rows["label"].to_numpy(), probability)}
-    for estimator, conv in conversions.items():
-        outcomes = {m: per_user(rows, masks[m], conv) for m in masks}
+                              "response_model_test_auc": _auc(rows["label"].to_numpy()[logged], probability[logged])}
+    # replay ranks only the logged candidates (only their outcomes are known); the simulation ranks all
+    for estimator, part, conv in (("replay", rows[logged].reset_index(drop=True), rows["label"].to_numpy()[logged]),
+                                  ("simulated", rows, draws)):
+        masks = {model: shown(part, model, config.top_k) for model in ("baseline", "learn")}
+        outcomes = {m: per_user(part, masks[m], conv) for m in masks}
         block = estimate(outcomes, arms, models, users, pre_revenue, config, rng)
-        by_item_segment = {m: per_user(rows, masks[m], conv, ["item_segment"]) for m in masks}
-        block["segments"] = _segment_lifts(outcomes, by_item_segment, rows, arms, models, users, user_segment,
+        by_item_segment = {m: per_user(part, masks[m], conv, ["item_segment"]) for m in masks}
+        block["segments"] = _segment_lifts(outcomes, by_item_segment, part, arms, models, users, user_segment,
                                            config, rng)
-        block["daily"] = _daily({m: per_user(rows, masks[m], conv, ["day"]) for m in masks}, arms, models, users)
+        block["daily"] = _daily({m: per_user(part, masks[m], conv, ["day"]) for m in masks}, arms, models, users)
         block["aa"] = aa_false_positive_rate(outcomes["learn"], users, pre_revenue, config)
         result[estimator] = block
     result["assignment"] = assignment

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from learnkit.errors import DataError
-from learnkit.fsutil import sha256_file
+from learnkit.fsutil import json_default, sha256_file
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
@@ -90,7 +90,7 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
                                                 "has_embedding": "bool"},
                                     "formats": sorted(set(formats)),
                                     "fallback": table.fallback_vector().tolist()}
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
     try:
         for name in tables:  # verify before anything can point at it
             read_table(staging, name, _staging=True)

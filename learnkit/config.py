@@ -324,6 +324,9 @@ class AbConfig:
     treatment_share: float = 0.2
     salt: str = "learn-kit-ab"
     top_k: int = 5                    # items shown per request
+    # catalog items added to each request, scored by both rankers' SavedModels; only the simulated
+    # estimator can judge them (no logged outcome)
+    widen: int = 0
     simulated_seeds: int = 5          # outcome draws averaged by the simulated estimator
     bootstrap: int = 1000
     aa_runs: int = 200                # salts of the A/A check
@@ -332,8 +335,8 @@ class AbConfig:
     def __post_init__(self) -> None:
         if min(self.control_share, self.treatment_share) <= 0 or self.control_share + self.treatment_share > 1:
             raise ValueError("control_share and treatment_share must be positive with a sum <= 1")
-        if self.top_k < 1 or self.aa_runs < 1 or self.simulated_seeds < 1 or self.bootstrap < 10:
-            raise ValueError("top_k, aa_runs and simulated_seeds must be >= 1, bootstrap >= 10")
+        if self.top_k < 1 or self.aa_runs < 1 or self.simulated_seeds < 1 or self.bootstrap < 10 or self.widen < 0:
+            raise ValueError("top_k, aa_runs and simulated_seeds must be >= 1, widen >= 0, bootstrap >= 10")
 
 
 @dataclass

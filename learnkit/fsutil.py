@@ -40,7 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -78,10 +78,10 @@ def sha256_text(text: str) -> str:
 
 def stable_hash(obj: Any) -> str:
     """Hash of a JSON-serialisable object, independent of dict order."""
-    return sha256_text(json.dumps(obj, sort_keys=True, default=_json_default))
+    return sha256_text(json.dumps(obj, sort_keys=True, default=json_default))
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if hasattr(obj, "item"):  # numpy scalars

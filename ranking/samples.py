@@ -28,7 +28,7 @@ class Samples:
     description: str     # one sentence for the report, with any draws given up
 
 
-def _item_values(items: pd.DataFrame) -> pd.Series:
+def item_values(items: pd.DataFrame) -> pd.Series:
     """Revenue of one conversion of each item: its price, 1.0 where the data has none."""
     price = items.set_index("item_id")["price"] if "price" in items.columns else pd.Series(dtype=float)
     return price.reindex(items["item_id"]).fillna(1.0).astype(float)
@@ -62,7 +62,7 @@ def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: i
     would look like a negative in training and the test would reward guessing against it."""
     rng = np.random.default_rng(seed)
     seen = set(zip(events["user_id"], events["item_id"]))
-    values = _item_values(items)
+    values = item_values(items)
     out, given_up = [], 0
     for in_test in (False, True):
         period = events[events["_test"] == in_test]

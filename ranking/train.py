@@ -121,7 +121,14 @@ def save_serving(model: Ranker, path: Path, check_rows: pd.DataFrame) -> float:
     if path.exists():
         tf.io.gfile.rmtree(str(path))
     os.replace(tmp, path)
-    served = tf.saved_model.load(str(path)).signatures["serving_default"]
-    got = served(user_id=tf.constant(check_rows["user_id"].to_numpy(dtype=str)),
-                 item_id=tf.constant(check_rows["item_id"].to_numpy(dtype=str)))["probability"].numpy()
+    got = score_savedmodel(path, check_rows)
     return float(np.abs(got - predict(model, check_rows)).max()) if len(check_rows) else 0.0
+
+
+def score_savedmodel(path: Path, rows: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+    """Probabilities of (user_id, item_id) rows from a saved ranker's raw-id serving signature."""
+    served = tf.saved_model.load(str(path)).signatures["serving_default"]
+    out = [served(user_id=tf.constant(rows["user_id"].to_numpy(dtype=str)[s:s + batch_size]),
+                  item_id=tf.constant(rows["item_id"].to_numpy(dtype=str)[s:s + batch_size]))["probability"].numpy()
+           for s in range(0, len(rows), batch_size)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

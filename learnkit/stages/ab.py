@@ -1,16 +1,40 @@
-"""The ab stage: a simulated A/B test of the two rankers' test-period scores (numpy/pandas/scikit-learn)."""
+"""The ab stage: a simulated A/B test of the two rankers' test-period scores (numpy/pandas/scikit-learn;
+TensorFlow only to score widened requests through the rankers' SavedModels)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from learnkit.fsutil import read_json, write_json, write_parquet
-from learnkit.period import test_period
+from learnkit.period import TestPeriod, test_period
 from learnkit.pipeline import Context, StageOutput
 from learnkit.report import nan_to_null
 from learnkit.stages.data import read_items
+
+
+def _widened(ctx: Context, scores: pd.DataFrame, events: pd.DataFrame, items: pd.DataFrame,
+             period: TestPeriod) -> pd.DataFrame:
+    """`ab.widen` sampled catalog items per request, scored by both rankers' SavedModels (TensorFlow in
+    this stage only when widening is asked for)."""
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from eval.ab import add_requests, widen_requests
+    from eval.segments import segment_rows
+    from ranking.samples import item_values
+    from ranking.train import score_savedmodel
+
+    config = ctx.config
+    assert config.ab is not None and config.ranking is not None
+    requests = add_requests(scores, config.test_period.day_seconds)
+    extra = widen_requests(requests, items["item_id"].to_numpy(dtype=str), config.ab.widen, config.seed)
+    for model in ("baseline", "learn"):
+        extra[model] = score_savedmodel(ctx.run_dir / "ranking" / f"{model}_savedmodel", extra)
+    extra = extra.assign(label=np.nan, value=item_values(items).reindex(extra["item_id"]).to_numpy(), widened=True)
+    return segment_rows(extra, events, period.user_snapshot(events["user_id"]), config.ranking.segments, config.test_period.day_seconds)
 
 
 def run_ab(ctx: Context) -> StageOutput:
@@ -27,8 +51,11 @@ def run_ab(ctx: Context) -> StageOutput:
     period = test_period(events, config.test_period)
     before = events[(events["ts"].to_numpy() < period.user_snapshot(events["user_id"])) & (events["label"] == 1)]
     pre_revenue = before.groupby("user_id")["value"].sum()
-    result = simulate(scores, samples, read_items(ctx.run_dir), pre_revenue, config.test_period.day_seconds,
-                      cfg, config.seed)
+    items = read_items(ctx.run_dir)
+    if cfg.widen:
+        scores = pd.concat([scores.assign(widened=False), _widened(ctx, scores, events, items, period)],
+                           ignore_index=True)
+    result = simulate(scores, samples, items, pre_revenue, config.test_period.day_seconds, cfg, config.seed)
     write_parquet(ctx.stage_dir / "assignment.parquet", result.pop("assignment"))
     result = nan_to_null(result)
     assert isinstance(result, dict)
@@ -46,4 +73,5 @@ def run_ab(ctx: Context) -> StageOutput:
                      "runs": result["replay"]["aa"]["runs"],
                      "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"]}
     metrics["requests"], metrics["days"] = result["requests"], result["days"]
+    metrics["widened_candidates"] = result["widened_candidates"]
     return StageOutput(metrics, text)

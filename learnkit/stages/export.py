@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import pandas as pd
@@ -47,7 +46,6 @@ def run_export(ctx: Context) -> StageOutput:
                 "user_history": "the newest interactions before snapshot_ts"
                                 + (" (positives only)" if pch.split.positives_only else ""),
                 "fallback": f"{config.fallback} of the users with history; has_embedding = false"}
-    metadata = _plain(metadata)
     folder = write_export(ctx.stage_dir, tables, metadata, rows_per_part=config.rows_per_part,
                           formats=tuple(config.formats))
     users, items = tables["users"], tables["items"]
@@ -68,10 +66,3 @@ def run_export(ctx: Context) -> StageOutput:
               "`has_embedding = false`.\n")
     return StageOutput(metrics, text)
 
-
-def _plain(obj: object) -> object:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    return obj

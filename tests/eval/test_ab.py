@@ -4,7 +4,7 @@ A/A check whose false-positive rate sits near 5%."""
 import numpy as np
 import pandas as pd
 
-from eval.ab import assign_arms, cuped, run_ab, shown
+from eval.ab import add_requests, assign_arms, cuped, run_ab, shown, widen_requests
 from learnkit.config import AbConfig
 
 
@@ -66,3 +66,24 @@ def test_a_better_ranker_wins_and_the_aa_check_is_calibrated():
     assert 0.02 <= replay["aa"]["false_positive_rate"] <= 0.09 and replay["aa"]["runs"] == 200
     assert 0.02 <= result["simulated"]["aa"]["false_positive_rate"] <= 0.09
     assert set(result["assignment"]["arm"]) == {"control", "treatment"}
+
+
+def test_widened_candidates_are_new_to_their_request_and_only_the_simulation_sees_them():
+    rows, items, pre = traffic(n_users=200)
+    requests = add_requests(rows, 100)
+    extra = widen_requests(requests, items["item_id"].to_numpy(), 4, seed=0)
+    assert len(extra) == 4 * requests["request"].nunique()
+    logged = set(zip(requests.user_id, requests.ts // 100, requests.item_id))
+    assert not any((u, t // 100, i) in logged for u, t, i in zip(extra.user_id, extra.ts, extra.item_id))
+    pd.testing.assert_frame_equal(extra, widen_requests(requests, items["item_id"].to_numpy(), 4, seed=0))
+    # the widened items score highest for both arms: replay must not change, the simulation must
+    widened = extra.assign(label=np.nan, value=1.0, baseline=2.0, learn=2.0, user_segment="others",
+                           item_segment="long_tail", widened=True)
+    config = AbConfig(control_share=0.5, treatment_share=0.5, top_k=3, simulated_seeds=2, bootstrap=50, aa_runs=5)
+    samples = rows[["user_id", "item_id", "label"]]
+    plain = run_ab(rows, samples, items, pre, 100, config, seed=0)
+    wide = run_ab(pd.concat([rows.assign(widened=False), widened], ignore_index=True), samples, items, pre, 100,
+                  config, seed=0)
+    assert wide["widened_candidates"] == len(extra) and plain["widened_candidates"] == 0
+    assert wide["replay"]["revenue_lift"] == plain["replay"]["revenue_lift"]
+    assert wide["simulated"]["revenue_per_user"] != plain["simulated"]["revenue_per_user"]

@@ -89,7 +89,7 @@ ranking:
   model: {{id_dim: 4, main_tower: [16], aux_tower: [16, 8], item_features: [category]}}
   train: {{epochs: 2, batch_size: 2048, patience: 1}}
   bootstrap: 50
-ab: {{control_share: 0.5, treatment_share: 0.5, aa_runs: 40, bootstrap: 100, simulated_seeds: 2}}
+ab: {{control_share: 0.5, treatment_share: 0.5, aa_runs: 40, bootstrap: 100, simulated_seeds: 2, widen: 3}}
 """
 
 
@@ -120,6 +120,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
         assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments"} <= set(block)
         assert set(block["segments"]["item"]) == {"cold_start", "long_tail", "others"}
     assert 0 <= metrics["ab"]["aa"]["false_positive_rate"] <= 0.2
+    assert metrics["ab"]["widened_candidates"] == 3 * metrics["ab"]["requests"]
     assert json.loads((run / "ranking" / "metrics.json").read_text()) == ranking
     for name in ("ranking/scores.parquet", "ranking/segment_deltas.png", "ranking/learn_savedmodel/saved_model.pb",
                  "ab/assignment.parquet", "ab/report.json", "ab/daily_lift.png"):
