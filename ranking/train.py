@@ -80,11 +80,9 @@ class Trained:
 
 
 def train_ranker(samples: pd.DataFrame, vocabulary: Vocabulary, config: RankingConfig,
-                 users: FeatureTable | None = None, items: FeatureTable | None = None,
-                 features: dict[str, np.ndarray] | None = None, valid_features: dict[str, np.ndarray] | None = None,
-                 verbose: int = 2) -> Trained:
-    """Train one ranker (LEARN when both tables are given). `features` replaces the id-only training
-    input (the in-memory comparison of bench/ranker.py passes the joined LEARN columns)."""
+                 users: FeatureTable | None = None, items: FeatureTable | None = None, verbose: int = 2) -> Trained:
+    """Train one ranker (the LEARN ranker when both tables are given) on the `train` rows, stopping early
+    on the `valid` rows."""
     train_cfg = config.train
     set_determinism(train_cfg.seed)
     strategy = strategy_for(train_cfg.strategy)
@@ -93,8 +91,8 @@ def train_ranker(samples: pd.DataFrame, vocabulary: Vocabulary, config: RankingC
     with strategy.scope():
         model = Ranker(vocabulary, config.model, users, items)
         model.compile(optimizer=tf.keras.optimizers.Adam(train_cfg.lr))
-    train_ds = dataset(features or features_of(train_rows), global_batch, shuffle_seed=train_cfg.seed)
-    valid_ds = dataset(valid_features or features_of(valid_rows), 4 * global_batch)
+    train_ds = dataset(features_of(train_rows), global_batch, shuffle_seed=train_cfg.seed)
+    valid_ds = dataset(features_of(valid_rows), 4 * global_batch)
     keep = KeepBest(train_cfg.patience)
     started = time.perf_counter()
     model.fit(train_ds, validation_data=valid_ds, epochs=train_cfg.epochs, callbacks=[keep], verbose=verbose)
@@ -116,7 +114,8 @@ def save_serving(model: Ranker, path: Path, check_rows: pd.DataFrame) -> float:
     # tf-keras warns that a subclassed model has no get_config: irrelevant to a SavedModel, so kept quiet
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tf.io.gfile.rmtree(str(tmp)) if tmp.exists() else None
+    if tmp.exists():
+        tf.io.gfile.rmtree(str(tmp))
     tf.saved_model.save(model, str(tmp), signatures={"serving_default": model.serve})
     if path.exists():
         tf.io.gfile.rmtree(str(path))
