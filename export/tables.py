@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +63,10 @@ def _part(table: EmbeddingTable, start: int, stop: int) -> pa.Table:
 
 def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: dict[str, Any],
                  rows_per_part: int = 1_000_000, version: str | None = None,
-                 formats: tuple[str, ...] = ("parquet",)) -> Path:
+                 formats: tuple[str, ...] = ("parquet",),
+                 artefacts: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+    """Write `tables` (and, through `artefacts(staging_folder)`, any further files such as the towers,
+    whose returned description goes into the manifest) as one verified version; returns its folder."""
     root = Path(root)
     version = version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     final = root / version
@@ -82,14 +85,16 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
             pq.write_table(_part(table, start, min(start + rows_per_part, len(table.ids))), staging / relative)
         if "tfrecord" in formats:
             _write_tfrecords(staging / name)
-        for path in sorted((staging / name).iterdir()):
-            manifest["files"][f"{name}/{path.name}"] = sha256_file(path)
         manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
                                     "dtype": "float32", "rows_with_embedding": int(table.has_embedding.sum()),
                                     "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
                                                 "has_embedding": "bool"},
                                     "formats": sorted(set(formats)),
                                     "fallback": table.fallback_vector().tolist()}
+    if artefacts is not None:
+        manifest["artefacts"] = artefacts(staging)
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        manifest["files"][path.relative_to(staging).as_posix()] = sha256_file(path)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
     try:
         for name in tables:  # verify before anything can point at it
@@ -115,9 +120,15 @@ def table_files(folder: Path, manifest: dict[str, Any], name: str, suffix: str) 
     """The verified files of one table in one format: each listed, present and matching its sha256."""
     if name not in manifest["tables"]:
         raise DataError(f"{folder}: no table {name!r} (has {', '.join(manifest['tables'])})")
-    listed = sorted(f for f in manifest["files"] if f.startswith(f"{name}/") and f.endswith(suffix))
+    return verified_files(folder, manifest, f"{name}/", suffix)
+
+
+def verified_files(folder: Path, manifest: dict[str, Any], prefix: str, suffix: str = "") -> list[Path]:
+    """Every file the manifest lists under `prefix` (ending in `suffix`), each present and matching its
+    sha256; refuses an empty selection."""
+    listed = sorted(f for f in manifest["files"] if f.startswith(prefix) and f.endswith(suffix))
     if not listed:
-        raise DataError(f"{folder}: table {name!r} has no {suffix} files in {MANIFEST}")
+        raise DataError(f"{folder}: no {prefix}*{suffix} files in {MANIFEST}")
     paths = []
     for relative in listed:
         path = folder / relative

@@ -244,6 +244,9 @@ class ExportConfig:
     rows_per_part: int = 100_000
     # users without history before the test period: the mean of the other users' embeddings (flagged)
     fallback: Literal["mean", "zero"] = "mean"
+    # the user and item towers as ONNX and as TensorFlow SavedModels, with parity checks (content methods)
+    towers: bool = True
+    parity_users: int = 512          # real user histories the parity is measured on (and every item)
 
     def __post_init__(self) -> None:
         if "parquet" not in self.formats:

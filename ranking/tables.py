@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from export.tables import check_rows, open_export, table_files
+from export.tables import check_rows, open_export, table_files, verified_files
 from learnkit.errors import DataError
 
 BATCH = 4096
@@ -71,3 +71,17 @@ def read_feature_table(export_root: str | Path, name: str, fmt: str = "tfrecord"
     check_rows(f"{folder}/{name} ({fmt})", [i.decode() for i in id_array], matrix, info["rows"])
     return FeatureTable(id_array, matrix, np.concatenate(flags).astype(np.float32) if flags else np.zeros(0, np.float32),
                         np.asarray(info["fallback"], np.float32), manifest["version"])
+
+
+def item_tower(export_root: str | Path, version: str = "latest"):
+    """The exported TensorFlow item tower, its files verified against the manifest: a function from raw
+    CEG content embeddings [n, dim] to LEARN item embeddings, for items that are not in the table yet."""
+    folder, manifest = open_export(export_root, version)
+    verified_files(folder, manifest, "towers/item_tf/")
+    serve = tf.saved_model.load(str(folder / "towers" / "item_tf")).signatures["serving_default"]
+
+    def embed(content: np.ndarray) -> np.ndarray:
+        (out,) = serve(content=tf.constant(np.asarray(content, np.float32))).values()
+        return out.numpy()
+
+    return embed

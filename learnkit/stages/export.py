@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
 from learnkit.fsutil import sha256_file
+from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
 from learnkit.report import md_table
-from learnkit.period import test_period
 from learnkit.stages.data import read_items
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ def run_export(ctx: Context) -> StageOutput:
     from safetensors.torch import load_file
 
     from export.embed import embed_tables, histories_before
+    from export.towers import export_towers
     from export.tables import write_export
     from learn_embed.ceg import read_embeddings
     from learn_embed.experiment import Catalog, load_content
@@ -38,6 +40,24 @@ def run_export(ctx: Context) -> StageOutput:
     histories = histories_before(events, period.user_snapshot(events["user_id"]), min(pch.split.history_max, model_config.max_len),
                                  pch.split.positives_only)
     tables = embed_tables(model, catalog, histories, config.fallback)
+    length = min(pch.split.history_max, model_config.max_len)
+    parity: dict = {}
+
+    def towers(staging: Path) -> dict:
+        """The towers beside the tables, so that they are hashed and versioned with them."""
+        if not config.towers or method.encoder is None or model_config.item_tower == "id_table":
+            return {"towers": "not exported" + ("" if config.towers else " (export.towers: false)")}
+        known = [catalog.index(h) for h in histories.histories if h][: config.parity_users]
+        result = export_towers(model, content[method.encoder], known, staging / "towers", length)
+        parity.update(result.as_metrics())
+        return {"towers": {"user": {"onnx": "towers/user.onnx", "tensorflow": "towers/user_tf",
+                                    "inputs": {"content": "[batch, length, content_dim] float32, raw CEG embeddings",
+                                               "mask": "[batch, length] float32, 1 for real items (right-padded)"},
+                                    "tensorflow_length": length},
+                           "item": {"onnx": "towers/item.onnx", "tensorflow": "towers/item_tf",
+                                    "inputs": {"content": "[batch, content_dim] float32, raw CEG embeddings"}},
+                           "parity_users": len(known), **result.as_metrics()}}
+
     content_meta = read_embeddings(ctx.run_dir / "ceg" / method.encoder)[2] if method.encoder else None
     metadata = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                 "method": config.method, "content_model": content_meta, "template": ctx.config.ceg.template,
@@ -47,11 +67,11 @@ def run_export(ctx: Context) -> StageOutput:
                                 + (" (positives only)" if pch.split.positives_only else ""),
                 "fallback": f"{config.fallback} of the users with history; has_embedding = false"}
     folder = write_export(ctx.stage_dir, tables, metadata, rows_per_part=config.rows_per_part,
-                          formats=tuple(config.formats))
+                          formats=tuple(config.formats), artefacts=towers)
     users, items = tables["users"], tables["items"]
     metrics = {"rows_users": len(users.ids), "rows_items": len(items.ids),
                "users_with_embedding": int(users.has_embedding.sum()), "dim": int(items.embeddings.shape[1]),
-               "version": folder.name, "snapshot": period.description, "method": config.method}
+               "version": folder.name, "snapshot": period.description, "method": config.method, **parity}
     log.info("export %s: %d users (%d with history), %d items", folder, metrics["rows_users"],
              metrics["users_with_embedding"], metrics["rows_items"])
     text = ("## Export: LEARN feature tables\n\n"
@@ -64,5 +84,11 @@ def run_export(ctx: Context) -> StageOutput:
                          ", ".join(config.formats)]])
             + f"\nUsers with no interaction before the snapshot carry the {config.fallback} fallback and "
               "`has_embedding = false`.\n")
+    if parity:
+        text += ("\nTowers: `towers/user.onnx` and `towers/item.onnx` (dynamic batch and history length) and the "
+                 f"TensorFlow SavedModels `towers/user_tf` (histories padded to {length}) and `towers/item_tf`. "
+                 f"Largest difference from PyTorch on {min(config.parity_users, metrics['users_with_embedding'])} "
+                 f"real users and all {metrics['rows_items']} items: onnxruntime {parity['parity_onnx_max_abs']:.1e}, "
+                 f"TensorFlow {parity['parity_tf_max_abs']:.1e}.\n")
     return StageOutput(metrics, text)
 

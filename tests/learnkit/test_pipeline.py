@@ -1,10 +1,12 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from learnkit.cli import main
 from learnkit.config import load_config
+from learnkit.errors import DataError
 from learnkit.pipeline import run_pipeline
 
 CONFIG = """
@@ -104,6 +106,16 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     assert 0 < export["users_with_embedding"] < 943  # users new in the test period carry the fallback
     latest = (run / "export" / "LATEST").read_text().strip()
     assert {p.suffix for p in (run / "export" / latest / "users").iterdir()} == {".parquet", ".tfrecord"}
+    assert export["parity_onnx_max_abs"] < 1e-4 and export["parity_tf_max_abs"] < 1e-4
+    # the TF item tower embeds an item from its content alone, as the exported table did
+    from export.tables import read_table
+    from learn_embed.ceg import read_embeddings
+    from ranking.tables import item_tower
+
+    ids, content, _ = read_embeddings(run / "ceg" / "llm")
+    table, _ = read_table(run / "export", "items")
+    embedded = item_tower(run / "export")(content[:5])
+    assert np.abs(embedded - table.embeddings[:5]).max() < 1e-4 and ids["item_id"][:5].tolist() == table.ids[:5]
     ranking = metrics["ranking"]
     for model in ("baseline", "learn"):
         assert 0.5 < ranking[model]["AUC"] < 1 and 0.5 < ranking[model]["UAUC"] < 1
@@ -130,3 +142,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     again = run_pipeline(config, only=["data", "ceg", "pch", "export", "ranking", "ab"])
     assert all(s["skipped"] for s in again["run"]["stages"].values())
     assert again["ranking"] == metrics["ranking"] and again["ab"] == metrics["ab"]
+    saved = next((run / "export" / latest / "towers" / "item_tf" / "variables").glob("*.index"))
+    saved.write_bytes(saved.read_bytes() + b"x")
+    with pytest.raises(DataError, match="sha256 does not match"):
+        item_tower(run / "export")
