@@ -70,3 +70,36 @@ def test_nan_and_duplicate_ids_are_refused_at_write_time(tmp_path, bad, message)
     with pytest.raises(DataError, match=message):
         write_export(tmp_path, {"items": t}, {}, version="v1")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing published, no staging left behind
+
+
+def test_a_killed_export_leaves_the_previous_version_readable(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_export(tmp_path, {"items": table()}, {}, version="v1")
+    repo = str(Path(__file__).resolve().parents[2])
+    script = f"""
+import sys, time
+import numpy as np
+sys.path.insert(0, {repo!r})
+from export.tables import EmbeddingTable, write_export
+
+def stall(staging):  # the tables are written, the manifest is not: the middle of an export
+    print("midway", flush=True)
+    time.sleep(120)
+    return {{}}
+
+rows = EmbeddingTable([f"j{{k}}" for k in range(50)], np.ones((50, 4), np.float32), np.ones(50, bool))
+write_export({str(tmp_path)!r}, {{"items": rows}}, {{}}, version="v2", artefacts=stall)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "midway"
+    process.kill()  # SIGKILL: no clean-up code runs
+    process.wait()
+    assert (tmp_path / ".v2.partial" / "items").is_dir() and not (tmp_path / "v2").exists()
+    got, manifest = read_table(tmp_path, "items")
+    assert manifest["version"] == "v1" and got.ids == table().ids
+    assert (tmp_path / "LATEST").read_text() == "v1\n"
+    write_export(tmp_path, {"items": table(5)}, {}, version="v2")  # the next try clears the leftovers
+    assert len(read_table(tmp_path, "items")[0].ids) == 5 and not (tmp_path / ".v2.partial").exists()
