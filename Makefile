@@ -33,6 +33,7 @@ bench: setup
 	mkdir -p bench/results
 	$(BIN)/python bench/ceg.py | tee bench/results/ceg.json
 	$(BIN)/python bench/pch.py | tee bench/results/pch.json
+	$(BIN)/python bench/export.py | tee bench/results/export.json
 	$(BIN)/python bench/uauc.py | tee bench/results/uauc.json
 	$(BIN)/python bench/ranker.py | tee bench/results/ranker.json
 

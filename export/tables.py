@@ -54,11 +54,15 @@ class EmbeddingTable:
 
 def _part(table: EmbeddingTable, start: int, stop: int) -> pa.Table:
     block = np.ascontiguousarray(table.embeddings[start:stop], dtype=np.float32)
+    # required (non-nullable) fields: no definition levels for a reader to decode; nothing here is ever null
+    vector = pa.list_(pa.field("element", pa.float32(), nullable=False), block.shape[1])
+    schema = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("embedding", vector, nullable=False),
+                        pa.field("has_embedding", pa.bool_(), nullable=False)])
     return pa.table({
         "id": pa.array(table.ids[start:stop], pa.string()),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), block.shape[1]),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), type=vector),
         "has_embedding": pa.array(table.has_embedding[start:stop].astype(bool)),
-    })
+    }, schema=schema)
 
 
 def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: dict[str, Any],
@@ -82,7 +86,9 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
         (staging / name).mkdir()
         for number, start in enumerate(range(0, max(len(table.ids), 1), rows_per_part)):
             relative = f"{name}/part-{number:05d}.parquet"
-            pq.write_table(_part(table, start, min(start + rows_per_part, len(table.ids))), staging / relative)
+            # plain pages: embeddings neither compress nor repeat, and decoding is what readers pay for
+            pq.write_table(_part(table, start, min(start + rows_per_part, len(table.ids))), staging / relative,
+                           compression="none", use_dictionary=["id"], row_group_size=16_384)
         if "tfrecord" in formats:
             _write_tfrecords(staging / name)
         manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
