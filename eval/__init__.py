@@ -1,1 +1,2 @@
-"""AUC / UAUC / WUAUC, segments and the A/B simulator (a later issue). Numpy only."""
+"""AUC / UAUC / WUAUC, two-model comparisons, segments, the A/B simulator and their reports. Never imports
+torch or TensorFlow."""

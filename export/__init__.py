@@ -1,1 +1,1 @@
-"""Feature tables and ONNX / TensorFlow towers for an existing ranker (a later issue)."""
+"""Feature tables (Parquet, TFRecord, manifest) and the ONNX / TensorFlow towers for an existing ranker."""
