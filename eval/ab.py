@@ -21,10 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from eval.metrics import auc
+from eval.segments import SEGMENTS
 from learnkit.config import AbConfig
+from learnkit.sampling import draw_avoiding
 from learnkit.splits import user_bucket
 
 ARMS = ("control", "treatment")
+MODEL_OF_ARM = {"control": "baseline", "treatment": "learn"}
 
 
 def assign_arms(users: np.ndarray, salt: str, control_share: float, treatment_share: float) -> pd.DataFrame:
@@ -128,26 +132,22 @@ def per_user(rows: pd.DataFrame, mask: np.ndarray, conversions: np.ndarray, by: 
     return frame.groupby(["user_id", *(by or [])], sort=True)[["shown", "conversions", "revenue"]].sum()
 
 
-def _arm_values(outcomes: dict[str, pd.DataFrame], arms: pd.Series, models: dict[str, str], column: str,
-                users: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-user `column` of each arm's users under that arm's model (0 for a user with no shown row)."""
-    out = {}
-    for arm in ARMS:
-        members = users[arms.reindex(users).to_numpy() == arm]
-        out[arm] = outcomes[models[arm]][column].reindex(members, fill_value=0.0).to_numpy()
-    return out
+def _arm_values(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray],
+                column: str) -> dict[str, np.ndarray]:
+    """Per-user `column` of each arm's members under that arm's model (0 for a user with no shown row)."""
+    return {arm: outcomes[MODEL_OF_ARM[arm]][column].reindex(members[arm], fill_value=0.0).to_numpy()
+            for arm in ARMS}
 
 
-def estimate(outcomes: dict[str, pd.DataFrame], arms: pd.Series, models: dict[str, str], users: np.ndarray,
-             pre_revenue: pd.Series, config: AbConfig, rng: np.random.Generator) -> dict[str, Any]:
-    revenue = _arm_values(outcomes, arms, models, "revenue", users)
-    conv = _arm_values(outcomes, arms, models, "conversions", users)
-    shown_n = _arm_values(outcomes, arms, models, "shown", users)
+def estimate(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray], pre_revenue: pd.Series,
+             config: AbConfig, rng: np.random.Generator) -> dict[str, Any]:
+    revenue = _arm_values(outcomes, members, "revenue")
+    conv = _arm_values(outcomes, members, "conversions")
+    shown_n = _arm_values(outcomes, members, "shown")
     raw = revenue_lift(revenue["control"], revenue["treatment"], config.bootstrap, rng)
     adjusted = raw
     if config.cuped:
-        pre = {arm: pre_revenue.reindex(users[arms.reindex(users).to_numpy() == arm], fill_value=0.0).to_numpy()
-               for arm in ARMS}
+        pre = {arm: pre_revenue.reindex(members[arm], fill_value=0.0).to_numpy() for arm in ARMS}
         y = cuped(np.r_[revenue["control"], revenue["treatment"]], np.r_[pre["control"], pre["treatment"]])
         n_c = len(revenue["control"])
         adjusted = revenue_lift(y[:n_c], y[n_c:], config.bootstrap, rng)
@@ -191,34 +191,31 @@ def _segment_lift(values: dict[str, np.ndarray], share: float, config: AbConfig,
 
 
 def _segment_lifts(outcomes: dict[str, pd.DataFrame], by_item_segment: dict[str, pd.DataFrame], rows: pd.DataFrame,
-                   arms: pd.Series, models: dict[str, str], users: np.ndarray, user_segment: pd.Series,
-                   config: AbConfig, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+                   members: dict[str, np.ndarray], user_segment: pd.Series, config: AbConfig,
+                   rng: np.random.Generator) -> dict[str, dict[str, Any]]:
     """Revenue lift per user segment (the segment's users) and per item segment (revenue from its items)."""
-    from eval.segments import SEGMENTS
-
     out: dict[str, dict[str, Any]] = {"user": {}, "item": {}}
     for segment in SEGMENTS:
-        members = users[user_segment.reindex(users).to_numpy() == segment]
-        out["user"][segment] = _segment_lift(_arm_values(outcomes, arms, models, "revenue", members),
+        in_segment = {arm: m[user_segment.reindex(m).to_numpy() == segment] for arm, m in members.items()}
+        out["user"][segment] = _segment_lift(_arm_values(outcomes, in_segment, "revenue"),
                                              float((rows["user_segment"] == segment).mean()), config, rng)
         of_segment = {m: table[table.index.get_level_values(1) == segment].droplevel(1)
                       for m, table in by_item_segment.items()}
-        out["item"][segment] = _segment_lift(_arm_values(of_segment, arms, models, "revenue", users),
+        out["item"][segment] = _segment_lift(_arm_values(of_segment, members, "revenue"),
                                              float((rows["item_segment"] == segment).mean()), config, rng)
     return out
 
 
-def _daily(outcomes_day: dict[str, pd.DataFrame], arms: pd.Series, models: dict[str, str],
-           users: np.ndarray) -> list[dict[str, Any]]:
+def _daily(outcomes_day: dict[str, pd.DataFrame], members: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     days = sorted(set().union(*(o.index.get_level_values(1) for o in outcomes_day.values())))
     out, cumulative = [], {arm: np.zeros(3) for arm in ARMS}
-    counts = {arm: int((arms.reindex(users).to_numpy() == arm).sum()) for arm in ARMS}
+    counts = {arm: len(m) for arm, m in members.items()}
     for day in days:
         entry: dict[str, Any] = {"day": int(day)}
         for arm in ARMS:
-            members = users[arms.reindex(users).to_numpy() == arm]
-            table = outcomes_day[models[arm]]
-            part = table.xs(day, level=1).reindex(members, fill_value=0.0) if day in table.index.get_level_values(1) \
+            table = outcomes_day[MODEL_OF_ARM[arm]]
+            part = table.xs(day, level=1).reindex(members[arm], fill_value=0.0) \
+                if day in table.index.get_level_values(1) \
                 else pd.DataFrame({"revenue": [0.0], "conversions": [0.0], "shown": [0.0]})
             totals = part[["revenue", "conversions", "shown"]].sum().to_numpy()
             cumulative[arm] += totals
@@ -250,13 +247,7 @@ def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, se
                                                       snapshot=("snapshot", "first"))
     logged = set(zip(rows["request"], rows["item_id"]))
     request_ids = np.repeat(requests.index.to_numpy(), per_request)
-    items = rng.choice(catalog, size=len(request_ids))
-    for _ in range(50):  # redraw an item the request already has
-        clash = np.fromiter(((r, i) in logged for r, i in zip(request_ids, items)), bool, len(items))
-        if not clash.any():
-            break
-        items[clash] = rng.choice(catalog, size=int(clash.sum()))
-    keep = ~np.fromiter(((r, i) in logged for r, i in zip(request_ids, items)), bool, len(items))
+    items, keep = draw_avoiding(request_ids, catalog, None, logged, rng)
     chosen = requests.loc[request_ids[keep]]
     return pd.DataFrame({"user_id": chosen["user_id"].to_numpy(), "item_id": items[keep],
                          "ts": chosen["ts"].to_numpy(), "snapshot": chosen["snapshot"].to_numpy()})
@@ -271,37 +262,30 @@ def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_r
     rows = add_requests(rows if "widened" in rows else rows.assign(widened=False), day_seconds)
     users = np.array(sorted(rows["user_id"].unique()))
     assignment = assign_arms(users, config.salt, config.control_share, config.treatment_share)
-    arms = assignment.set_index("user_id")["arm"]
+    members = {arm: users[assignment["arm"].to_numpy() == arm] for arm in ARMS}  # users sorted, as assigned
     user_segment = rows.groupby("user_id")["user_segment"].first()
     probability = response_model(samples, items, seed)(rows)
     # common random numbers: one uniform per (row, draw), shared by both arms
     draws = (np.random.default_rng(seed).random((config.simulated_seeds, len(rows))) < probability[None]).mean(0)
     logged = ~rows["widened"].to_numpy(bool)
-    models = {"control": "baseline", "treatment": "learn"}
     rng = np.random.default_rng(seed)
     result: dict[str, Any] = {"requests": int(rows["request"].nunique()), "days": int(rows["day"].nunique()),
                               "widened_candidates": int((~logged).sum()),
                               "users": {arm: int((assignment.arm == arm).sum()) for arm in (*ARMS, "unexposed")},
                               "response_model": "logistic regression on user, item and user x category indicators, "
                                                 "fitted on all ranking samples including the test period",
-                              "response_model_test_auc": _auc(rows["label"].to_numpy()[logged], probability[logged])}
+                              "response_model_test_auc": auc(rows["label"].to_numpy()[logged], probability[logged])}
     # replay ranks only the logged candidates (only their outcomes are known); the simulation ranks all
     for estimator, part, conv in (("replay", rows[logged].reset_index(drop=True), rows["label"].to_numpy()[logged]),
                                   ("simulated", rows, draws)):
         masks = {model: shown(part, model, config.top_k) for model in ("baseline", "learn")}
         outcomes = {m: per_user(part, masks[m], conv) for m in masks}
-        block = estimate(outcomes, arms, models, users, pre_revenue, config, rng)
+        block = estimate(outcomes, members, pre_revenue, config, rng)
         by_item_segment = {m: per_user(part, masks[m], conv, ["item_segment"]) for m in masks}
-        block["segments"] = _segment_lifts(outcomes, by_item_segment, part, arms, models, users, user_segment,
-                                           config, rng)
-        block["daily"] = _daily({m: per_user(part, masks[m], conv, ["day"]) for m in masks}, arms, models, users)
+        block["segments"] = _segment_lifts(outcomes, by_item_segment, part, members, user_segment, config, rng)
+        block["daily"] = _daily({m: per_user(part, masks[m], conv, ["day"]) for m in masks}, members)
         block["aa"] = aa_false_positive_rate(outcomes["learn"], users, pre_revenue, config)
         result[estimator] = block
     result["assignment"] = assignment
     return result
 
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from eval.metrics import auc
-
-    return auc(labels, scores)

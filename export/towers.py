@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learn_embed.pch import LearnModel, attention_mask
+from learn_embed.pch import LearnModel, attention_mask, content_scaling
 from learnkit.errors import DataError
 
 OPSET = 20
@@ -39,10 +39,9 @@ class UserTower(nn.Module):
         if model.config.input != "content" or model.config.item_tower == "id_table":
             raise DataError("only a method with content input has towers that embed from text")
         self.tower = model.user_tower
-        raw = raw_content.float()
-        standardize = model.config.content_norm == "standardize"
-        self.register_buffer("mean", raw.mean(0) if standardize else torch.zeros(raw.shape[1]))
-        self.register_buffer("std", raw.std(0).clamp(min=1e-6) if standardize else torch.ones(raw.shape[1]))
+        mean, std = content_scaling(raw_content, model.config.content_norm)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
 
     def forward(self, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         tower, length = self.tower, content.shape[1]

@@ -25,6 +25,15 @@ from learnkit.config import PchConfig
 InputKind = Literal["content", "id"]
 
 
+def content_scaling(content: torch.Tensor, content_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) that the model subtracts from and divides the raw content embeddings by: per dimension
+    over the catalog for `standardize`, (0, 1) for `none`. The exported towers apply the same."""
+    content = content.float()
+    if content_norm == "standardize":
+        return content.mean(0), content.std(0).clamp(min=1e-6)
+    return torch.zeros(content.shape[1]), torch.ones(content.shape[1])
+
+
 class ItemInput(nn.Module):
     """Item index -> input vector: a frozen content matrix or a learned ID table (index -1 is padding)."""
 
@@ -37,7 +46,8 @@ class ItemInput(nn.Module):
                 raise ValueError("content input needs a content embedding matrix")
             content = content.float()
             if content_norm == "standardize":
-                content = (content - content.mean(0)) / content.std(0).clamp(min=1e-6)
+                mean, std = content_scaling(content, content_norm)
+                content = (content - mean) / std
             self.register_buffer("content", content, persistent=False)
             self.dim = content.shape[1]
         else:

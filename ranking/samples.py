@@ -17,6 +17,7 @@ import pandas as pd
 
 from learnkit.config import RankingSamplesConfig
 from learnkit.errors import DataError
+from learnkit.sampling import draw_avoiding
 
 COLUMNS = ["user_id", "item_id", "ts", "label", "value", "part"]
 
@@ -43,16 +44,9 @@ def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, seen
     if len(pool) < 2:
         raise DataError("negative sampling needs events on at least two items in each period")
     owner = np.repeat(np.arange(len(positives)), per_positive)
-    drawn = pd.DataFrame({"row": owner, "user_id": positives["user_id"].to_numpy()[owner],
-                          "item_id": rng.choice(pool, size=len(owner), p=probs)})
-    for _ in range(50):
-        clash = np.fromiter(((u, i) in seen for u, i in zip(drawn["user_id"], drawn["item_id"])), bool, len(drawn))
-        if not clash.any():
-            break
-        drawn.loc[clash, "item_id"] = rng.choice(pool, size=int(clash.sum()), p=probs)
-    else:
-        drawn = drawn[~clash]
-    return drawn
+    users = positives["user_id"].to_numpy()[owner]
+    items, kept = draw_avoiding(users, pool, probs, seen, rng)
+    return pd.DataFrame({"row": owner[kept], "user_id": users[kept], "item_id": items[kept]})
 
 
 def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int,

@@ -3,6 +3,7 @@ TensorFlow only to score widened requests through the rankers' SavedModels)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,6 @@ def _widened(ctx: Context, scores: pd.DataFrame, events: pd.DataFrame, items: pd
              period: TestPeriod) -> pd.DataFrame:
     """`ab.widen` sampled catalog items per request, scored by both rankers' SavedModels (TensorFlow in
     this stage only when widening is asked for)."""
-    import os
-
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from eval.ab import add_requests, widen_requests
     from eval.segments import segment_rows
