@@ -1,9 +1,10 @@
 """PCH speed and memory on this machine: training sequences/s of the LEARN towers (content input,
-the shipped small model), retrieval evaluation users/s, and the peak memory of evaluating against a
+the shipped small model) with each loss in the same run (the default `full` softmax over the catalog,
+`sampled` and the old `inbatch`), retrieval evaluation users/s, and the peak memory of evaluating against a
 200k-item gallery (measured in a child process, against the users x gallery matrix a naive evaluation
 would hold). Prints one JSON object.
 
-    python bench/pch.py [--steps 40] [--users 4096]
+    python bench/pch.py [--steps 30] [--users 4096] [--items 4385]
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def eval_memory_child(users: int, gallery: int, dim: int, chunk: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--items", type=int, default=4385, help="catalog size (Amazon Scientific: 4,385)")
     parser.add_argument("--users", type=int, default=4096)
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -63,20 +65,25 @@ def main() -> None:
         eval_memory_child(*args.child)
         return
 
-    # training: 30-sequence batches of 80 history / 40 target items over a 20k-item catalog, 576-d content
-    torch.manual_seed(0)
-    n_items, batch = 20_000, 30
-    content = torch.nn.functional.normalize(torch.randn(n_items, 576), dim=-1)
-    model = LearnModel(PchConfig(), n_items, content)
-    sequences = args.steps * batch
-    data = SequenceData(torch.randint(0, n_items, (sequences, 80)), torch.randint(0, n_items, (sequences, 40)))
+    # training: next-item sequences of 50 positions, batches of 128, over the catalog with 576-d content
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train(model, data, TrainConfig(epochs=1, batch_size=batch, lr=1e-3), Path(tmp), progress=False)
+    n_items, batch, length = args.items, 128, 50
+    generator = torch.Generator().manual_seed(0)
+    content = torch.nn.functional.normalize(torch.randn(n_items, 576, generator=generator), dim=-1)
+    sequences = torch.randint(0, n_items, (args.steps * batch, length + 1), generator=generator)
+    data = SequenceData.from_lists(sequences[:, :-1].tolist(), sequences[:, 1:].tolist(), aligned=True)
+    rates = {}
+    for loss in ("full", "sampled", "inbatch"):
+        torch.manual_seed(0)
+        model = LearnModel(PchConfig(max_len=64), n_items, content)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train(model, data, TrainConfig(epochs=1, batch_size=batch, lr=1e-3, loss=loss), Path(tmp),
+                           progress=False)
+        rates[loss] = round(result.sequences_per_s, 1)
 
     # evaluation: user embeddings for N users (80-item histories) + top-200 over a 20k gallery
-    histories = SequenceData(torch.randint(0, n_items, (args.users, 80)), torch.zeros((args.users, 1), dtype=torch.long))
+    histories = SequenceData.from_lists(torch.randint(0, n_items, (args.users, length)).tolist(), [[0]] * args.users)
     from learn_embed.experiment import item_vectors, user_vectors
 
     started = time.perf_counter()
@@ -93,8 +100,10 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "pch", "threads": torch.get_num_threads(),
         "model": "PchConfig defaults (width 64, 2 layers, 2 heads), content input 576-d",
-        "train_sequences_per_s": round(result.sequences_per_s, 1),
-        "train_batch": batch, "history_len": 80, "target_len": 40,
+        "train_sequences_per_s": rates, "train_catalog": n_items,
+        "full_over_inbatch": round(rates["full"] / rates["inbatch"], 3),
+        "sampled_over_inbatch": round(rates["sampled"] / rates["inbatch"], 3),
+        "train_batch": batch, "sequence_len": length, "sampled_negatives": TrainConfig().sampled_negatives,
         "eval_users_per_s": round(eval_users_per_s, 1), "eval_gallery": n_items,
         "eval_peak_mb_200k": round(memory["peak_mb"], 1),
         "eval_peak_increase_mb_200k": round(memory["peak_mb"] - memory["before_mb"], 1),

@@ -39,6 +39,7 @@ class UserTower(nn.Module):
         if model.config.input != "content" or model.config.item_tower == "id_table":
             raise DataError("only a method with content input has towers that embed from text")
         self.tower = model.user_tower
+        self.normalize = model.config.normalize
         mean, std = content_scaling(raw_content, model.config.content_norm)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -51,7 +52,8 @@ class UserTower(nn.Module):
         hidden = tower.transformer(hidden, mask=attention_mask(length, "causal", content.device), is_causal=True)
         out = tower.head(tower.norm(hidden))
         last = mask.sum(1).long() - 1
-        return _l2(out[torch.arange(out.shape[0], device=content.device), last])
+        out = out[torch.arange(out.shape[0], device=content.device), last]
+        return _l2(out) if self.normalize else out
 
 
 class ItemTower(nn.Module):

@@ -63,6 +63,12 @@ class ContentEncoder:
             self._model = load_model(self.config.model, self.config.dtype, self.config.device, self.identity)
         return self._model
 
+    def token_lengths(self, sentences: list[str]) -> list[int]:
+        """Each sentence's length in tokens before truncation (special tokens included)."""
+        if not sentences:
+            return []
+        return [len(t) for t in self.model.tokenizer(sentences, add_special_tokens=True)["input_ids"]]
+
     def encode(self, sentences: list[str], progress: bool = True, desc: str = "CEG") -> np.ndarray:
         model = self.model
         if not sentences:
@@ -139,6 +145,7 @@ class CegResult:
     dim: int
     seconds: float
     items_per_s: float
+    token_lengths: list[int]      # per item of this shard, before truncation at max_tokens
 
 
 def run_ceg(items: pd.DataFrame, encoder_name: str, config: EncoderConfig, template: TemplateConfig,
@@ -179,7 +186,8 @@ def run_ceg(items: pd.DataFrame, encoder_name: str, config: EncoderConfig, templ
     seconds = time.perf_counter() - start
     return CegResult(encoder=encoder_name, items=len(shard), encoded=len(todo),
                      from_cache=sum(h in cached for h in hashes),
-                     dim=dim, seconds=seconds, items_per_s=len(todo) / seconds if todo else 0.0)
+                     dim=dim, seconds=seconds, items_per_s=len(todo) / seconds if todo else 0.0,
+                     token_lengths=encoder.token_lengths(sentences))
 
 
 def read_embeddings(folder: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:

@@ -1,46 +1,70 @@
-"""The dense all-action InfoNCE loss of LEARN (paper Eq. 1, after PinnerFormer's dense all-action loss)."""
+"""The retrieval losses of the LEARN towers: a softmax over a candidate set, per (position, positive) pair.
+
+Every valid history position of a user holds a set of positive items: the next item (`window: 1`,
+SASRec / PinnerFormer next-item), the next `window` items (the paper's dense all-action loss, Eq. 1, as a
+window), or a cut's whole target set. Each (position, positive) pair is scored against the candidates:
+
+    loss = -log( e^{s_pos} / (e^{s_pos} + sum over negatives e^{s_neg}) ),   s = u . v / T  (- log q)
+
+The negatives are all candidates except the position's own positives (no accidental hits) and, when
+asked, the items the user has already seen up to that position. Three candidate sets:
+- `full`: the whole catalog (exact softmax; chunked over positions so memory stays bounded);
+- `sampled`: the batch's positives plus shared negatives drawn from the training popularity, with logQ
+  correction (each logit minus the log of its candidate's sampling probability);
+- `inbatch`: the batch's positives alone, no correction (popularity-biased negatives).
+"""
 
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
+
+# Logits computed at once (positions x candidates); above it the loss is computed in chunks of positions
+# with activation checkpointing, so memory does not grow with the catalog times the batch.
+MAX_LOGITS = 8_000_000
 
 
-def dense_all_action_infonce(user: torch.Tensor, user_mask: torch.Tensor, items: torch.Tensor,
-                             item_mask: torch.Tensor, item_ids: torch.Tensor, temperature: float,
-                             owner: torch.Tensor | None = None, row_owner: torch.Tensor | None = None,
-                             normaliser: float | None = None) -> torch.Tensor:
-    """Every user embedding of a history position against every item embedding of the same user's
-    targets (positives) and of the other users' targets in the batch (negatives).
+def _pair_loss_sum(user: torch.Tensor, positive_cols: torch.Tensor, banned_cols: torch.Tensor | None,
+                   candidates: torch.Tensor, log_q: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """user [P, d], positive_cols [P, W] (-1 = none), banned_cols [P, K] (-1 = none) -> summed pair loss."""
+    n_cand = candidates.shape[0]
+    logits = user @ candidates.T / temperature                                  # [P, C]
+    if log_q is not None:
+        logits = logits - log_q
+    excluded = torch.zeros(logits.shape[0], n_cand + 1, dtype=torch.bool, device=logits.device)
+    valid = positive_cols >= 0
+    excluded.scatter_(1, torch.where(valid, positive_cols, n_cand), True)       # column C: a sink for -1
+    if banned_cols is not None:
+        excluded.scatter_(1, torch.where(banned_cols >= 0, banned_cols, n_cand), True)
+    neg_lse = logits.masked_fill(excluded[:, :n_cand], float("-inf")).logsumexp(1)   # [P]
+    positive = logits.gather(1, positive_cols.clamp(min=0))                     # [P, W]
+    # -log(e^s / (e^s + sum_neg e^n)) = softplus(lse_neg - s); no negatives at all gives 0
+    per_pair = torch.nn.functional.softplus(neg_lse[:, None] - positive)
+    return torch.where(valid, per_pair, torch.zeros_like(per_pair)).sum()
 
-    user [B, Lh, d], user_mask [B, Lh]; items [N, Lt, d], item_mask [N, Lt], item_ids [N, Lt].
-    Normally N == B and row b of `items` belongs to user b; under data parallelism `items` holds the
-    targets gathered from every process and `owner` [N] / `row_owner` [B] say which user each row is.
-    Negatives equal to any of the user's positive item ids (accidental hits) and padding are masked.
-    Returns the mean over (position, positive) pairs, or the sum divided by `normaliser` if given.
-    """
-    batch, hist_len, dim = user.shape
-    n_users, tgt_len, _ = items.shape
-    owner = torch.arange(n_users, device=user.device) if owner is None else owner
-    row_owner = torch.arange(batch, device=user.device) if row_owner is None else row_owner
 
-    logits = user.reshape(-1, dim) @ items.reshape(-1, dim).T / temperature       # [B*Lh, N*Lt]
-    logits = logits.reshape(batch, hist_len, n_users * tgt_len)
-    col_owner = owner.repeat_interleave(tgt_len)                                    # [N*Lt]
-    col_ids = item_ids.reshape(-1)
-    col_valid = item_mask.reshape(-1).bool()
-    positive = (col_owner[None, :] == row_owner[:, None]) & col_valid[None, :]       # [B, N*Lt]
-    # ids of each user's own targets; a negative column with one of those ids is an accidental hit
-    own_row = (owner[None, :] == row_owner[:, None]).to(torch.int64).argmax(1)       # [B]
-    own_ids = torch.where(item_mask[own_row].bool(), item_ids[own_row], torch.full_like(item_ids[own_row], -2))
-    hit = (col_ids[None, :, None] == own_ids[:, None, :]).any(-1)                   # [B, N*Lt]
-    negative = col_valid[None, :] & ~positive & ~hit
-    neg_logits = logits.masked_fill(~negative[:, None, :], float("-inf"))
-    neg_lse = torch.logsumexp(neg_logits, dim=-1)                                   # [B, Lh]
-    # -log(e^s / (e^s + sum_neg e^n)) = softplus(lse_neg - s); no negatives at all -> 0 loss
-    per_pair = torch.nn.functional.softplus(neg_lse[:, :, None] - logits)          # [B, Lh, N*Lt]
-    per_pair = torch.where(torch.isfinite(neg_lse)[:, :, None], per_pair, torch.zeros_like(per_pair))
-    pair_mask = user_mask.bool()[:, :, None] & positive[:, None, :]
-    total = (per_pair * pair_mask).sum()
+def candidate_softmax_loss(user: torch.Tensor, user_mask: torch.Tensor, positive_cols: torch.Tensor,
+                           candidates: torch.Tensor, temperature: float, log_q: torch.Tensor | None = None,
+                           banned_cols: torch.Tensor | None = None, normaliser: float | None = None,
+                           max_logits: int = MAX_LOGITS) -> torch.Tensor:
+    """user [B, L, d] and user_mask [B, L]; positive_cols [B, L, W]: each position's positives as columns
+    of `candidates` [C, d] (-1 = none); banned_cols [B, L, K]: columns that are no negative for that
+    position (-1 = none); log_q [C]: subtracted from every logit (sampling correction).
+    Returns the mean over valid (position, positive) pairs, or their sum divided by `normaliser`."""
+    mask = user_mask.bool() & (positive_cols >= 0).any(-1)
+    flat_user, flat_pos = user[mask], positive_cols[mask]
+    flat_ban = banned_cols[mask] if banned_cols is not None else None
+    pairs = (flat_pos >= 0).sum()
+    chunk = max(1, max_logits // max(1, candidates.shape[0]))
+    if flat_user.shape[0] <= chunk:
+        total = _pair_loss_sum(flat_user, flat_pos, flat_ban, candidates, log_q, temperature)
+    else:
+        total = user.new_zeros(())
+        for start in range(0, flat_user.shape[0], chunk):
+            ban = flat_ban[start:start + chunk] if flat_ban is not None else None
+            total = total + checkpoint(_pair_loss_sum, flat_user[start:start + chunk],
+                                       flat_pos[start:start + chunk], ban, candidates, log_q, temperature,
+                                       use_reentrant=False)
     if normaliser is not None:
         return total / normaliser
-    return total / pair_mask.sum().clamp(min=1)
+    return total / pairs.clamp(min=1)

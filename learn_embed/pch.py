@@ -51,8 +51,11 @@ class ItemInput(nn.Module):
             self.register_buffer("content", content, persistent=False)
             self.dim = content.shape[1]
         else:
+            # Unit-variance rows: a 0.02-std table behind the biased projection, the learned positions and
+            # the pre-norm made every item look alike at initialisation (mean pairwise cosine 0.99), and the
+            # ID towers sat at popularity level for epochs.
             self.table = nn.Embedding(num_items, id_dim)
-            nn.init.normal_(self.table.weight, std=0.02)
+            nn.init.normal_(self.table.weight, std=1.0)
             self.dim = id_dim
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
@@ -86,9 +89,11 @@ class SequenceTower(nn.Module):
         head.append(nn.Linear(config.width, config.out_dim))
         self.head = nn.Sequential(*head)
         self.max_len = config.max_len
+        self.normalize = config.normalize
 
     def forward(self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal") -> torch.Tensor:
-        """inputs [batch, length, in_dim] (right-padded) -> [batch, length, out_dim], L2-normalised.
+        """inputs [batch, length, in_dim] (right-padded) -> [batch, length, out_dim], L2-normalised unless
+        the config scores by dot product.
         No key-padding mask is needed: with right padding a real position only sees real positions."""
         length = inputs.shape[1]
         if length > self.max_len:
@@ -96,13 +101,15 @@ class SequenceTower(nn.Module):
         positions = self.positions(torch.arange(length, device=inputs.device))
         hidden = self.projection(inputs) + positions
         hidden = self.transformer(hidden, mask=attention_mask(length, mode, inputs.device))
-        return nn.functional.normalize(self.head(self.norm(hidden)), dim=-1)
+        out = self.head(self.norm(hidden))
+        return nn.functional.normalize(out, dim=-1) if self.normalize else out
 
 
 class LearnModel(nn.Module):
     def __init__(self, config: PchConfig, num_items: int, content: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
+        self.num_items = num_items
         self.item_input = ItemInput(config.input, num_items, content, config.width, config.content_norm)
         # Variant 3 scores against the content embedding itself, as the LLM produced it
         self.register_buffer("raw_content", content.float() if content is not None else torch.zeros(0),
@@ -132,7 +139,8 @@ class LearnModel(nn.Module):
             return self.user_tower(self.item_input(target), "self")
         if tower == "variant3":
             return nn.functional.normalize(self.raw_content[target.clamp(min=0)], dim=-1)
-        return nn.functional.normalize(self.item_input.table(target.clamp(min=0)), dim=-1)
+        table = self.item_input.table(target.clamp(min=0))
+        return nn.functional.normalize(table, dim=-1) if self.config.normalize else table
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         """Inference: each item alone (a sequence of one) -> [n, dim]."""

@@ -35,11 +35,12 @@ def top_k(users: torch.Tensor, gallery: torch.Tensor, k: int, exclude: Sequence[
     return out
 
 
-def retrieval_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
-                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """ranked [n_users, >= max(ks)] gallery indices best first; targets[u] the relevant gallery indices."""
-    totals = {f"{m}@{k}": 0.0 for k in ks for m in ("H", "R", "N")}
-    for row, relevant in zip(ranked, targets):
+def per_user_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
+                     ks: Sequence[int] = DEFAULT_KS) -> dict[str, np.ndarray]:
+    """ranked [n_users, >= max(ks)] gallery indices best first; targets[u] the relevant gallery indices.
+    Returns each figure per user ([n_users] arrays), the input of means and bootstrap intervals."""
+    out = {f"{m}@{k}": np.zeros(len(targets)) for k in ks for m in ("H", "R", "N")}
+    for u, (row, relevant) in enumerate(zip(ranked, targets)):
         relevant_set = set(int(t) for t in relevant)
         if not relevant_set:
             raise ValueError("a user without targets cannot be evaluated")
@@ -47,9 +48,14 @@ def retrieval_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
         positions = np.flatnonzero(hits)
         for k in ks:
             found = positions[positions < k]
-            totals[f"H@{k}"] += float(len(found) > 0)
-            totals[f"R@{k}"] += len(found) / len(relevant_set)
+            out[f"H@{k}"][u] = float(len(found) > 0)
+            out[f"R@{k}"][u] = len(found) / len(relevant_set)
             ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant_set), k)))
-            totals[f"N@{k}"] += sum(1.0 / math.log2(p + 2) for p in found) / ideal
-    n = len(targets)
-    return {name: value / n for name, value in totals.items()}
+            out[f"N@{k}"][u] = sum(1.0 / math.log2(p + 2) for p in found) / ideal
+    return out
+
+
+def retrieval_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
+                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """The mean over users of `per_user_metrics`."""
+    return {name: float(values.mean()) for name, values in per_user_metrics(ranked, targets, ks).items()}

@@ -1,10 +1,12 @@
 """Training of the LEARN twin towers: Adam, cosine schedule with linear warm-up, gradient clipping,
-fixed seeds, safetensors checkpoints that hold model, optimizer, scheduler and RNG state, `resume`, and
+early stopping on the validation figure (`patience`), fixed seeds, safetensors checkpoints that hold model, optimizer, scheduler and RNG state, `resume`, and
 data parallelism with torch.distributed (gloo on CPU, nccl on GPU) under torchrun.
 
-Batches are drawn from a seeded permutation per epoch; under data parallelism each process takes its
-share of every global batch and the target embeddings are all-gathered, so the negatives and the loss
-are those of one process with the whole batch.
+Batches are drawn from a seeded permutation per epoch. Each step scores every (position, positive) pair
+against a candidate set (`learn_embed.losses`): the catalog, or the batch's positives with or without
+sampled negatives. Under data parallelism each process takes its share of every global batch and the
+candidate ids are all-gathered (sampled negatives come from a generator seeded by the step), so the
+negatives and the loss are those of one process with the whole batch.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from learn_embed.losses import dense_all_action_infonce
+from learn_embed.losses import candidate_softmax_loss
 from learn_embed.pch import LearnModel
 from learnkit.config import TrainConfig
 from learnkit.progress import progress_bar
@@ -35,23 +37,45 @@ KILL_ENV = "LEARN_KIT_KILL_AFTER_CHECKPOINT"  # test hook: SIGKILL this process 
 
 @dataclass
 class SequenceData:
-    """Padded item indices (-1 = padding)."""
+    """Padded item indices (-1 = padding): each history position and the positives it must predict."""
 
-    history: torch.Tensor   # [n, Lh]
-    target: torch.Tensor    # [n, Lt]
+    history: torch.Tensor     # [n, L]
+    positives: torch.Tensor   # [n, L, W]
 
     @classmethod
-    def from_lists(cls, histories: list[list[int]], targets: list[list[int]]) -> "SequenceData":
-        return cls(_pad(histories), _pad(targets))
+    def from_lists(cls, histories: list[list[int]], targets: list[list[int]], aligned: bool = False,
+                   window: int = 1) -> "SequenceData":
+        """`aligned`: target[t] is the item after history[t] (next-item sequences); position t's positives
+        are target[t : t + window]. Otherwise every history position predicts the whole target list (the
+        paper's history/target cuts)."""
+        history = _pad(histories)
+        if aligned:
+            rows = [[target[t:t + window] for t in range(len(target))] for target in targets]
+        else:
+            rows = [[target] * len(h) for h, target in zip(histories, targets)]
+        width = max(1, max((len(p) for r in rows for p in r), default=1))
+        positives = torch.full((len(rows), history.shape[1], width), -1, dtype=torch.int64)
+        for i, r in enumerate(rows):
+            for t, items in enumerate(r):
+                positives[i, t, : len(items)] = torch.tensor(items, dtype=torch.int64)
+        return cls(history, positives)
 
     def __len__(self) -> int:
         return self.history.shape[0]
 
     def rows(self, index: torch.Tensor) -> "SequenceData":
-        return SequenceData(_trim(self.history[index]), _trim(self.target[index]))
+        history = _trim(self.history[index])
+        positives = self.positives[index][:, : history.shape[1]]
+        width = int((positives >= 0).sum(-1).max().clamp(min=1)) if positives.numel() else 1
+        return SequenceData(history, positives[:, :, :width])
 
     def to(self, device: torch.device) -> "SequenceData":
-        return SequenceData(self.history.to(device), self.target.to(device))
+        return SequenceData(self.history.to(device), self.positives.to(device))
+
+    def item_counts(self, num_items: int) -> torch.Tensor:
+        """How often each item is a positive in this data: the popularity the sampled loss corrects for."""
+        valid = self.positives[self.positives >= 0]
+        return torch.bincount(valid, minlength=num_items).to(torch.float64)
 
 
 def _pad(rows: list[list[int]]) -> torch.Tensor:
@@ -87,8 +111,85 @@ class _Twin(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, history: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.user_embeddings(history), self.model.target_embeddings(target)
+    def forward(self, history: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.user_embeddings(history), self.model.item_embeddings(candidates)
+
+
+def resolve_loss(config: TrainConfig, num_items: int) -> str:
+    """`auto`: the exact softmax over the catalog when it has at most `full_max_items` items."""
+    if config.loss != "auto":
+        return config.loss
+    return "full" if num_items <= config.full_max_items else "sampled"
+
+
+@dataclass
+class Candidates:
+    """The items a step scores against, with each position's positives as candidate columns."""
+
+    ids: torch.Tensor                 # [C] item indices
+    positive_cols: torch.Tensor       # [B, L, W]
+    banned_cols: torch.Tensor | None  # [B, L, L] the user's items up to each position, when masked
+    log_q: torch.Tensor | None        # [C] sampling correction
+
+
+def _candidates(batch: SequenceData, kind: str, num_items: int, sampling_q: torch.Tensor | None,
+                config: TrainConfig, step: int, world: int) -> Candidates:
+    device = batch.history.device
+    if kind == "full":
+        ids = torch.arange(num_items, device=device)
+    else:
+        batch_items = batch.positives[batch.positives >= 0]
+        if world > 1:  # every process scores against the candidates of the whole global batch
+            batch_items = _gather_ids(batch_items)
+        parts = [batch_items]
+        if kind == "sampled":
+            assert sampling_q is not None
+            # the same draw on every process: a generator seeded by the step
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+            parts.append(torch.multinomial(sampling_q.float(), config.sampled_negatives, replacement=True,
+                                           generator=generator).to(device))
+        ids = torch.unique(torch.cat(parts))
+    column = torch.full((num_items + 1,), -1, dtype=torch.int64, device=device)
+    column[ids] = torch.arange(len(ids), device=device)
+
+    def to_cols(items: torch.Tensor) -> torch.Tensor:
+        return column[torch.where(items >= 0, items, num_items)]
+
+    banned = None
+    if config.mask_history:  # position t: the items at positions 0..t are no negatives
+        length = batch.history.shape[1]
+        upto = torch.arange(length, device=device)[None, :] <= torch.arange(length, device=device)[:, None]
+        banned = torch.where(upto[None], to_cols(batch.history)[:, None, :], -1)
+    log_q = None
+    if kind == "sampled":
+        assert sampling_q is not None
+        log_q = torch.log(sampling_q[ids.cpu()].to(device).float())
+    return Candidates(ids, to_cols(batch.positives), banned, log_q)
+
+
+def _gather_ids(items: torch.Tensor) -> torch.Tensor:
+    sizes = torch.tensor([items.numel()], device=items.device)
+    every = [torch.zeros_like(sizes) for _ in range(dist.get_world_size())]
+    dist.all_gather(every, sizes)
+    longest = int(max(int(s) for s in every))
+    padded = torch.nn.functional.pad(items, (0, longest - items.numel()), value=-1)
+    gathered = [torch.empty_like(padded) for _ in every]
+    dist.all_gather(gathered, padded)
+    out = torch.cat(gathered)
+    return out[out >= 0]
+
+
+def _loss(user: torch.Tensor, items: torch.Tensor, batch: SequenceData, cands: Candidates,
+          temperature: float, world: int) -> torch.Tensor:
+    user_mask = batch.history >= 0
+    if world == 1:
+        return candidate_softmax_loss(user, user_mask, cands.positive_cols, items, temperature,
+                                      log_q=cands.log_q, banned_cols=cands.banned_cols)
+    # normalise by the global number of (position, positive) pairs; DDP averages over processes
+    pairs = ((cands.positive_cols >= 0) & user_mask[:, :, None]).sum().to(torch.float64)
+    dist.all_reduce(pairs)
+    return candidate_softmax_loss(user, user_mask, cands.positive_cols, items, temperature, log_q=cands.log_q,
+                                  banned_cols=cands.banned_cols, normaliser=float(pairs) / world)
 
 
 def _device(name: str, rank: int) -> torch.device:
@@ -103,33 +204,6 @@ def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _loss(user: torch.Tensor, items: torch.Tensor, batch: SequenceData, temperature: float,
-          world: int, rank: int) -> torch.Tensor:
-    user_mask, item_mask = batch.history >= 0, batch.target >= 0
-    if world == 1:
-        return dense_all_action_infonce(user, user_mask, items, item_mask, batch.target, temperature)
-    from torch.distributed.nn.functional import all_gather
-
-    # every process pads its share to the same shape so that the gathers line up
-    rows = torch.tensor([items.shape[0], items.shape[1]], device=items.device)
-    dist.all_reduce(rows, op=dist.ReduceOp.MAX)
-    pad_rows, pad_len = int(rows[0]) - items.shape[0], int(rows[1]) - items.shape[1]
-    items_p = torch.nn.functional.pad(items, (0, 0, 0, pad_len, 0, pad_rows))
-    ids_p = torch.nn.functional.pad(batch.target, (0, pad_len, 0, pad_rows), value=-1)
-    gathered = torch.cat(all_gather(items_p), 0)
-    ids_all = [torch.empty_like(ids_p) for _ in range(world)]
-    dist.all_gather(ids_all, ids_p)
-    ids = torch.cat(ids_all, 0)
-    per = int(rows[0])
-    owner = torch.arange(world * per, device=items.device)
-    row_owner = torch.arange(items.shape[0], device=items.device) + rank * per
-    # normalise by the global number of (position, positive) pairs; DDP averages over processes
-    pairs = (user_mask.sum(1) * item_mask.sum(1)).sum().to(torch.float64)
-    dist.all_reduce(pairs)
-    return dense_all_action_infonce(user, user_mask, gathered, ids >= 0, ids, temperature,
-                                    owner=owner, row_owner=row_owner, normaliser=float(pairs) / world)
 
 
 def _checkpoints(folder: Path) -> list[Path]:
@@ -177,13 +251,15 @@ def _load_checkpoint(path: Path, model: LearnModel, optimizer: torch.optim.Optim
 @dataclass
 class TrainResult:
     steps: int
-    epochs: int
+    epochs: int                  # epochs run (early stopping may end before config.epochs)
     final_loss: float
     losses: list[float]          # mean loss per epoch
     sequences_per_s: float
     resumed_from: int | None
     epoch_metrics: list[dict[str, float]]
     best_epoch: int | None = None
+    stopped_early: bool = False  # validation stopped improving for `patience` epochs
+    loss: str = "full"
 
 
 def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: Path, resume: bool = False,
@@ -202,6 +278,11 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     if world > 1:
         twin = torch.nn.parallel.DistributedDataParallel(
             twin, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_kind = resolve_loss(config, model.num_items)
+    # popularity of the training positives, +1 so that every item can be drawn
+    sampling_q = (data.item_counts(model.num_items) + 1.0) if loss_kind == "sampled" else None
+    if sampling_q is not None:
+        sampling_q = sampling_q / sampling_q.sum()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -219,15 +300,17 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     every = config.checkpoint_every or steps_per_epoch
     bar = progress_bar(total=total, initial=step, desc=desc, unit="step", enabled=progress and rank == 0)
     started, sequences = time.perf_counter(), 0
+    stopped = _should_stop(epoch_metrics, config.patience)
     model.train()
-    while step < total:
+    while step < total and not stopped:
         epoch, offset = divmod(step, steps_per_epoch)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
         for b in range(offset, steps_per_epoch):
             index = order[b * config.batch_size:(b + 1) * config.batch_size][rank::world]
             batch = data.rows(index).to(device)
-            user, items = twin(batch.history, batch.target)
-            loss = _loss(user, items, batch, config.temperature, world, rank)
+            cands = _candidates(batch, loss_kind, model.num_items, sampling_q, config, step, world)
+            user, items = twin(batch.history, cands.ids)
+            loss = _loss(user, items, batch, cands, config.temperature, world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_norm:
@@ -254,12 +337,17 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                     model.train()
                     if config.select_best and rank == 0 and _is_best(epoch_metrics):
                         save_file(_state(model), out_dir / "best.safetensors")
-            if rank == 0 and (step % every == 0 or step == total):
+                stopped = _should_stop(epoch_metrics, config.patience)
+            if rank == 0 and (step % every == 0 or step == total or stopped):
                 _save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,
                                  {"losses": losses, "running": running, "epoch_metrics": epoch_metrics,
                                   "config": asdict(config)}, config.keep_checkpoints)
                 if kill_at and step == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
+            if stopped:
+                log.info("%s: validation has not improved for %d epochs; stopped after epoch %d",
+                         desc, config.patience, epoch + 1)
+                break
     bar.close()
     model.eval().cpu()
     best_epoch = None
@@ -271,9 +359,17 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     if rank == 0:
         save_file(_state(model), out_dir / "model.safetensors")
     elapsed = time.perf_counter() - started
-    return TrainResult(steps=step, epochs=config.epochs, final_loss=losses[-1] if losses else float("nan"),
+    return TrainResult(steps=step, epochs=len(losses), final_loss=losses[-1] if losses else float("nan"),
                        losses=losses, sequences_per_s=sequences / elapsed if elapsed and sequences else 0.0,
-                       resumed_from=resumed_from, epoch_metrics=epoch_metrics, best_epoch=best_epoch)
+                       resumed_from=resumed_from, epoch_metrics=epoch_metrics, best_epoch=best_epoch,
+                       stopped_early=stopped, loss=loss_kind)
+
+
+def _should_stop(epoch_metrics: list[dict[str, float]], patience: int) -> bool:
+    """`patience` epochs in a row without a better validation figure than the best before them."""
+    if patience < 1 or len(epoch_metrics) <= patience:
+        return False
+    return _best_index(epoch_metrics) < len(epoch_metrics) - patience
 
 
 def _state(model: LearnModel) -> dict[str, torch.Tensor]:

@@ -133,6 +133,9 @@ class PchConfig:
     # Content embeddings of a decoder are anisotropic (one large shared direction); standardising each
     # dimension over the catalog before the projection lets the small towers see the differences.
     content_norm: Literal["none", "standardize"] = "standardize"
+    # true: L2-normalised embeddings scored by cosine / temperature; false: raw dot products, whose norms
+    # can carry an item's popularity (SASRec's scoring)
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -147,13 +150,23 @@ class PchConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10              # the most epochs; `patience` may stop earlier
     batch_size: int = 30
     lr: float = 5e-5
     warmup: float = 0.1
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     temperature: float = 0.05
+    # full: softmax over the whole catalog; sampled: in-batch + shared sampled negatives with logQ
+    # correction; inbatch: the batch's positives alone; auto: full up to `full_max_items` items
+    loss: Literal["auto", "full", "sampled", "inbatch"] = "auto"
+    full_max_items: int = 200_000
+    sampled_negatives: int = 1024
+    # next-item sequences: each position's positives are the next `window` items (1 = next item)
+    window: int = 1
+    mask_history: bool = False    # the user's own earlier items are no negatives (LEARN's fine-tuning)
+    # stop after this many epochs without a better validation figure (0: always run `epochs`)
+    patience: int = 0
     seed: int = 0
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
     keep_checkpoints: int = 2
@@ -166,6 +179,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size, lr and temperature must be positive")
         if not 0 <= self.warmup < 1:
             raise ValueError("warmup is a fraction of all steps in [0, 1)")
+        if self.window < 1 or self.sampled_negatives < 1 or self.full_max_items < 1 or self.patience < 0:
+            raise ValueError("window, sampled_negatives and full_max_items must be >= 1, patience >= 0")
 
 
 @dataclass
@@ -175,6 +190,19 @@ class EvalConfig:
     exclude_history: bool = True
     gallery: Literal["all", "interacted"] = "all"  # every catalog item, or only items with events
     monitor_metric: str = "N@10"                    # on the validation users after each epoch
+    # bootstrap 95% intervals over test users for these figures, and for each method's difference to
+    # `compare_to` (when that method is configured)
+    interval_metrics: list[str] = field(default_factory=lambda: ["N@10", "R@50"])
+    compare_to: str = "sasrec"
+    bootstrap: int = 1000
+
+    def __post_init__(self) -> None:
+        known = {f"{m}@{k}" for m in ("H", "R", "N") for k in self.ks}
+        for name in [self.monitor_metric, *self.interval_metrics]:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a figure of eval.ks ({', '.join(sorted(known))})")
+        if self.bootstrap < 10:
+            raise ValueError("bootstrap must be >= 10")
 
 
 @dataclass
@@ -188,6 +216,8 @@ class MethodConfig:
     # baseline_v1: the frozen LLM over a user's history text, cut to this many tokens (newest items kept)
     context_tokens: int = 512
     max_users: int = 300
+    # train again from these seeds (besides pch.train.seed) and report each figure's mean and spread
+    extra_seeds: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.input == "content" and self.encoder is None:

@@ -9,9 +9,22 @@ training users.
   at a global timestamp (`boundary: global_time`, the cutoff given or at a quantile of all event times)
   or at the user's own last `target_fraction` (`boundary: user_fraction`); histories keep the newest
   `history_max` events, targets the oldest `target_max`. Users go to train/valid/test by a salted hash.
+  `boundary: test_period` evaluates *every* user with history before the run's test period on their
+  events inside it; training uses every user's events before it, and the validation users' last
+  `target_fraction` of those events is held out for model selection. `evaluate_all_users` does the same
+  with each user's own boundary (`user_fraction`): every user is evaluated on their last
+  `target_fraction`, and training uses everyone's events before their own targets.
 - `leave_one_out`: the last item is the test target, the one before the validation target; training
-  divides the rest into history and target (the last `target_fraction` of it).
+  uses the rest.
 - `given`: the dataset's own `split` column (train/valid/test), as in the UniSRec files.
+
+Training examples (`train_examples`):
+- `sequence` (default, SASRec / PinnerFormer style): a user's training sequence in windows of
+  `history_max + 1` items; `history` is the window without its last item and `target` the window shifted
+  by one, so history position t is aligned with the item that came next. The trainer turns this into
+  next-item (or next-`window`-items) positives per position.
+- `cuts`: the paper's history/target cuts, each target a set that every history position predicts
+  (`train_cuts` cuts per user, each a target's length earlier).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from learnkit.errors import DataError
 @dataclass
 class SplitConfig:
     kind: Literal["temporal", "leave_one_out", "given"] = "temporal"
-    boundary: Literal["global_time", "user_fraction"] = "user_fraction"
+    boundary: Literal["global_time", "user_fraction", "test_period"] = "user_fraction"
     cutoff_quantile: float = 0.8
     cutoff_ts: int | None = None
     target_fraction: float = 0.2
@@ -38,9 +51,14 @@ class SplitConfig:
     valid_users: float = 0.1
     test_users: float = 0.1
     positives_only: bool = False  # keep only label-1 events as interactions
-    # training examples per training user: each further one cut a target's length earlier in the sequence
+    # sequence: next item(s) at every position of the training sequences; cuts: history/target cuts
+    train_examples: Literal["sequence", "cuts"] = "sequence"
+    # with cuts: training examples per training user, each further one cut a target's length earlier
     train_cuts: int = 1
     salt: str = "learn-kit"
+    # user_fraction: evaluate every user on their own last target_fraction (training on everyone's events
+    # before their targets) instead of a hashed share of held-out users
+    evaluate_all_users: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.target_fraction < 1:
@@ -71,14 +89,42 @@ def _examples(rows: list[tuple[str, list[str], list[str], str]]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["user_id", "history", "target", "part"])
 
 
-def make_split(events: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame, dict]:
-    """Returns (examples, stats); examples has columns user_id, history, target, part."""
+Row = tuple[str, list[str], list[str], str]
+
+
+def sequence_rows(user: str, sequence: list[str], history_max: int) -> list[Row]:
+    """Next-item training rows of one sequence: windows of `history_max + 1` items from the newest back,
+    overlapping by one item so that every item after the first is a target exactly once."""
+    rows: list[Row] = []
+    end = len(sequence)
+    while end >= 2:
+        start = max(0, end - (history_max + 1))
+        window = sequence[start:end]
+        rows.append((user, window[:-1], window[1:], "train"))
+        if start == 0:
+            break
+        end = start + 1
+    return rows
+
+
+def make_split(events: pd.DataFrame, config: SplitConfig,
+               in_test_period: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+    """Returns (examples, stats); examples has columns user_id, history, target, part.
+    `in_test_period` ([events] bool, aligned with `events`) is needed by `boundary: test_period`."""
+    if config.boundary == "test_period" and config.kind == "temporal":
+        if in_test_period is None:
+            raise DataError("split boundary 'test_period' needs the run's test period")
+        events = events.assign(_in_test=np.asarray(in_test_period, dtype=bool))
     ordered = _ordered(events, config.positives_only)
     sequences = ordered.groupby("user_id", sort=True)
-    rows: list[tuple[str, list[str], list[str], str]] = []
+    rows: list[Row] = []
     skipped = 0
-    stats: dict = {"kind": config.kind}
-    if config.kind == "temporal":
+    stats: dict = {"kind": config.kind, "example_kind": config.train_examples}
+    if config.kind == "temporal" and config.boundary == "test_period":
+        rows, skipped, stats["users_without_history"] = _test_period_rows(sequences, config, _in_test_period)
+    elif config.kind == "temporal" and config.boundary == "user_fraction" and config.evaluate_all_users:
+        rows, skipped, _ = _test_period_rows(sequences, config, _own_last_fraction(config.target_fraction))
+    elif config.kind == "temporal":
         users = pd.Series(sorted(ordered["user_id"].unique()))
         bucket = dict(zip(users, user_bucket(users, config.salt)))
         cutoff = None
@@ -99,6 +145,9 @@ def make_split(events: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame,
             b = bucket[user]
             part = "test" if b < config.test_users else (
                 "valid" if b < config.test_users + config.valid_users else "train")
+            if part == "train" and config.train_examples == "sequence":
+                rows += sequence_rows(user, items[:split_at + len(target)], config.history_max)
+                continue
             rows.append((user, history, target, part))
             if part == "train":  # earlier cuts of the same user's sequence: more training examples
                 stride = len(target)
@@ -136,8 +185,50 @@ def make_split(events: pd.DataFrame, config: SplitConfig) -> tuple[pd.DataFrame,
     return examples, stats
 
 
-def _leave_one_out(user: str, train: list[str], valid: str, test: str,
-                   config: SplitConfig) -> list[tuple[str, list[str], list[str], str]]:
+def _in_test_period(group: pd.DataFrame) -> np.ndarray:
+    return group["_in_test"].to_numpy()
+
+
+def _own_last_fraction(fraction: float):
+    def split(group: pd.DataFrame) -> np.ndarray:
+        n = len(group)
+        n_target = max(1, int(round(fraction * n))) if n >= 2 else 0
+        return np.arange(n) >= n - n_target
+    return split
+
+
+def _test_period_rows(sequences: "pd.core.groupby.DataFrameGroupBy", config: SplitConfig,
+                      is_target) -> tuple[list[Row], int, int]:
+    """Every user with events before their targets (`is_target(group)`: [events] bool) and targets is a
+    test example; training and validation only ever see the events before the targets."""
+    rows: list[Row] = []
+    skipped = without_history = 0
+    users = pd.Series(sorted(sequences.groups))
+    bucket = dict(zip(users, user_bucket(users, config.salt)))
+    for user, group in sequences:
+        in_test = is_target(group)
+        items = group["item_id"].tolist()
+        before = [i for i, t in zip(items, in_test) if not t]
+        during = [i for i, t in zip(items, in_test) if t]
+        if not before:
+            without_history += int(bool(during))
+            skipped += 1
+            continue
+        train = before
+        if bucket[user] < config.valid_users and len(before) >= 2:
+            n_valid = min(len(before) - 1, max(1, int(round(config.target_fraction * len(before)))))
+            train = before[:-n_valid]
+            rows.append((user, train[-config.history_max:], before[-n_valid:][: config.target_max], "valid"))
+        rows += _train_rows(user, train, config)
+        if during:
+            rows.append((user, before[-config.history_max:], during[: config.target_max], "test"))
+    return rows, skipped, without_history
+
+
+def _train_rows(user: str, train: list[str], config: SplitConfig) -> list[Row]:
+    """The training examples of one user's training items, as `train_examples` asks."""
+    if config.train_examples == "sequence":
+        return sequence_rows(user, train, config.history_max)
     n_target = min(config.target_max, max(1, int(round(config.target_fraction * len(train)))))
     n_target = min(n_target, len(train) - 1)
     rows = []
@@ -146,7 +237,31 @@ def _leave_one_out(user: str, train: list[str], valid: str, test: str,
         if at < 1:
             break
         rows.append((user, train[:at][-config.history_max:], train[at:at + n_target], "train"))
+    return rows
+
+
+def _leave_one_out(user: str, train: list[str], valid: str, test: str, config: SplitConfig) -> list[Row]:
+    rows = _train_rows(user, train, config)
     rows.append((user, train[-config.history_max:], [valid], "valid"))
     rows.append((user, (train + [valid])[-config.history_max:], [test], "test"))
     return rows
 
+
+
+def training_item_counts(examples: pd.DataFrame, train_examples: str) -> pd.Series:
+    """How often each item occurs in the events the training examples were made from (item_id -> count):
+    popularity's scores, and the test targets with a count of 0 are the cold items.
+
+    `sequence` windows overlap by one item, so each window counts its targets and a user's oldest window
+    also its first item. `cuts` are nested, so each user's newest cut (the first row) holds them all, up to
+    `history_max`."""
+    train = examples[examples["part"] == "train"]
+    if train.empty:
+        return pd.Series(dtype="int64")
+    if train_examples == "sequence":
+        oldest = train.groupby("user_id", sort=False).tail(1)
+        items = [i for t in train["target"] for i in t] + [h[0] for h in oldest["history"]]
+    else:
+        newest = train.groupby("user_id", sort=False).head(1)
+        items = [i for h, t in zip(newest["history"], newest["target"]) for i in list(h) + list(t)]
+    return pd.Series(items, dtype="object").value_counts()

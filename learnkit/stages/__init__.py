@@ -14,8 +14,10 @@ from learnkit.stages.ranking import run_ranking
 
 def _period(config: Config) -> object:
     """The test period, for the stages whose output depends on it."""
-    pch_uses_it = config.pch is not None and config.pch.train_before_test_period
+    pch = config.pch
+    pch_uses_it = pch is not None and (pch.train_before_test_period or pch.split.boundary == "test_period")
     return config.test_period if pch_uses_it else None
+
 
 
 ALL = [
@@ -24,7 +26,8 @@ ALL = [
     Stage("i2i", ("ceg",), lambda c: {"i2i": c.i2i, "encoders": list(c.ceg.encoders), "primary": c.ceg.primary},
           run_i2i),
     Stage("pch", ("data", "ceg"), lambda c: {"pch": c.pch, "template": c.ceg.template, "period": _period(c),
-                                             "encoders": {n: e for n, e in c.ceg.encoders.items()}},
+                                             "encoders": {n: e for n, e in c.ceg.encoders.items()},
+                                             "seed": c.seed},
           run_pch, metrics_key="retrieval", enabled=lambda c: c.pch is not None),
     Stage("export", ("data", "ceg", "pch"), lambda c: {"export": c.export, "period": c.test_period},
           run_export, enabled=lambda c: c.export is not None),

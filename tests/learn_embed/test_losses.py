@@ -1,87 +1,164 @@
+"""The retrieval losses against a plain-Python reference: each (position, positive) pair against the
+candidates that are not the position's positives (or banned), with and without logQ correction."""
+
 import math
 
+import pytest
 import torch
 
-from learn_embed.losses import dense_all_action_infonce
+from learn_embed.losses import candidate_softmax_loss
+from learn_embed.train import SequenceData, _candidates
+from learnkit.config import TrainConfig
 
 
-def slow_reference(user, user_mask, items, item_mask, item_ids, temperature):
-    """Paper Eq. 1 written plainly: for each user b, valid history position i, valid target j of b:
-    -log(exp(s_bij) / (exp(s_bij) + sum over other users' valid targets not sharing an id with b's targets))."""
+def slow_reference(user, user_mask, positives, item_vectors, candidate_items, temperature, log_q=None, banned=None):
+    """positives[b][t]: item ids; candidate_items: item ids scored; log_q: item id -> log q; banned[b][t]: ids."""
     losses = []
-    B = user.shape[0]
-    for b in range(B):
-        own = {int(item_ids[b, j]) for j in range(items.shape[1]) if item_mask[b, j]}
-        for i in range(user.shape[1]):
-            if not user_mask[b, i]:
+    for b in range(user.shape[0]):
+        for t in range(user.shape[1]):
+            if not user_mask[b, t] or not positives[b][t]:
                 continue
-            negatives = []
-            for c in range(B):
-                if c == b:
-                    continue
-                for j in range(items.shape[1]):
-                    if item_mask[c, j] and int(item_ids[c, j]) not in own:
-                        negatives.append(float(user[b, i] @ items[c, j]) / temperature)
-            for j in range(items.shape[1]):
-                if not item_mask[b, j]:
-                    continue
-                s = float(user[b, i] @ items[b, j]) / temperature
-                denominator = math.exp(s) + sum(math.exp(n) for n in negatives)
-                losses.append(-math.log(math.exp(s) / denominator))
+            own = set(positives[b][t]) | set(banned[b][t] if banned else [])
+
+            def score(item):
+                s = float(user[b, t] @ item_vectors[item]) / temperature
+                return s - (log_q[item] if log_q else 0.0)
+
+            negatives = [score(c) for c in candidate_items if c not in own]
+            for p in positives[b][t]:
+                s = score(p)
+                losses.append(-math.log(math.exp(s) / (math.exp(s) + sum(math.exp(n) for n in negatives))))
     return sum(losses) / len(losses)
 
 
-def make(seed=0, B=4, Lh=5, Lt=3, d=8):
+def make(seed=0, B=3, L=4, d=8, n_items=12):
     g = torch.Generator().manual_seed(seed)
-    user = torch.nn.functional.normalize(torch.randn(B, Lh, d, generator=g, dtype=torch.float64), dim=-1)
-    items = torch.nn.functional.normalize(torch.randn(B, Lt, d, generator=g, dtype=torch.float64), dim=-1)
-    user_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]])
-    item_mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]])
-    # user 0 and user 2 share item 7 (an accidental hit each way); padding ids are junk on purpose
-    item_ids = torch.tensor([[7, 3, 99], [4, 99, 99], [5, 7, 6], [8, 9, 99]])
-    return user, user_mask, items, item_mask, item_ids
+    user = torch.nn.functional.normalize(torch.randn(B, L, d, generator=g, dtype=torch.float64), dim=-1)
+    items = torch.nn.functional.normalize(torch.randn(n_items, d, generator=g, dtype=torch.float64), dim=-1)
+    history = torch.tensor([[0, 1, 2, -1], [3, 4, 5, 6], [7, -1, -1, -1]])
+    return user, items, history
 
 
-def test_matches_the_slow_reference():
-    args = make()
-    fast = dense_all_action_infonce(*args, temperature=0.1)
-    assert abs(float(fast) - slow_reference(*args, 0.1)) < 1e-9
+def as_lists(positives):
+    return [[[int(i) for i in row if i >= 0] for row in user] for user in positives]
 
 
-def test_matches_the_reference_on_other_shapes():
-    for seed in range(3):
-        args = make(seed=seed, d=16)
-        assert abs(float(dense_all_action_infonce(*args, temperature=0.05)) - slow_reference(*args, 0.05)) < 1e-9
+def loss_of(user, items, batch, kind, config, q=None):
+    cands = _candidates(batch, kind, items.shape[0], q, config, step=0, world=1)
+    value = candidate_softmax_loss(user, batch.history >= 0, cands.positive_cols, items[cands.ids],
+                                   config.temperature, log_q=None if cands.log_q is None else cands.log_q.double(),
+                                   banned_cols=cands.banned_cols)
+    return value, cands
 
 
-def test_padding_content_does_not_matter():
-    user, user_mask, items, item_mask, item_ids = make()
-    base = dense_all_action_infonce(user, user_mask, items, item_mask, item_ids, 0.1)
-    user2, items2 = user.clone(), items.clone()
-    user2[0, 3:] = 123.0
-    items2[1, 1:] = -55.0
-    again = dense_all_action_infonce(user2, user_mask, items2, item_mask, item_ids, 0.1)
-    assert torch.allclose(base, again)
+NEXT = [[1, 2, 9], [4, 5, 6, 10], [11]]  # aligned targets: history[t] is followed by target[t]
 
 
-def test_accidental_hits_are_masked():
-    user, user_mask, items, item_mask, item_ids = make()
-    # user 2's copy of item 7 becomes a perfect match for user 0's first position: it is the same id as
-    # one of user 0's positives, so it is not a negative for user 0
-    items2 = items.clone()
-    items2[2, 1] = user[0, 0]
-    masked = dense_all_action_infonce(user, user_mask, items2, item_mask, item_ids, 0.1)
-    ids_unmasked = item_ids.clone()
-    ids_unmasked[2, 1] = 70  # another id: now a hard negative for user 0, and the loss rises
-    unmasked = dense_all_action_infonce(user, user_mask, items2, item_mask, ids_unmasked, 0.1)
-    assert unmasked > masked + 0.1
-    assert abs(float(unmasked) - slow_reference(user, user_mask, items2, item_mask, ids_unmasked, 0.1)) < 1e-9
+def test_full_next_item_is_cross_entropy_over_the_catalog():
+    user, items, history = make()
+    batch = SequenceData.from_lists([h[h >= 0].tolist() for h in history], NEXT, aligned=True)
+    config = TrainConfig(temperature=0.1)
+    value, cands = loss_of(user, items, batch, "full", config)
+    assert torch.equal(cands.ids, torch.arange(12))
+    mask = batch.history >= 0
+    logits = user[mask] @ items.T / 0.1
+    expected = torch.nn.functional.cross_entropy(logits, batch.positives[mask][:, 0])
+    assert abs(float(value) - float(expected)) < 1e-10
+    assert abs(float(value) - slow_reference(user, mask, as_lists(batch.positives), items, range(12), 0.1)) < 1e-10
 
 
-def test_gradient_flows_to_both_towers():
-    user, user_mask, items, item_mask, item_ids = make()
-    user.requires_grad_(True)
-    items.requires_grad_(True)
-    dense_all_action_infonce(user, user_mask, items, item_mask, item_ids, 0.1).backward()
-    assert user.grad.abs().sum() > 0 and items.grad.abs().sum() > 0
-    assert user.grad[0, 3:].abs().sum() == 0  # padded positions get no gradient
+def test_window_makes_the_next_items_positives_and_no_negatives():
+    user, items, history = make(seed=1)
+    batch = SequenceData.from_lists([h[h >= 0].tolist() for h in history], NEXT, aligned=True, window=2)
+    assert as_lists(batch.positives)[1] == [[4, 5], [5, 6], [6, 10], [10]]
+    config = TrainConfig(temperature=0.05, window=2)
+    value, _ = loss_of(user, items, batch, "full", config)
+    reference = slow_reference(user, batch.history >= 0, as_lists(batch.positives), items, range(12), 0.05)
+    assert abs(float(value) - reference) < 1e-10
+
+
+def test_cuts_predict_the_whole_target_set_at_every_position():
+    user, items, history = make(seed=2)
+    histories = [[0, 1, 2], [3, 4, 5, 6], [7]]
+    batch = SequenceData.from_lists(histories, [[8, 9], [10], [8, 11]])
+    assert as_lists(batch.positives)[0] == [[8, 9]] * 3 + [[]]
+    config = TrainConfig(temperature=0.1)
+    for kind in ("full", "inbatch"):
+        value, cands = loss_of(user, items, batch, kind, config)
+        candidates = range(12) if kind == "full" else [8, 9, 10, 11]
+        assert sorted(cands.ids.tolist()) == list(candidates)
+        reference = slow_reference(user, batch.history >= 0, as_lists(batch.positives), items, candidates, 0.1)
+        assert abs(float(value) - reference) < 1e-10, kind
+
+
+def test_sampled_adds_shared_negatives_with_log_q_correction():
+    user, items, history = make(seed=3)
+    batch = SequenceData.from_lists([h[h >= 0].tolist() for h in history], NEXT, aligned=True)
+    q = torch.linspace(1, 3, 12, dtype=torch.float64)
+    q = q / q.sum()
+    config = TrainConfig(temperature=0.1, sampled_negatives=5)
+    value, cands = loss_of(user, items, batch, "sampled", config, q)
+    ids = cands.ids.tolist()
+    assert set(i for row in NEXT for i in row) <= set(ids)         # every positive is a candidate
+    log_q = {i: math.log(float(q[i])) for i in range(12)}
+    reference = slow_reference(user, batch.history >= 0, as_lists(batch.positives), items, ids, 0.1, log_q)
+    assert abs(float(value) - reference) < 1e-6
+    again, cands2 = loss_of(user, items, batch, "sampled", config, q)
+    assert torch.equal(cands.ids, cands2.ids) and float(again) == float(value)   # seeded by the step
+
+
+def test_masked_history_items_are_no_negatives():
+    user, items, history = make(seed=4)
+    batch = SequenceData.from_lists([h[h >= 0].tolist() for h in history], NEXT, aligned=True)
+    config = TrainConfig(temperature=0.1, mask_history=True)
+    value, _ = loss_of(user, items, batch, "full", config)
+    banned = [[[int(i) for i in h[: t + 1] if i >= 0] for t in range(4)] for h in batch.history]
+    reference = slow_reference(user, batch.history >= 0, as_lists(batch.positives), items, range(12), 0.1,
+                               banned=banned)
+    assert abs(float(value) - reference) < 1e-10
+    plain, _ = loss_of(user, items, batch, "full", TrainConfig(temperature=0.1))
+    assert float(value) != float(plain)
+
+
+def test_chunked_loss_equals_the_whole_and_so_do_its_gradients():
+    user, items, history = make(seed=5)
+    batch = SequenceData.from_lists([h[h >= 0].tolist() for h in history], NEXT, aligned=True, window=2)
+    grads = []
+    for max_logits in (10**9, 12):  # 12 logits: one position per chunk, under activation checkpointing
+        u, it = user.clone().requires_grad_(True), items.clone().requires_grad_(True)
+        value = candidate_softmax_loss(u, batch.history >= 0, batch.positives, it, 0.1, max_logits=max_logits)
+        value.backward()
+        grads.append((float(value.detach()), u.grad, it.grad))
+    assert abs(grads[0][0] - grads[1][0]) < 1e-12
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    torch.testing.assert_close(grads[0][2], grads[1][2])
+
+
+def test_padding_content_does_not_matter_and_gets_no_gradient():
+    user, items, history = make(seed=6)
+    batch = SequenceData.from_lists([h[h >= 0].tolist() for h in history], NEXT, aligned=True)
+    mask = batch.history >= 0
+    base = candidate_softmax_loss(user, mask, batch.positives, items, 0.1)
+    junk = user.clone()
+    junk[2, 1:] = 123.0
+    assert torch.allclose(base, candidate_softmax_loss(junk, mask, batch.positives, items, 0.1))
+    u, it = user.clone().requires_grad_(True), items.clone().requires_grad_(True)
+    candidate_softmax_loss(u, mask, batch.positives, it, 0.1).backward()
+    assert u.grad[2, 1:].abs().sum() == 0 and u.grad[0, :3].abs().sum() > 0 and it.grad.abs().sum() > 0
+
+
+def test_sequence_data_keeps_positives_aligned_when_rows_are_trimmed():
+    data = SequenceData.from_lists([[1, 2, 3], [4]], [[2, 3, 5], [6]], aligned=True, window=2)
+    short = data.rows(torch.tensor([1]))
+    assert short.history.tolist() == [[4]] and short.positives.tolist() == [[[6]]]
+    # window 2: item 3 is a positive of positions 0 and 1, item 5 of positions 1 and 2
+    assert data.item_counts(8).tolist() == [0, 0, 1, 2, 0, 2, 1, 0]
+
+
+@pytest.mark.parametrize("bad", [{"window": 0}, {"patience": -1}, {"loss": "softmax"}])
+def test_train_config_rejects_bad_values(bad):
+    from learnkit.configload import from_mapping
+    from learnkit.errors import ConfigError
+
+    with pytest.raises((ValueError, ConfigError)):
+        from_mapping(TrainConfig, bad, "pch.train", source="x.yaml")

@@ -126,3 +126,42 @@ def test_two_processes_agree_with_one(tmp_path, small_data, isolated_cache):
             width = a[key].shape[0] // 3
             a[key], b[key] = torch.cat([a[key][:width], a[key][2 * width:]]), torch.cat([b[key][:width], b[key][2 * width:]])
         torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
+
+
+def test_early_stopping_keeps_the_best_epoch_and_says_it_converged(tmp_path):
+    """Validation 0.1, 0.3, 0.2, 0.25 with patience 2: stop after epoch 4, keep epoch 2's weights."""
+    torch.manual_seed(0)
+    model = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=8, input="id"), 20)
+    data = SequenceData.from_lists([[1, 2, 3, 4]] * 8, [[2, 3, 4, 5]] * 8, aligned=True)
+    script, snapshots = [0.1, 0.3, 0.2, 0.25, 0.9, 0.9], []
+
+    def monitor(epoch, current):
+        snapshots.append({k: v.clone() for k, v in current.state_dict().items()})
+        return {"epoch": epoch + 1, "N@10": script[epoch]}
+
+    config = TrainConfig(epochs=6, batch_size=8, lr=0.01, patience=2, select_best=True)
+    result = train(model, data, config, tmp_path, on_epoch_end=monitor, progress=False)
+    assert result.epochs == 4 and result.stopped_early and result.best_epoch == 2 and result.steps == 4
+    assert all(torch.equal(model.state_dict()[k], snapshots[1][k]) for k in snapshots[1])
+    # without early stopping every epoch runs and nothing claims convergence
+    torch.manual_seed(0)
+    again = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=8, input="id"), 20)
+    snapshots.clear()
+    full = train(again, data, TrainConfig(epochs=6, batch_size=8, lr=0.01), tmp_path / "b", on_epoch_end=monitor,
+                 progress=False)
+    assert full.epochs == 6 and not full.stopped_early
+
+
+def test_next_item_training_learns_a_chain(tmp_path):
+    """Sequences walk a fixed cycle of 12 items: after training, each item's successor ranks first."""
+    torch.manual_seed(0)
+    cycle = list(range(12))
+    sequences = [[cycle[(s + k) % 12] for k in range(6)] for s in range(12)] * 4
+    data = SequenceData.from_lists([q[:-1] for q in sequences], [q[1:] for q in sequences], aligned=True)
+    model = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=16, input="id",
+                                 item_tower="id_table"), 12)
+    train(model, data, TrainConfig(epochs=30, batch_size=16, lr=0.01, temperature=0.1), tmp_path, progress=False)
+    with torch.no_grad():
+        users = model.user_embeddings(torch.tensor([[s, (s + 1) % 12] for s in range(12)]))[:, -1]
+        best = (users @ model.item_embeddings(torch.arange(12)).T).argmax(1)
+    assert best.tolist() == [(s + 2) % 12 for s in range(12)]

@@ -80,10 +80,10 @@ def test_on_error_flag_and_clear_data_errors(tmp_path, isolated_cache, caplog):
 
 CHAIN = CONFIG + """
 pch:
-  split: {{kind: temporal, boundary: user_fraction, history_max: 30, target_max: 10, test_users: 0.2}}
+  split: {{kind: temporal, boundary: test_period, history_max: 30, target_max: 10}}
   model: {{width: 16, layers: 1, heads: 2, out_dim: 16}}
   train: {{epochs: 1, batch_size: 128, lr: 0.002}}
-  train_before_test_period: true
+  eval: {{ks: [10, 50], bootstrap: 50}}
   methods: {{learn_llm: {{encoder: llm}}}}
 test_period: {{start_quantile: 0.8}}
 export: {{method: learn_llm}}
@@ -101,6 +101,20 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     config = load_config(path)
     metrics = run_pipeline(config, only=["data", "ceg", "pch", "export", "ranking", "ab"])
     run = tmp_path / "runs" / "t"
+    retrieval = metrics["retrieval"]
+    # every user with a rating before the test period and one in it is a test user (MovieLens: 198)
+    events = pd.read_parquet(run / "data" / "events.parquet")
+    start = np.quantile(events["ts"], 0.8, method="higher")
+    before, during = set(events[events.ts < start].user_id), set(events[events.ts >= start].user_id)
+    assert retrieval["test_users"] == len(before & during) == retrieval["split"]["test_examples"]
+    assert retrieval["popularity"]["R@50"] > retrieval["random"]["R@50"]
+    for row in ("popularity", "random", "learn_llm"):
+        ci = retrieval[row]["ci"]["R@50"]
+        assert ci["ci_low"] <= retrieval[row]["R@50"] <= ci["ci_high"]
+        assert {"users", "R@10", "N@10", "R@50"} <= set(retrieval[row]["cold_items"])
+    assert retrieval["popularity"]["cold_items"]["R@50"] == 0.0  # a never-seen item has no count
+    assert retrieval["learn_llm"]["training"]["loss"] == "full"
+    assert 0 <= metrics["ceg"]["llm"]["truncated_share"] <= 1 and metrics["ceg"]["llm"]["max_tokens"] == 24
     export = metrics["export"]
     assert export["rows_users"] == 943 and export["rows_items"] == 1682
     assert 0 < export["users_with_embedding"] < 943  # users new in the test period carry the fallback
