@@ -51,16 +51,18 @@ class ItemInput(nn.Module):
             self.register_buffer("content", content, persistent=False)
             self.dim = content.shape[1]
         else:
-            # Unit-variance rows: a 0.02-std table behind the biased projection, the learned positions and
-            # the pre-norm made every item look alike at initialisation (mean pairwise cosine 0.99), and the
-            # ID towers sat at popularity level for epochs.
+            # A small table, as the output embeddings of `id_table` want (Adam turns small normalised rows
+            # quickly), read into the tower at sqrt(dim) times its scale (the Transformer's embedding
+            # scaling): at 0.02 behind the projection's bias every item looked alike at initialisation
+            # (mean pairwise cosine 0.97) and the ID towers sat at popularity level for epochs.
             self.table = nn.Embedding(num_items, id_dim)
-            nn.init.normal_(self.table.weight, std=1.0)
+            nn.init.normal_(self.table.weight, std=0.02)
+            self.input_scale = float(id_dim) ** 0.5
             self.dim = id_dim
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         safe = index.clamp(min=0)
-        return self.content[safe] if self.kind == "content" else self.table(safe)
+        return self.content[safe] if self.kind == "content" else self.table(safe) * self.input_scale
 
 
 def attention_mask(length: int, mode: Literal["causal", "self"], device: torch.device) -> torch.Tensor:
@@ -121,6 +123,8 @@ class LearnModel(nn.Module):
             out_dim = config.width
         tower_config = PchConfig(**{**config.__dict__, "out_dim": out_dim})
         self.user_tower = SequenceTower(self.item_input.dim, tower_config)
+        if config.input == "id":  # no shared offset that drowns the small ID rows at initialisation
+            nn.init.zeros_(self.user_tower.projection.bias)
 
     @property
     def dim(self) -> int:

@@ -337,6 +337,9 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                     model.train()
                     if config.select_best and rank == 0 and _is_best(epoch_metrics):
                         save_file(_state(model), out_dir / "best.safetensors")
+                    if rank == 0:
+                        log.info("%s epoch %d: loss %.4f, validation %s", desc, epoch + 1, losses[-1],
+                                 {k: round(v, 4) for k, v in epoch_metrics[-1].items() if k != "epoch"})
                 stopped = _should_stop(epoch_metrics, config.patience)
             if rank == 0 and (step % every == 0 or step == total or stopped):
                 _save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,

@@ -204,6 +204,7 @@ def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> 
     if below:
         text += ("\n\n**Below popularity** (a learned model that loses to a most-popular list is a bug to find, "
                  "not a finding): " + "; ".join(f"`{n}` on {', '.join(f)}" for n, f in below.items()) + ".\n")
+    compared = compare_to in methods
     interval_rows = []
     for name in [*REFERENCES, *methods]:
         ci = metrics[name].get("ci")
@@ -211,14 +212,17 @@ def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> 
             continue
         row = [name] + [_with_interval(ci[f]) for f in figures]
         vs = ci.get(f"vs_{compare_to}")
-        row += [(_with_interval(vs[f], signed=True) + (" *" if excludes_zero(vs[f]) else "")) if vs else "-"
-                for f in figures]
+        if compared:
+            row += [(_with_interval(vs[f], signed=True) + (" *" if excludes_zero(vs[f]) else "")) if vs else "-"
+                    for f in figures]
         interval_rows.append(row)
     if interval_rows:
         text += (f"\n\nBootstrap 95% intervals over the {metrics['test_users']} test users ({cfg.eval.bootstrap} "
-                 f"resamples; differences to `{compare_to}` paired on the same users, * where the interval "
-                 "excludes zero):\n\n"
-                 + md_table(["method", *figures, *[f"{f} - {compare_to}" for f in figures]], interval_rows))
+                 "resamples"
+                 + (f"; differences to `{compare_to}` paired on the same users, * where the interval excludes zero"
+                    if compared else "") + "):\n\n"
+                 + md_table(["method", *figures, *([f"{f} - {compare_to}" for f in figures] if compared else [])],
+                            interval_rows))
     cold_rows = [[name, metrics[name]["cold_items"]["users"]]
                  + [_fmt(metrics[name]["cold_items"][f"{m}@{k}"]) for m in ("R", "N") for k in ks]
                  for name in [*REFERENCES, *methods]]
