@@ -271,6 +271,8 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     device = _device(config.device, rank)
     model.to(device)
     ckpt_dir = out_dir / "checkpoints"
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0 and not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         (out_dir / "best.safetensors").unlink(missing_ok=True)

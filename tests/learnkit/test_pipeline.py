@@ -84,7 +84,7 @@ pch:
   model: {{width: 16, layers: 1, heads: 2, out_dim: 16}}
   train: {{epochs: 1, batch_size: 128, lr: 0.002}}
   eval: {{ks: [10, 50], bootstrap: 50}}
-  methods: {{learn_llm: {{encoder: llm}}}}
+  methods: {{learn_llm: {{encoder: llm, extra_seeds: [1]}}}}
 test_period: {{start_quantile: 0.8}}
 export: {{method: learn_llm}}
 ranking:
@@ -114,6 +114,9 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
         assert {"users", "R@10", "N@10", "R@50"} <= set(retrieval[row]["cold_items"])
     assert retrieval["popularity"]["cold_items"]["R@50"] == 0.0  # a never-seen item has no count
     assert retrieval["learn_llm"]["training"]["loss"] == "full"
+    seeds = retrieval["learn_llm"]["seeds"]
+    assert seeds["seeds"] == [0, 1] and seeds["R@50"]["values"][0] == retrieval["learn_llm"]["R@50"]
+    assert abs(seeds["R@50"]["mean"] - sum(seeds["R@50"]["values"]) / 2) < 1e-12
     assert 0 <= metrics["ceg"]["llm"]["truncated_share"] <= 1 and metrics["ceg"]["llm"]["max_tokens"] == 24
     export = metrics["export"]
     assert export["rows_users"] == 943 and export["rows_items"] == 1682
