@@ -32,13 +32,20 @@ def run_summary(metrics: dict[str, Any]) -> str:
                      f"{data.get('rejected', 0)} rejected rows.")
     retrieval = metrics.get("retrieval")
     if retrieval:
-        methods = {k: v for k, v in retrieval.items() if isinstance(v, dict) and "N@10" in v}
+        references = ("popularity", "random")
+        methods = {k: v for k, v in retrieval.items()
+                   if isinstance(v, dict) and "N@10" in v and k not in references}
         if methods:
             key = "R@50" if all("R@50" in v for v in methods.values()) else "N@10"
             best = max(methods, key=lambda k: methods[k][key])
             lines.append(f"- **Retrieval** ({len(methods)} methods, full ranking): best {key} is `{best}` "
                          f"({methods[best][key]:.4f}); " + ", ".join(f"`{k}` {v[key]:.4f}" for k, v in methods.items()
-                                                                     if k != best) + ".")
+                                                                     if k != best)
+                         + "".join(f"; *{r}* {retrieval[r][key]:.4f}" for r in references if r in retrieval) + ".")
+            below = retrieval.get("below_popularity") or {}
+            if below:
+                lines.append("- **Below popularity** (a bug to find, not a finding): "
+                             + ", ".join(f"`{k}` on {', '.join(v)}" for k, v in below.items()) + ".")
     export = metrics.get("export")
     if export:
         lines.append(f"- **Export** `{export['version']}` of `{export['method']}`: {export['rows_users']:,} users "

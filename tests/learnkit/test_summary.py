@@ -9,7 +9,9 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     none = interval(0.0, -0.01, 0.01)
     metrics = {
         "data": {"items": 10, "events": 200, "rejected": 1},
-        "retrieval": {"split": {}, "a": {"N@10": 0.1, "R@50": 0.3}, "b": {"N@10": 0.2, "R@50": 0.2}},
+        "retrieval": {"split": {}, "a": {"N@10": 0.1, "R@50": 0.3}, "b": {"N@10": 0.2, "R@50": 0.2},
+                      "popularity": {"N@10": 0.15, "R@50": 0.25}, "random": {"N@10": 0.01, "R@50": 0.02},
+                      "below_popularity": {"b": ["R@50"]}},
         "ranking": {"delta": {"UAUC": interval(0.012, 0.002, 0.02), "WUAUC": interval(0.01, -0.01, 0.03),
                               "AUC": interval(0.0, -0.01, 0.01),
                               "segments": {"user": {"cold_start": {"UAUC": interval(0.05, 0.01, 0.09),
@@ -23,7 +25,8 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     }
     text = run_summary(metrics)
     assert "10 items, 200 events, 1 rejected rows" in text
-    assert "best R@50 is `a` (0.3000); `b` 0.2000" in text
+    assert "best R@50 is `a` (0.3000); `b` 0.2000; *popularity* 0.2500; *random* 0.0200." in text
+    assert "**Below popularity** (a bug to find, not a finding): `b` on R@50." in text
     assert "UAUC +1.20pp [+0.20pp, +2.00pp]" in text and "LEARN is better on UAUC" in text
     assert ("LEARN better for cold-start users (UAUC +5.00pp, AUC +3.00pp); baseline better for other users "
             "(UAUC -2.00pp).") in text
