@@ -58,7 +58,8 @@ class UserTower(nn.Module):
 
 class ItemTower(nn.Module):
     """Variants 1 and 2 embed an item as a sequence of one through the user tower's weights (causal and
-    self attention agree on one item); Variant 3 is the normalised content itself."""
+    self attention agree on one item); Variant 3 is the content itself, standardised as the towers read it,
+    and normalised."""
 
     def __init__(self, model: LearnModel, raw_content: torch.Tensor) -> None:
         super().__init__()
@@ -67,7 +68,7 @@ class ItemTower(nn.Module):
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         if self.variant3:
-            return _l2(content)
+            return _l2((content - self.user.mean) / self.user.std)
         return self.user(content[:, None, :], torch.ones(content.shape[0], 1, device=content.device))
 
 

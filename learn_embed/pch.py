@@ -7,7 +7,8 @@ and maps every position through output linear layers to an L2-normalised user em
 Item towers (paper Fig. 3):
 - Variant 1 (default): the same weights and causal attention over the target sequence;
 - Variant 2: the same weights, each item attending only to itself;
-- Variant 3: the content embedding itself (normalised) is the item embedding;
+- Variant 3: the content embedding itself is the item embedding, standardised per dimension as the towers
+  read it (raw mean-pooled decoder states are anisotropic: every item scores almost alike) and normalised;
 - `id_table` (the SASRec-style model): the learned input ID embedding is the item embedding.
 At inference every variant embeds one item alone, so an item never seen in training gets an embedding
 from its text.
@@ -113,9 +114,6 @@ class LearnModel(nn.Module):
         self.config = config
         self.num_items = num_items
         self.item_input = ItemInput(config.input, num_items, content, config.width, config.content_norm)
-        # Variant 3 scores against the content embedding itself, as the LLM produced it
-        self.register_buffer("raw_content", content.float() if content is not None else torch.zeros(0),
-                             persistent=False)
         out_dim = config.out_dim
         if config.item_tower == "variant3":
             out_dim = self.item_input.dim  # the user embedding must live in the content space
@@ -141,8 +139,8 @@ class LearnModel(nn.Module):
             return self.user_tower(self.item_input(target), "causal")
         if tower == "variant2":
             return self.user_tower(self.item_input(target), "self")
-        if tower == "variant3":
-            return nn.functional.normalize(self.raw_content[target.clamp(min=0)], dim=-1)
+        if tower == "variant3":  # the content as the tower reads it (standardised unless content_norm: none)
+            return nn.functional.normalize(self.item_input.content[target.clamp(min=0)], dim=-1)
         table = self.item_input.table(target.clamp(min=0))
         return nn.functional.normalize(table, dim=-1) if self.config.normalize else table
 

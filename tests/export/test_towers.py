@@ -65,11 +65,13 @@ def test_tf_item_tower_embeds_a_new_item_without_torch(exported):
     assert np.abs(np.array([float(v) for v in out[0].split(",")]) - want[0]).max() < 1e-5 and out[1] == "False"
 
 
-def test_variant3_item_tower_is_the_normalised_content_and_id_models_have_no_towers():
+def test_variant3_item_tower_is_the_standardised_content_and_id_models_have_no_towers():
     learn, content = model(item_tower="variant3")
     with torch.no_grad():
         got = ItemTower(learn, content)(content[:4])
-    assert torch.allclose(got, torch.nn.functional.normalize(content[:4], dim=-1), atol=1e-6)
+    standardised = (content - content.mean(0)) / content.std(0)
+    assert torch.allclose(got, torch.nn.functional.normalize(standardised[:4], dim=-1), atol=1e-5)
+    assert torch.allclose(got, learn.item_embeddings(torch.arange(4)), atol=1e-5)  # as the model scores
     torch.manual_seed(0)
     id_model = LearnModel(PchConfig(width=16, layers=1, heads=2, out_dim=8, input="id"), ITEMS, None)
     with pytest.raises(DataError, match="only a method with content input has towers"):
