@@ -54,7 +54,7 @@ def test_cross_field_rules(tmp_path):
         load_config(write(tmp_path, BASE + "  template: {parts: ['Name: {name}']}\n"))
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     config = load_config(path)
