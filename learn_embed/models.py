@@ -84,7 +84,7 @@ def _tiny_random(spec: TinyRandomModel) -> Path:
     folder = cache_root() / "models" / f"tiny-random-{stable_hash(spec.__dict__)[:16]}"
     if (folder / "config.json").is_file():
         return folder
-    tokenizer = AutoTokenizer.from_pretrained(package_folder(spec.tokenizer_package))
+    tokenizer = AutoTokenizer.from_pretrained(package_folder(spec.tokenizer_package), trust_remote_code=False)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=2 * spec.hidden,
                          num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
                          num_key_value_heads=spec.heads, max_position_embeddings=512,
@@ -112,8 +112,9 @@ def _dequantised_copy(folder: Path, gguf: str, fingerprint: str) -> Path:
     cached = cache_root() / "models" / f"gguf-{fingerprint[:24]}"
     if not (cached / "config.json").is_file():
         log.info("dequantising %s once (about 30 s); cached at %s", gguf, cached)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32,
+                                                     trust_remote_code=False)
         # The tensors are already dequantised float32; drop the GGUF markers so save_pretrained accepts it.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -146,14 +147,16 @@ def load_model(spec: ModelConfig, dtype: str = "float32", device: str = "cpu",
     folder = identity.folder
     if identity.gguf_file is not None:
         folder = _dequantised_copy(folder, identity.gguf_file, identity.fingerprint)
-    config = AutoConfig.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     is_decoder = any("CausalLM" in a for a in (config.architectures or []))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     # AutoModel gives the base model: the lm_head of a causal LM is not loaded at all.
-    backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype]).to(device).eval()
+    # never custom code from the folder, never pickled weights
+    backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype], trust_remote_code=False,
+                                         use_safetensors=True).to(device).eval()
     backbone.requires_grad_(False)
     log.info("loaded %s (%s, hidden %d, %.1fM parameters)", identity.name,
              "decoder" if is_decoder else "encoder", config.hidden_size,
