@@ -28,9 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from learnkit.errors import DataError
-from learnkit.fsutil import json_default, sha256_file
+from learnkit.fsutil import PLAIN_NAME, is_plain_name, json_default, sha256_file, stable_hash
 
 MANIFEST = "manifest.json"
+MANIFEST_HASH = "manifest_sha256"   # of the manifest without this key: the reader checks it
 LATEST = "LATEST"
 FORMAT_VERSION = 1
 
@@ -72,11 +73,13 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
     """Write `tables` (and, through `artefacts(staging_folder)`, any further files such as the towers,
     whose returned description goes into the manifest) as one verified version; returns its folder."""
     root = Path(root)
-    version = version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    version = version or _new_version()
+    if not is_plain_name(version):
+        raise DataError(f"export version {version!r} is not a plain name ({PLAIN_NAME.pattern})")
     final = root / version
     if final.exists():
         raise DataError(f"{final}: export version {version!r} exists already; versions are never overwritten")
-    staging = root / f".{version}.partial"
+    staging = root / f".{version}.{os.getpid()}.partial"   # private to this writer
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "version": version,
@@ -101,18 +104,34 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
         manifest["artefacts"] = artefacts(staging)
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         manifest["files"][path.relative_to(staging).as_posix()] = sha256_file(path)
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=json_default))
+    manifest = json.loads(json.dumps(manifest, default=json_default))
+    manifest[MANIFEST_HASH] = _manifest_hash(manifest)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     try:
         for name in tables:  # verify before anything can point at it
             read_table(staging, name, _staging=True)
     except DataError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    os.replace(staging, final)
-    tmp_latest = root / f".{LATEST}.{os.getpid()}"
+    try:
+        os.rename(staging, final)   # fails rather than merge if another writer took this version first
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(f"{final}: export version {version!r} was taken by another writer") from exc
+    tmp_latest = root / f".{LATEST}.{os.getpid()}.tmp"
     tmp_latest.write_text(version + "\n")
     os.replace(tmp_latest, root / LATEST)
     return final
+
+
+def _new_version() -> str:
+    """UTC time to the microsecond: unique within one second, and sorted as it was written."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def _manifest_hash(manifest: dict[str, Any]) -> str:
+    return stable_hash({k: v for k, v in manifest.items() if k != MANIFEST_HASH})
 
 
 def _write_tfrecords(folder: Path) -> None:
@@ -150,7 +169,13 @@ def open_export(root: str | Path, version: str = "latest", expect_version: str |
                 _staging: bool = False) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest) of one finished export, checked against the expected version."""
     folder = Path(root) if _staging else resolve_version(root, version)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{folder / MANIFEST}: not valid JSON ({exc.msg}); the export is corrupt") from exc
+    if not isinstance(manifest, dict) or manifest.get(MANIFEST_HASH) != _manifest_hash(manifest):
+        raise DataError(f"{folder / MANIFEST}: its own hash does not match its content (edited or corrupt); "
+                        "export again")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{folder}: export format {manifest.get('format_version')!r}, this reader knows "
                         f"{FORMAT_VERSION}")
@@ -180,6 +205,10 @@ def resolve_version(root: str | Path, version: str = "latest") -> Path:
         if not pointer.is_file():
             raise DataError(f"{root}: no {LATEST} pointer: no export has finished here")
         version = pointer.read_text().strip()
+        if not is_plain_name(version):
+            raise DataError(f"{pointer}: holds {version[:80]!r}, not a plain version name inside {root}")
+    elif not is_plain_name(version):
+        raise DataError(f"export version {version[:80]!r} is not a plain name inside {root}")
     folder = root / version
     if not (folder / MANIFEST).is_file():
         raise DataError(f"{folder}: no {MANIFEST}: not a finished export")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learn_embed.pch import LearnModel, attention_mask, content_scaling
+from learn_embed.pch import LearnModel, content_scaling
 from learnkit.errors import DataError
 
 OPSET = 20
@@ -45,12 +45,8 @@ class UserTower(nn.Module):
         self.register_buffer("std", std)
 
     def forward(self, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        tower, length = self.tower, content.shape[1]
-        hidden = tower.projection((content - self.mean) / self.std)
-        hidden = hidden + tower.positions(torch.arange(length, device=content.device))
-        # is_causal: the hint spares torch.export a data-dependent check of the (causal) mask
-        hidden = tower.transformer(hidden, mask=attention_mask(length, "causal", content.device), is_causal=True)
-        out = tower.head(tower.norm(hidden))
+        # the hint spares torch.export a data-dependent check of the (causal) mask
+        out = self.tower.encode((content - self.mean) / self.std, "causal", causal_hint=True)
         last = mask.sum(1).long() - 1
         out = out[torch.arange(out.shape[0], device=content.device), last]
         return _l2(out) if self.normalize else out

@@ -100,29 +100,53 @@ class EmbeddingCache:
         self.folder = Path(root) / "ceg" / stable_hash(key)[:32]
         self.key = key
 
-    def lookup(self, hashes: list[str]) -> dict[str, np.ndarray]:
+    def lookup(self, hashes: list[str], dim: int | None = None) -> dict[str, np.ndarray]:
+        """Cached embeddings of these text hashes. A part that cannot be read, or rows that are not finite or
+        not `dim` wide (default: the first readable part's width), are skipped with a warning: those items
+        are encoded again."""
         if not self.folder.is_dir():
             return {}
         wanted = set(hashes)
         found: dict[str, np.ndarray] = {}
         for part in sorted(self.folder.glob("part-*.parquet")):
-            table = pq.read_table(part)
-            part_hashes = table.column("text_hash").to_pylist()
-            matrix = _matrix(table.column("embedding"))
+            try:
+                table = pq.read_table(part)
+                part_hashes = table.column("text_hash").to_pylist()
+                matrix = _matrix(table.column("embedding"))
+            except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
+                log.warning("CEG cache part %s is unreadable (%s); its items are encoded again", part, exc)
+                continue
+            dim = matrix.shape[1] if dim is None else dim
+            if matrix.shape[1] != dim:
+                log.warning("CEG cache part %s holds %d-wide vectors, not %d; ignored", part, matrix.shape[1], dim)
+                continue
+            finite = np.isfinite(matrix).all(axis=1)
+            if not finite.all():
+                log.warning("CEG cache part %s: %d vectors with NaN or inf ignored; encoded again", part,
+                            int((~finite).sum()))
             for i, h in enumerate(part_hashes):
-                if h in wanted:
+                if h in wanted and finite[i]:
                     found[h] = matrix[i]
         return found
 
     def add(self, hashes: list[str], embeddings: np.ndarray) -> None:
         if not hashes:
             return
+        check_finite(embeddings, f"new CEG cache entries under {self.folder}")
         self.folder.mkdir(parents=True, exist_ok=True)
         key_file = self.folder / "key.json"
         if not key_file.exists():
             key_file.write_text(json.dumps(self.key, indent=2, sort_keys=True))
         write_parquet(self.folder / f"part-{uuid.uuid4().hex}.parquet",
                       pa.table({"text_hash": hashes, "embedding": _fixed_list(embeddings)}))
+
+
+def check_finite(matrix: np.ndarray, where: str, ids: list[str] | None = None) -> None:
+    """Refuse embeddings with NaN or inf: they train a model to a meaningless loss without an error."""
+    bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1)) if matrix.size else np.array([], dtype=int)
+    if len(bad):
+        first = ids[bad[0]] if ids is not None else f"row {bad[0]}"
+        raise DataError(f"{where}: {len(bad)} embeddings hold NaN or inf (first: {first})")
 
 
 def _fixed_list(matrix: np.ndarray) -> pa.FixedSizeListArray:
@@ -163,6 +187,7 @@ def run_ceg(items: pd.DataFrame, encoder_name: str, config: EncoderConfig, templ
     cached = cache.lookup(hashes) if cache else {}
     todo = sorted({h: s for h, s in zip(hashes, sentences) if h not in cached}.items())
     fresh = encoder.encode([s for _, s in todo], progress=progress, desc=f"CEG {encoder_name}")
+    check_finite(fresh, f"CEG {encoder_name} ({encoder.identity.name})")
     if cache:
         cache.add([h for h, _ in todo], fresh)
     by_hash = dict(cached)
@@ -204,5 +229,8 @@ def read_embeddings(folder: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
     ids = pd.DataFrame({"item_id": table.column("item_id").to_pylist(),
                         "text_hash": table.column("text_hash").to_pylist()})
     matrix = _matrix(table.column("embedding"))
+    if matrix.shape[1] != meta["dim"]:
+        raise DataError(f"{folder}: embeddings are {matrix.shape[1]} wide, the metadata says {meta['dim']}")
+    check_finite(matrix, str(folder), ids["item_id"].tolist())
     order = np.argsort(ids["item_id"].to_numpy(), kind="stable")
     return ids.iloc[order].reset_index(drop=True), matrix[order], meta

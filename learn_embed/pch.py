@@ -82,29 +82,43 @@ class SequenceTower(nn.Module):
         self.projection = nn.Linear(in_dim, config.width)
         self.positions = nn.Embedding(config.max_len, config.width)
         nn.init.normal_(self.positions.weight, std=0.02)
+        post = config.norm == "post"
+        # SASRec normalises the input sum; pre-norm blocks need a last LayerNorm instead
+        self.input_norm = nn.LayerNorm(config.width) if post else nn.Identity()
+        self.input_dropout = nn.Dropout(config.input_dropout) if config.input_dropout else nn.Identity()
         layer = nn.TransformerEncoderLayer(config.width, config.heads, config.ffn_multiplier * config.width,
-                                           config.dropout, activation="gelu", batch_first=True, norm_first=True)
+                                           config.dropout, activation="gelu", batch_first=True, norm_first=not post)
         self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(config.width)
+        self.norm = nn.Identity() if post else nn.LayerNorm(config.width)
         head: list[nn.Module] = []
         for _ in range(config.output_layers - 1):
             head += [nn.Linear(config.width, config.width), nn.GELU()]
-        head.append(nn.Linear(config.width, config.out_dim))
+        if config.output_layers:
+            head.append(nn.Linear(config.width, config.out_dim))
+        elif config.out_dim != config.width:
+            raise ValueError(f"output_layers 0 needs out_dim ({config.out_dim}) == width ({config.width})")
         self.head = nn.Sequential(*head)
+        self.out_dim = config.out_dim
         self.max_len = config.max_len
         self.normalize = config.normalize
 
-    def forward(self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal") -> torch.Tensor:
-        """inputs [batch, length, in_dim] (right-padded) -> [batch, length, out_dim], L2-normalised unless
-        the config scores by dot product.
-        No key-padding mask is needed: with right padding a real position only sees real positions."""
+    def encode(self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal",
+               causal_hint: bool = False) -> torch.Tensor:
+        """inputs [batch, length, in_dim] (right-padded) -> [batch, length, out_dim] before normalisation.
+        No key-padding mask is needed: with right padding a real position only sees real positions.
+        `causal_hint` tells the transformer the mask is causal (the exporter needs it; training does not)."""
         length = inputs.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
         positions = self.positions(torch.arange(length, device=inputs.device))
-        hidden = self.projection(inputs) + positions
-        hidden = self.transformer(hidden, mask=attention_mask(length, mode, inputs.device))
-        out = self.head(self.norm(hidden))
+        hidden = self.input_dropout(self.input_norm(self.projection(inputs) + positions))
+        hint = {"is_causal": True} if causal_hint else {}
+        hidden = self.transformer(hidden, mask=attention_mask(length, mode, inputs.device), **hint)
+        return self.head(self.norm(hidden))
+
+    def forward(self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal") -> torch.Tensor:
+        """Per-position embeddings, L2-normalised unless the config scores by dot product."""
+        out = self.encode(inputs, mode)
         return nn.functional.normalize(out, dim=-1) if self.normalize else out
 
 
@@ -126,7 +140,7 @@ class LearnModel(nn.Module):
 
     @property
     def dim(self) -> int:
-        return self.user_tower.head[-1].out_features
+        return self.user_tower.out_dim
 
     def user_embeddings(self, history: torch.Tensor) -> torch.Tensor:
         """history item indices [batch, length] (-1 = padding) -> [batch, length, dim]."""

@@ -24,11 +24,14 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from learn_embed.losses import candidate_softmax_loss
 from learn_embed.pch import LearnModel
 from learnkit.config import TrainConfig
+from learnkit.configload import differing_keys
+from learnkit.errors import LearnKitError
 from learnkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -92,12 +95,16 @@ def _trim(padded: torch.Tensor) -> torch.Tensor:
     return padded[:, :width]
 
 
-def cosine_with_warmup(total_steps: int, warmup: float) -> Callable[[int], float]:
+def cosine_with_warmup(total_steps: int, warmup: float, decay: bool = True) -> Callable[[int], float]:
+    """Linear warm-up over the first `warmup` share of the steps, then cosine decay to zero (or, without
+    `decay`, the full rate to the end)."""
     warm = max(1, int(round(warmup * total_steps))) if warmup > 0 else 0
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
+        if not decay:
+            return 1.0
         progress = (step - warm) / max(1, total_steps - warm)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -231,11 +238,23 @@ def _save_checkpoint(folder: Path, step: int, model: LearnModel, optimizer: torc
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _made_by(model: LearnModel, config: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint must have been trained with for a resume to continue it exactly."""
+    return {"train": asdict(config), "model": asdict(model.config), "items": model.num_items}
+
+
 def _load_checkpoint(path: Path, model: LearnModel, optimizer: torch.optim.Optimizer,
-                     scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
-    model.load_state_dict(load_file(path / "model.safetensors"))
-    tensors = load_file(path / "optimizer.safetensors")
+                     scheduler: torch.optim.lr_scheduler.LRScheduler, made_by: dict[str, Any]) -> dict[str, Any]:
+    """Read every file first (a corrupt one raises before anything is changed), check the checkpoint was
+    made by this config, then restore model, optimiser, schedule and RNG."""
     meta = json.loads((path / "trainer.json").read_text())
+    weights = load_file(path / "model.safetensors")
+    tensors = load_file(path / "optimizer.safetensors")
+    if meta.get("made_by") != made_by:
+        keys = differing_keys(meta.get("made_by", {}), made_by)
+        raise LearnKitError(f"{path}: this checkpoint was trained with another config (differing: "
+                            f"{', '.join(keys)}); run again without --resume")
+    model.load_state_dict(weights)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key == "rng":
@@ -246,6 +265,26 @@ def _load_checkpoint(path: Path, model: LearnModel, optimizer: torch.optim.Optim
     scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng"])
     return meta
+
+
+def _resume(ckpt_dir: Path, model: LearnModel, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, made_by: dict[str, Any]) -> tuple[Path, dict] | None:
+    """The newest intact checkpoint, restored; an unreadable one is skipped with a warning."""
+    found = _checkpoints(ckpt_dir)
+    for path in reversed(found):
+        try:
+            meta = _load_checkpoint(path, model, optimizer, scheduler, made_by)
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it", path,
+                        type(exc).__name__, exc)
+            continue
+        if path != found[-1]:
+            log.warning("resuming from %s, the newest intact checkpoint", path)
+        return path, meta
+    if found:
+        raise LearnKitError(f"{ckpt_dir}: none of the {len(found)} checkpoints is readable; run again without "
+                            "--resume")
+    return None
 
 
 @dataclass
@@ -288,12 +327,14 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup))
+    decay = config.schedule == "cosine"
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, config.warmup, decay))
     step, losses, epoch_metrics, resumed_from = 0, [], [], None
     running: list[float] = []
-    if resume and _checkpoints(ckpt_dir):
-        latest = _checkpoints(ckpt_dir)[-1]
-        meta = _load_checkpoint(latest, model, optimizer, scheduler)
+    made_by = _made_by(model, config)
+    restored = _resume(ckpt_dir, model, optimizer, scheduler, made_by) if resume else None
+    if restored is not None:
+        latest, meta = restored
         step, losses, epoch_metrics = meta["step"], meta["losses"], meta["epoch_metrics"]
         running = meta["running"]
         resumed_from = step
@@ -346,7 +387,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
             if rank == 0 and (step % every == 0 or step == total or stopped):
                 _save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,
                                  {"losses": losses, "running": running, "epoch_metrics": epoch_metrics,
-                                  "config": asdict(config)}, config.keep_checkpoints)
+                                  "config": asdict(config), "made_by": made_by}, config.keep_checkpoints)
                 if kill_at and step == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
             if stopped:

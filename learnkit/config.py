@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from learnkit.configload import from_mapping, load_yaml
 from learnkit.errors import ConfigError
-from learnkit.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TS, DEFAULT_MIN_TS
+from learnkit.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TS, DEFAULT_MIN_TS
 from learnkit.splits import SplitConfig
 
 ITEM_FIELDS = ("title", "category", "brand", "price", "keywords", "attributes")
@@ -29,6 +29,7 @@ class DataConfig:
     max_price: float = DEFAULT_MAX_PRICE
     min_ts: int = DEFAULT_MIN_TS
     max_ts: int = DEFAULT_MAX_TS
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS   # a longer text cell is rejected, never cut
 
     def __post_init__(self) -> None:
         if self.path is None and self.fetch is None:
@@ -125,9 +126,15 @@ class PchConfig:
     heads: int = 2
     ffn_multiplier: int = 4
     dropout: float = 0.1
+    # dropout on the tower's input (projected item + position), as SASRec drops its embeddings: ID rows of
+    # a sparse catalog otherwise memorise their few users
+    input_dropout: float = 0.0
     max_len: int = 128
     out_dim: int = 64
-    output_layers: int = 2
+    output_layers: int = 2             # 0: the transformer's output is the embedding (needs out_dim == width)
+    # pre: LayerNorm inside each block's residual branch and once at the end (LEARN's towers);
+    # post: SASRec's layout (LayerNorm and dropout on the input sum, LayerNorm after each residual)
+    norm: Literal["pre", "post"] = "pre"
     input: Literal["content", "id"] = "content"
     item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = "variant1"
     # Content embeddings of a decoder are anisotropic (one large shared direction); standardising each
@@ -140,8 +147,11 @@ class PchConfig:
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        if self.output_layers < 1:
-            raise ValueError("output_layers must be >= 1")
+        if self.output_layers < 0:
+            raise ValueError("output_layers must be >= 0")
+        for key in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
         if self.item_tower == "variant3" and self.input != "content":
             raise ValueError("item_tower variant3 needs input: content")
         if self.item_tower == "id_table" and self.input != "id":
@@ -154,6 +164,9 @@ class TrainConfig:
     batch_size: int = 30
     lr: float = 5e-5
     warmup: float = 0.1
+    # cosine: decay to zero over `epochs` after the warm-up; constant: hold lr after it (RecBole's SASRec),
+    # which suits early stopping on a long `epochs` budget
+    schedule: Literal["cosine", "constant"] = "cosine"
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     temperature: float = 0.05

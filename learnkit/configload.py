@@ -118,3 +118,11 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
 def to_mapping(obj: Any) -> Any:
     """Dataclass back to plain YAML/JSON-able data (used to fingerprint stage configs)."""
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [key for k in sorted(set(old) | set(new), key=str)
+                for key in differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".") or "(value)"]

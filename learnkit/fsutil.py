@@ -7,6 +7,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -89,3 +92,24 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def is_plain_name(value: object) -> bool:
+    """A single path component that cannot leave its folder: no separator, no `..`, not hidden."""
+    return isinstance(value, str) and PLAIN_NAME.fullmatch(value) is not None and ".." not in value
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove what killed writers leave behind under `folder`: `*.partial` staging folders and the
+    `.*.tmp` files of atomic writes. Call it only while holding the folder's run lock."""
+    found = sorted({*folder.rglob("*.partial"), *folder.rglob(".*.tmp")}, key=lambda p: len(p.parts))
+    removed = []
+    for path in found:
+        if not path.exists() and not path.is_symlink():
+            continue  # inside a folder removed a moment ago
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed

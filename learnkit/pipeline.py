@@ -1,14 +1,19 @@
 """The pipeline runner: stages in one direction, each skipped when its inputs and config are unchanged.
 
-A stage's fingerprint hashes its config section, the fingerprints of the stages it reads and the
-learn-kit version; `<stage>/_stage.json` records it with the stage's metrics and report once the stage
-has finished, so an interrupted stage always re-runs.
+A stage's fingerprint hashes its config section, its external inputs (raw data files, model weights),
+each upstream stage's fingerprint and the content of that stage's outputs as they are on disk now, and the
+learn-kit version. `<stage>/_running.json` records what a stage started from, so that a resume can refuse
+another config; `<stage>/_stage.json` records the fingerprint, the content hash of the outputs, the
+metrics and the report once the stage has finished. A stage is skipped only when both still match, so an
+interrupted stage always re-runs, and so does one whose outputs (or whose inputs' outputs) were changed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +21,15 @@ from typing import Any, Callable
 
 from learnkit import __version__
 from learnkit.config import Config
-from learnkit.configload import to_mapping
+from learnkit.configload import differing_keys, to_mapping
 from learnkit.errors import LearnKitError
-from learnkit.fsutil import read_json, stable_hash, write_json
+from learnkit.fsutil import json_default, read_json, sha256_file, stable_hash, write_json
 from learnkit.report import write_run_report
 from learnkit.summary import run_summary
 
 log = logging.getLogger(__name__)
+FINISHED = "_stage.json"
+STARTED = "_running.json"
 
 
 @dataclass
@@ -53,6 +60,9 @@ class Stage:
     metrics_key: str = ""
     # Whether the config asks for this stage at all.
     enabled: Callable[[Config], bool] = lambda config: True
+    # Whether a fresh (not resumed) run clears the stage folder first, so that nothing of an earlier run
+    # passes for this one's output. Export keeps its earlier versions by design.
+    clears_on_rerun: bool = True
 
     @property
     def key(self) -> str:
@@ -69,15 +79,56 @@ def stage_names() -> list[str]:
     return list(_stages())
 
 
-def _fingerprint(stage: Stage, config: Config, upstream: dict[str, str]) -> str:
-    return stable_hash({"stage": stage.name, "version": __version__,
-                        "config": to_mapping(stage.config_section(config)),
-                        "external": stage.external_inputs(config), "upstream": upstream})
+def outputs_digest(folder: Path) -> str:
+    """Content hash of every file a stage wrote, its bookkeeping records aside."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in (FINISHED, STARTED))
+    return stable_hash({p.relative_to(folder).as_posix(): sha256_file(p) for p in files})
+
+
+def _inputs(stage: Stage, config: Config, upstream: dict[str, Any]) -> dict[str, Any]:
+    """Everything the fingerprint covers, as plain JSON values (so that a recorded copy compares equal)."""
+    inputs = {"stage": stage.name, "version": __version__, "config": to_mapping(stage.config_section(config)),
+              "external": stage.external_inputs(config), "upstream": upstream}
+    return json.loads(json.dumps(inputs, sort_keys=True, default=json_default))
 
 
 def _record(run_dir: Path, name: str) -> dict[str, Any] | None:
-    path = run_dir / name / "_stage.json"
+    path = run_dir / name / FINISHED
     return read_json(path) if path.is_file() else None
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint: str, resume: bool,
+             rank: int) -> None:
+    """Refuse a resume of another config; clear an earlier run's outputs before a fresh one."""
+    started = stage_dir / STARTED
+    if resume:
+        previous = read_json(started) if started.is_file() else None
+        if previous is None:
+            log.info("stage %s: nothing to resume in %s, starting fresh", stage.name, stage_dir)
+        elif previous["fingerprint"] != fingerprint:
+            keys = differing_keys(previous.get("inputs", {}), inputs)
+            raise LearnKitError(
+                f"cannot resume stage '{stage.name}' in {stage_dir}: the interrupted run had another config or "
+                f"other inputs (differing: {', '.join(keys) or 'unrecorded'}); run it again without --resume")
+    if rank != 0:
+        return
+    if not resume and stage.clears_on_rerun and stage_dir.exists():
+        cleared = [p for p in stage_dir.iterdir()]
+        for path in cleared:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if cleared:
+            log.info("stage %s: cleared %d entries of an earlier run from %s", stage.name, len(cleared), stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / FINISHED).unlink(missing_ok=True)
+    write_json(started, {"fingerprint": fingerprint, "inputs": inputs})
 
 
 def run_stage(config: Config, name: str, force: bool = False,
@@ -85,6 +136,7 @@ def run_stage(config: Config, name: str, force: bool = False,
     """Run one stage (or reuse its finished output). Returns (output, skipped)."""
     stages = _stages()
     stage = stages[name]
+    options = options or {}
     if not stage.enabled(config):
         raise LearnKitError(f"{config.source} has no '{name}' section: nothing to run for stage '{name}'")
     run_dir = config.run_dir
@@ -92,27 +144,29 @@ def run_stage(config: Config, name: str, force: bool = False,
     for dep in stage.after:
         record = _record(run_dir, dep)
         if record is None:
-            raise LearnKitError(f"stage '{name}' needs stage '{dep}' first: run `learn-kit {dep} --config "
-                                f"{config.source}` or `learn-kit run {config.source}`")
-        upstream[dep] = record["fingerprint"]
-    fingerprint = _fingerprint(stage, config, upstream)
+            raise LearnKitError(f"stage '{name}' needs stage '{dep}' first: run `learn-kit run {config.source} "
+                                f"--only {dep}` or `learn-kit run {config.source}`")
+        upstream[dep] = {"fingerprint": record["fingerprint"], "outputs": outputs_digest(run_dir / dep)}
+    inputs = _inputs(stage, config, upstream)
+    fingerprint = stable_hash(inputs)
+    stage_dir = run_dir / name
     record = _record(run_dir, name)
     if not force and record and record.get("fingerprint") == fingerprint:
-        log.info("stage %s: inputs and config unchanged, skipped", name)
-        return StageOutput(record["metrics"], record.get("report", "")), True
+        if record.get("outputs") == outputs_digest(stage_dir):
+            log.info("stage %s: inputs and config unchanged, skipped", name)
+            return StageOutput(record["metrics"], record.get("report", "")), True
+        log.warning("stage %s: its outputs in %s changed after it finished; running it again", name, stage_dir)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    stage_dir = run_dir / name
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    if rank == 0 and (stage_dir / "_stage.json").exists():
-        (stage_dir / "_stage.json").unlink()
+    _prepare(stage, stage_dir, inputs, fingerprint, bool(options.get("resume")), rank)
+    _barrier(world)
     log.info("stage %s: running", name)
     started = time.perf_counter()
     output = stage.run(Context(config=config, run_dir=run_dir, stage_dir=stage_dir, rank=rank, world=world,
-                               options=options or {}))
+                               options=options))
     if rank == 0:
-        write_json(stage_dir / "_stage.json", {"fingerprint": fingerprint, "metrics": output.metrics,
-                                               "report": output.report, "upstream": upstream,
-                                               "seconds": round(time.perf_counter() - started, 3)})
+        write_json(stage_dir / FINISHED, {"fingerprint": fingerprint, "outputs": outputs_digest(stage_dir),
+                                          "metrics": output.metrics, "report": output.report,
+                                          "upstream": upstream, "seconds": round(time.perf_counter() - started, 3)})
     return output, False
 
 

@@ -50,42 +50,69 @@ def _iter_lines(path: Path, encoding: str) -> Iterator[str]:
         raise DataError(f"{path}: truncated or corrupt compressed file ({exc})") from exc
 
 
+class _Lines:
+    """The file's lines, remembering whether the last one ended with a line break."""
+
+    def __init__(self, path: Path, encoding: str) -> None:
+        self.path, self.encoding, self.last_complete = path, encoding, True
+
+    def __iter__(self) -> Iterator[str]:
+        for line in _iter_lines(self.path, self.encoding):
+            self.last_complete = line.endswith(("\n", "\r"))
+            yield line
+
+
 def read_delimited(path: str | Path, table: str, log: RejectLog, *, sep: str = "\t",
                    names: list[str] | None = None, encoding: str = "utf-8",
                    strip_types: bool = False) -> pd.DataFrame:
     """Read a delimited text file into a frame of strings plus `_file` and `_row`.
 
     With `names=None` the first line is the header (`strip_types` drops RecBole's `:type` suffixes).
-    A row with the wrong number of fields (a truncated last line, say) is logged and skipped.
+    Every record is either in the frame or in `log`:
+    - a row with the wrong number of fields is logged and skipped;
+    - a last line without a line break is logged and skipped (a file cut short mid-field would otherwise
+      turn a price of 49.99 into 4);
+    - a quote that never closes (it would swallow every later record) stops the read, naming its line.
     """
     path = Path(path)
-    reader = csv.reader(_iter_lines(path, encoding), delimiter=sep,
-                        quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE)
+    lines = _Lines(path, encoding)
+    quoted = sep == ","
+    reader = csv.reader(lines, delimiter=sep, strict=quoted,
+                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+    record_start = 1
     try:
         if names is None:
             header = next(reader, None)
             if header is None:
                 raise DataError(f"{path}: file is empty")
             names = [h.split(":", 1)[0] if strip_types else h for h in header]
-            first_row = 1
-        else:
-            first_row = 1
+            record_start = reader.line_num + 1
         records: list[list[str]] = []
         rows: list[int] = []
-        for row_no, record in enumerate(reader, start=first_row):
+        row_no = 0
+        for record in reader:
+            start, record_start = record_start, reader.line_num + 1
             if not record:  # blank line
                 continue
+            row_no += 1
             if len(record) != len(names):
                 log.add(table, str(path), row_no, "*",
-                        f"row has {len(record)} fields, expected {len(names)} (truncated or malformed line)",
-                        sep.join(record))
+                        f"row has {len(record)} fields, expected {len(names)} (line {start}; truncated or "
+                        "malformed)", sep.join(record))
                 continue
             records.append(record)
             rows.append(row_no)
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise DataError(f"{path}: the quote opened in the record at line {record_start} is never closed "
+                            "(every later line would be swallowed into one field); fix the quoting") from exc
         raise DataError(f"{path}: unreadable at line {reader.line_num}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid {encoding} text ({exc})") from exc
+    if not lines.last_complete and rows and rows[-1] == row_no:
+        log.add(table, str(path), row_no, "*", "last line has no line break: the file looks cut short (end a "
+                "complete file with a newline)", sep.join(records.pop()))
+        rows.pop()
     if not records and not log.count(table):
         raise DataError(f"{path}: has a header but no rows")
     frame = pd.DataFrame(records, columns=names, dtype=object)

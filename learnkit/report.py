@@ -1,13 +1,21 @@
-"""Run-level outputs: nested metrics.json, report.md, and report.html rendered from it."""
+"""Run-level outputs: nested metrics.json, report.md, and report.html rendered from it.
+
+report.html is one self-contained file: its images are embedded, and nothing from the data can run in the
+reader's browser. Raw HTML in the markdown (an item title with a script, say) is shown as text, and the
+rendered page is sanitised with an allow-list (nh3, the Ammonia sanitiser) before it is written.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import markdown
+import nh3
 
 from learnkit.fsutil import write_json, write_text
 
@@ -45,10 +53,40 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_TAGS = {"h1", "h2", "h3", "h4", "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li",
+         "table", "thead", "tbody", "tr", "th", "td", "img", "a"}
+_IMAGE = re.compile(r'<img alt="([^"]*)" src="([^"]+)"\s*/?>')
+
+
+def render_html(text: str, base: Path) -> str:
+    """Markdown -> sanitised HTML, with every image under `base` embedded as a data URI."""
+    md = markdown.Markdown(extensions=["tables", "fenced_code"])
+    md.preprocessors.deregister("html_block")   # raw HTML stays text, escaped
+    md.inlinePatterns.deregister("html")
+    body = _IMAGE.sub(lambda m: _embedded_image(m.group(1), m.group(2), base), md.convert(text))
+    return nh3.clean(body, tags=_TAGS, attributes={"img": {"alt", "src"}, "a": {"href"}},
+                     url_schemes={"http", "https", "data"}, attribute_filter=_only_png_data)
+
+
+def _embedded_image(alt: str, src: str, base: Path) -> str:
+    """A PNG inside the run folder becomes a data URI; anything else is left out, its alt text kept."""
+    path = (base / html.unescape(src)).resolve()
+    if path.suffix.lower() != ".png" or not path.is_file() or not path.is_relative_to(base.resolve()):
+        return f"<em>[image not embedded: {alt}]</em>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+
+
+def _only_png_data(tag: str, attribute: str, value: str) -> str | None:
+    if value.startswith("data:") and not (tag == "img" and value.startswith("data:image/png;base64,")):
+        return None
+    return value
+
+
 def write_run_report(run_dir: Path, title: str, sections: list[str], metrics: dict[str, Any]) -> None:
     write_json(run_dir / "metrics.json", metrics)
     text = f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections if s.strip()) + "\n"
     write_text(run_dir / "report.md", text)
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    body = render_html(text, run_dir)
     write_text(run_dir / "report.html", f"<!doctype html><html><head><meta charset='utf-8'>"
                f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")

@@ -28,6 +28,9 @@ ORIGIN_COLUMNS = ("_file", "_row")
 DEFAULT_MIN_TS = 631_152_000        # 1990-01-01
 DEFAULT_MAX_TS = 4_102_444_800      # 2100-01-01
 DEFAULT_MAX_PRICE = 1_000_000.0
+DEFAULT_MAX_TEXT_CHARS = 20_000
+# C0 control characters other than tab, line feed and carriage return, and DEL: never part of real text
+CONTROL_CHARACTERS = frozenset(chr(c) for c in [*range(0, 9), 11, 12, *range(14, 32), 127])
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ValidationRules:
     max_ts: int = DEFAULT_MAX_TS
     # Ordinal time (position in a sequence, as in pre-split datasets without timestamps) skips the range check.
     ordinal_time: bool = False
+    # Longer text cells are rejected, not cut: a runaway field is usually a broken quote upstream.
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
 
 
 @dataclass
@@ -77,6 +82,10 @@ class RejectLog:
 
     def count(self, table: str | None = None) -> int:
         return sum(1 for r in self.rows if table is None or r["table"] == table)
+
+    def rows_of(self, table: str) -> int:
+        """Distinct input rows of `table` rejected (a row is logged once, but count rows, not entries)."""
+        return len({(r["file"], r["row"]) for r in self.rows if r["table"] == table})
 
     def by_reason(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -148,8 +157,10 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return numbers, missing, error
 
 
-def _text_problems(values: pd.Series, required: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: (normalised text or None, reason or None). Undecodable bytes arrive as surrogates."""
+def _text_problems(values: pd.Series, required: bool,
+                   max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: (text with its whitespace runs collapsed, or None; reason or None). A value that is not
+    text is refused, not converted; undecodable bytes arrive as surrogates."""
     texts = np.full(len(values), None, dtype=object)
     reasons = np.full(len(values), None, dtype=object)
     for i, v in enumerate(values.tolist()):
@@ -157,16 +168,9 @@ def _text_problems(values: pd.Series, required: bool) -> tuple[np.ndarray, np.nd
             if required:
                 reasons[i] = "empty text"
             continue
-        if isinstance(v, bytes):
-            try:
-                v = v.decode("utf-8")
-            except UnicodeDecodeError:
-                reasons[i] = "not valid UTF-8"
-                continue
-        if not isinstance(v, str):
-            v = str(v)
-        if any("\udc80" <= ch <= "\udcff" for ch in v):
-            reasons[i] = "not valid UTF-8"
+        reason, v = _text_reason(v, max_chars)
+        if reason:
+            reasons[i] = reason
             continue
         stripped = " ".join(v.split())
         if not stripped:
@@ -177,9 +181,42 @@ def _text_problems(values: pd.Series, required: bool) -> tuple[np.ndarray, np.nd
     return texts, reasons
 
 
+def _text_reason(value: Any, max_chars: int) -> tuple[str | None, str]:
+    """(why this cell is not acceptable text, or None; the value as str)."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "not valid UTF-8", ""
+    if not isinstance(value, str):
+        return f"wrong type: {type(value).__name__} where text is expected", ""
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return "not valid UTF-8", value
+    if not CONTROL_CHARACTERS.isdisjoint(value):
+        return "control character in text", value
+    if len(value) > max_chars:
+        return f"text longer than {max_chars} characters (data.max_text_chars)", value
+    return None, value
+
+
 def _ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    texts, reasons = _text_problems(values, required=True)
-    reasons = np.where(reasons == "empty text", "empty id", reasons)
+    """Ids are kept byte-exact: nothing is stripped or collapsed, so distinct ids never merge. Integers
+    are taken as their decimal text; any other non-text value (a float, a list) is refused."""
+    texts = np.full(len(values), None, dtype=object)
+    reasons = np.full(len(values), None, dtype=object)
+    for i, v in enumerate(values.tolist()):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            reasons[i] = "empty id"
+            continue
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            v = str(int(v))
+        reason, text = _text_reason(v, 1_000)
+        if reason:
+            reasons[i] = reason.replace("where text is", "where an id (text or integer) is")
+        elif not text.strip():
+            reasons[i] = "empty id"
+        else:
+            texts[i] = text
     return texts, reasons
 
 
@@ -195,7 +232,7 @@ def validate_items(raw: pd.DataFrame, file: str, rules: ValidationRules, log: Re
         if column not in raw.columns:
             out[column] = np.full(len(raw), None, dtype=object)
             continue
-        texts, reasons = _text_problems(raw[column], required=(column == "title"))
+        texts, reasons = _text_problems(raw[column], required=(column == "title"), max_chars=rules.max_text_chars)
         out[column] = texts
         has = (reasons != None) & ~bad  # noqa: E711 (elementwise)
         log.add_many("items", raw, has, column, reasons, raw[column].to_numpy())

@@ -27,6 +27,8 @@ class RawDataset:
     ordinal_time: bool = False
     # Malformed records found while reading (wrong field count, bad JSON); validation adds to it.
     log: RejectLog = field(default_factory=RejectLog)
+    # Records in each input file, where one file row is one table row (the canonical importer)
+    rows_read: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,9 +62,19 @@ def validate(raw: RawDataset, rules: ValidationRules) -> CanonicalDataset:
         "notes": raw.notes,
         "counters": raw.counters,
     }
-    report["events"]["input_rows"] = report["events"]["kept"] + report["events"]["rejected"]
-    report["items"]["input_rows"] = report["items"]["kept"] + report["items"]["rejected"]
+    kept = {"items": len(items), "events": len(events), "users": len(users) if users is not None else 0}
+    for table, rows in raw.rows_read.items():
+        _check_accounting(table, getattr(raw, f"{table}_file"), rows, kept[table], log.rows_of(table))
+    for table in ("items", "events"):
+        report[table]["input_rows"] = raw.rows_read.get(table, kept[table] + log.rows_of(table))
     return CanonicalDataset(items=items, events=events, users=users, rejected=log.frame(), report=report)
+
+
+def _check_accounting(table: str, file: str, rows: int, kept: int, rejected: int) -> None:
+    """Every row that went in comes out, kept or rejected with a reason."""
+    if kept + rejected != rows:
+        raise RuntimeError(f"{file}: {rows} rows read, {kept} kept and {rejected} rejected: "
+                           f"{rows - kept - rejected} {table} rows unaccounted for (a learn-kit bug; please report)")
 
 
 def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDataset:

@@ -11,10 +11,13 @@ from learnkit.schema import RejectLog
 
 
 def _locate(path: Path, stem: str, required: bool) -> Path | None:
-    for suffix in (".parquet", ".csv", ".csv.gz"):
-        candidate = path / f"{stem}{suffix}"
-        if candidate.exists():
-            return candidate
+    found = [path / f"{stem}{suffix}" for suffix in (".parquet", ".csv", ".csv.gz")
+             if (path / f"{stem}{suffix}").exists()]
+    if len(found) > 1:
+        raise DataError(f"{path}: {' and '.join(p.name for p in found)} are both here and either could be the "
+                        f"{stem} table; keep one")
+    if found:
+        return found[0]
     if required:
         raise DataError(f"{path}: no {stem}.parquet or {stem}.csv found")
     return None
@@ -27,12 +30,15 @@ def _read(file: Path, table: str, log: RejectLog):
 
 
 def read_canonical(path: Path) -> RawDataset:
+    """The tables as they are; `rows_read` counts every record of each file, so that validation can prove
+    that each one was kept or rejected."""
     log = RejectLog()
     items_f = _locate(path, "items", True)
     events_f = _locate(path, "events", True)
     users_f = _locate(path, "users", False)
     assert items_f is not None and events_f is not None
-    return RawDataset(items=_read(items_f, "items", log), events=_read(events_f, "events", log),
-                      users=_read(users_f, "users", log) if users_f else None,
-                      items_file=str(items_f), events_file=str(events_f),
-                      users_file=str(users_f or ""), log=log)
+    frames = {table: _read(file, table, log) for table, file in
+              (("items", items_f), ("events", events_f), ("users", users_f)) if file is not None}
+    return RawDataset(items=frames["items"], events=frames["events"], users=frames.get("users"),
+                      items_file=str(items_f), events_file=str(events_f), users_file=str(users_f or ""), log=log,
+                      rows_read={table: len(frame) + log.rows_of(table) for table, frame in frames.items()})

@@ -26,6 +26,14 @@ def _cache_root(config: Config) -> Path | None:
     return Path(config.ceg.cache_dir).expanduser() if config.ceg.cache_dir else cache_root()
 
 
+def model_weights_digest(config: Config) -> dict[str, str]:
+    """Each encoder's weights, tokenizer and dtype by content hash: new weights at the same path re-run
+    every stage that read them."""
+    from learn_embed.models import model_identity
+
+    return {name: model_identity(e.model, e.dtype).fingerprint for name, e in config.ceg.encoders.items()}
+
+
 def run_ceg_stage(ctx: Context) -> StageOutput:
     from learn_embed.ceg import read_embeddings, run_ceg
 

@@ -39,7 +39,7 @@ def run_data(ctx: Context) -> StageOutput:
     folder, fmt, origin = resolve_data(ctx.config)
     raw = load_dataset(fmt, folder, config.options)
     rules = ValidationRules(on_error=config.on_error, max_price=config.max_price, min_ts=config.min_ts,
-                            max_ts=config.max_ts)
+                            max_ts=config.max_ts, max_text_chars=config.max_text_chars)
     dataset = validate(raw, rules)
     out = ctx.stage_dir
     write_parquet(out / "items.parquet", dataset.items)

@@ -3,6 +3,7 @@ import pytest
 
 from export.tables import EmbeddingTable, read_table, write_export
 from learnkit.errors import DataError
+from learnkit.fsutil import remove_leftovers
 
 
 def table(n=10, dim=4, seed=0):
@@ -97,9 +98,34 @@ write_export({str(tmp_path)!r}, {{"items": rows}}, {{}}, version="v2", artefacts
     assert process.stdout.readline().strip() == "midway"
     process.kill()  # SIGKILL: no clean-up code runs
     process.wait()
-    assert (tmp_path / ".v2.partial" / "items").is_dir() and not (tmp_path / "v2").exists()
+    (staging,) = tmp_path.glob(".v2.*.partial")  # private to its writer
+    assert (staging / "items").is_dir() and not (tmp_path / "v2").exists()
     got, manifest = read_table(tmp_path, "items")
     assert manifest["version"] == "v1" and got.ids == table().ids
     assert (tmp_path / "LATEST").read_text() == "v1\n"
-    write_export(tmp_path, {"items": table(5)}, {}, version="v2")  # the next try clears the leftovers
-    assert len(read_table(tmp_path, "items")[0].ids) == 5 and not (tmp_path / ".v2.partial").exists()
+    write_export(tmp_path, {"items": table(5)}, {}, version="v2")  # another writer never touches it
+    assert len(read_table(tmp_path, "items")[0].ids) == 5 and staging.is_dir()
+    assert remove_leftovers(tmp_path) == [staging]  # what the next run does under its lock
+
+
+def test_tampered_manifest_and_pointer_are_refused(tmp_path):
+    write_export(tmp_path, {"items": table()}, {}, version="v1")
+    manifest = tmp_path / "v1" / "manifest.json"
+    original = manifest.read_text()
+    manifest.write_text(original.replace('"rows": 10', '"rows": 11'))
+    with pytest.raises(DataError, match=r"manifest.json: its own hash does not match its content"):
+        read_table(tmp_path, "items")
+    manifest.write_text(original)
+    (tmp_path.parent / "elsewhere").mkdir(exist_ok=True)
+    for pointer in ("../elsewhere", "/etc", ".", "v1/../v1"):
+        (tmp_path / "LATEST").write_text(pointer + "\n")
+        with pytest.raises(DataError, match=r"LATEST: holds .* not a plain version name"):
+            read_table(tmp_path, "items")
+    with pytest.raises(DataError, match=r"export version '../v1' is not a plain name"):
+        read_table(tmp_path, "items", version="../v1")
+
+
+def test_versions_are_unique_within_one_second(tmp_path):
+    folders = [write_export(tmp_path, {"items": table()}, {}) for _ in range(3)]
+    assert len({f.name for f in folders}) == 3 and sorted(folders) == folders
+    assert (tmp_path / "LATEST").read_text().strip() == folders[-1].name

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
+import pyarrow.parquet as pq
+
 from learn_embed.ceg import ContentEncoder, pool, read_embeddings, run_ceg
+from learnkit.errors import DataError
 from learn_embed.text import item_sentence
 from learnkit.config import EncoderConfig, ModelConfig, TemplateConfig, TinyRandomModel
 
@@ -39,6 +42,35 @@ def test_sentence_leaves_missing_aspects_out():
     assert item_sentence(ITEMS.iloc[2].to_dict(), template) == "Title: Item number 2 word word. Price: $3.00."
     custom = TemplateConfig(parts=["{title}", "({brand})"], separator=" ", suffix="")
     assert item_sentence(row, custom) == "Item number 1 word (Acme)"
+
+
+def _poison(part, rows):
+    """Rewrite a Parquet part of embeddings with NaN in the given rows, as a corrupted cache would hold."""
+    table = pq.read_table(part)
+    column = table.column("embedding").combine_chunks()
+    matrix = column.values.to_numpy().reshape(-1, column.type.list_size).copy()
+    matrix[rows] = np.nan
+    values = __import__("pyarrow").FixedSizeListArray.from_arrays(matrix.reshape(-1), column.type.list_size)
+    pq.write_table(table.set_column(table.schema.get_field_index("embedding"), "embedding", values), part)
+
+
+def test_non_finite_cache_entries_are_encoded_again_and_outputs_refused(isolated_cache, tmp_path, caplog):
+    config = EncoderConfig(model=TINY)
+    first = run_ceg(ITEMS, "llm", config, TemplateConfig(), tmp_path / "a", isolated_cache, progress=False)
+    assert first.encoded == 12
+    (part,) = (isolated_cache / "ceg").glob("*/part-*.parquet")
+    _poison(part, [0, 5])
+    again = run_ceg(ITEMS, "llm", config, TemplateConfig(), tmp_path / "b", isolated_cache, progress=False)
+    assert (again.encoded, again.from_cache) == (2, 10)
+    assert "2 vectors with NaN or inf ignored" in caplog.text
+    _, clean, _ = read_embeddings(tmp_path / "a")
+    _, healed, _ = read_embeddings(tmp_path / "b")
+    np.testing.assert_allclose(clean, healed, atol=1e-6)
+    # an output part with NaN (a corrupted run folder) is refused with the item it concerns
+    (out,) = (tmp_path / "b").glob("part-*.parquet")
+    _poison(out, [3])  # parts are in item_id order: i0, i1, i10, i11, ...
+    with pytest.raises(DataError, match=r"1 embeddings hold NaN or inf \(first: i11\)"):
+        read_embeddings(tmp_path / "b")
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])

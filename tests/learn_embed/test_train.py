@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from learn_embed.pch import LearnModel
 from learn_embed.train import KILL_ENV, SequenceData, cosine_with_warmup, train
 from learnkit.config import PchConfig, TrainConfig
+from learnkit.errors import LearnKitError
 
 CONFIG = """
 name: {name}
@@ -67,6 +68,8 @@ def weights(tmp_path, name):
 def test_cosine_schedule_with_warmup():
     f = cosine_with_warmup(100, 0.1)
     assert [round(f(s), 3) for s in (0, 4, 9, 10, 55, 99)] == [0.1, 0.5, 1.0, 1.0, 0.5, 0.0]
+    constant = cosine_with_warmup(100, 0.1, decay=False)
+    assert [constant(s) for s in (0, 4, 9, 10, 55, 99)] == [0.1, 0.5, 1.0, 1.0, 1.0, 1.0]
 
 
 def test_loss_goes_down_on_a_learnable_task(tmp_path):
@@ -93,21 +96,46 @@ def test_loss_goes_down_on_a_learnable_task(tmp_path):
     assert (tmp_path / "model.safetensors").is_file()
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, small_data, isolated_cache):
+def test_killed_run_resumes_exactly_or_is_refused(tmp_path, small_data, isolated_cache):
+    """A killed run resumes to the uninterrupted weights. A resume after a config change stops naming the
+    key; an unreadable last checkpoint falls back to the one before it; an interrupted --force re-run never
+    passes the previous run's result off as its own."""
     whole = prepare(tmp_path, small_data, "whole")
     killed = prepare(tmp_path, small_data, "killed")
     assert run_cli(["pch", "--config", str(whole)]).returncode == 0
     proc = run_cli(["pch", "--config", str(killed)], env_extra={KILL_ENV: "4"})
     assert proc.returncode == -9  # SIGKILL, right after the checkpoint of step 4
-    ckpts = sorted(p.name for p in (tmp_path / "runs" / "killed" / "pch" / "learn_llm" / "checkpoints").iterdir())
-    assert ckpts == ["step-00000002", "step-00000004"]
-    assert not (tmp_path / "runs" / "killed" / "pch" / "learn_llm" / "model.safetensors").exists()
+    method = tmp_path / "runs" / "killed" / "pch" / "learn_llm"
+    assert sorted(p.name for p in (method / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+    assert not (method / "model.safetensors").exists()
+    text = killed.read_text()
+    killed.write_text(text.replace("lr: 0.003", "lr: 0.01"))
+    proc = run_cli(["pch", "--config", str(killed), "--resume"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot resume stage 'pch'" in proc.stderr and "differing: config.pch.train.lr" in proc.stderr
+    killed.write_text(text)
+    (method / "checkpoints" / "step-00000004" / "model.safetensors").write_bytes(b"cut short")
     proc = run_cli(["pch", "--config", str(killed), "--resume"])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step-00000004 is unreadable" in proc.stderr and "resuming from" in proc.stderr
+    assert pd.read_json(method / "metrics.json", typ="series")["training"]["resumed_from_step"] == 2
     a, b = weights(tmp_path, "whole"), weights(tmp_path, "killed")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    metrics = pd.read_json(tmp_path / "runs" / "killed" / "pch" / "learn_llm" / "metrics.json", typ="series")
-    assert metrics["training"]["resumed_from_step"] == 4
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a finished run, then a --force re-run killed at step 4: its resume continues the re-run
+    assert run_cli(["pch", "--config", str(killed), "--force"], env_extra={KILL_ENV: "4"}).returncode == -9
+    assert not (method / "metrics.json").exists()
+    proc = run_cli(["pch", "--config", str(killed), "--resume"])
+    assert proc.returncode == 0 and "finished before the interruption" not in proc.stderr
+    assert pd.read_json(method / "metrics.json", typ="series")["training"]["resumed_from_step"] == 4
+
+
+def test_a_checkpoint_of_another_model_is_refused_by_name(tmp_path):
+    data = SequenceData.from_lists([[1, 2, 3, 4]] * 8, [[2, 3, 4, 5]] * 8, aligned=True)
+    narrow = LearnModel(PchConfig(width=16, layers=1, heads=2, max_len=8, out_dim=8, input="id"), 20)
+    train(narrow, data, TrainConfig(epochs=1, batch_size=8), tmp_path, progress=False)
+    wide = LearnModel(PchConfig(width=32, layers=1, heads=2, max_len=8, out_dim=8, input="id"), 20)
+    with pytest.raises(LearnKitError, match=r"trained with another config \(differing: model.width\)"):
+        train(wide, data, TrainConfig(epochs=1, batch_size=8), tmp_path, resume=True, progress=False)
 
 
 def test_two_processes_agree_with_one(tmp_path, small_data, isolated_cache):

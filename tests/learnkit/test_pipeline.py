@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -7,7 +9,7 @@ import pytest
 from learnkit.cli import main
 from learnkit.config import load_config
 from learnkit.errors import DataError
-from learnkit.pipeline import run_pipeline
+from learnkit.pipeline import run_pipeline, run_stage
 
 CONFIG = """
 name: t
@@ -53,6 +55,33 @@ def test_run_writes_the_run_directory_and_skips_unchanged_stages(config_path, tm
     third = run_pipeline(load_config(config_path))
     assert {n: s["skipped"] for n, s in third["run"]["stages"].items()} == {"data": True, "ceg": True, "i2i": False}
     assert set(third["i2i"]) >= {"genre_at_5"}
+
+
+def test_a_change_below_a_stage_re_runs_it_whichever_command_starts_it(config_path, tmp_path):
+    """Outputs edited after a stage finished, and new model weights at the same path, re-run every stage
+    that read them: a stage run alone does not call them "unchanged"."""
+    import pyarrow.parquet as pq
+    from safetensors.torch import load_file, save_file
+
+    config = load_config(config_path)
+    run_pipeline(config)
+    part = tmp_path / "runs" / "t" / "ceg" / "minilm" / "part-00000-of-00001.parquet"
+    table = pq.read_table(part)
+    pq.write_table(table.take(list(range(table.num_rows))[::-1]), part)  # same rows, another order
+    _, skipped = run_stage(config, "i2i")
+    assert not skipped  # its input's content changed
+    again = run_pipeline(config)
+    assert {n: s["skipped"] for n, s in again["run"]["stages"].items()} == {"data": True, "ceg": False, "i2i": False}
+    assert run_pipeline(config)["run"]["stages"]["ceg"]["skipped"]
+    # new weights in the model folder the config points at (the tiny LLM is the 32-wide one)
+    folder = next(f for f in (Path(os.environ["LEARN_KIT_CACHE"]) / "models").glob("tiny-random-*")
+                  if json.loads((f / "config.json").read_text())["hidden_size"] == 32)
+    weights = load_file(folder / "model.safetensors")
+    weights = {k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    third = run_pipeline(config)
+    assert {n: s["skipped"] for n, s in third["run"]["stages"].items()} == {"data": True, "ceg": False, "i2i": False}
+    assert third["ceg"]["encoders"]["llm"]["from_cache"] == 0  # new weights, another cache key
 
 
 def test_stage_alone_needs_its_inputs(config_path, caplog):

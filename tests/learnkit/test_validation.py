@@ -99,7 +99,71 @@ def test_timestamps_out_of_range(tmp_path):
 
 def test_truncated_csv_rejects_the_short_last_row(tmp_path):
     ds = dataset(tmp_path, events=EVENTS + "u3,i1,17000")
-    assert rejected(ds) == [["events", 4, "*", "row has 3 fields, expected 5 (truncated or malformed line)"]]
+    assert rejected(ds) == [["events", 4, "*", "row has 3 fields, expected 5 (line 5; truncated or malformed)"]]
+    assert ds.report["events"]["input_rows"] == 4
+
+
+def test_a_last_line_cut_inside_its_last_field_is_rejected_not_read(tmp_path):
+    # the complete row would be "i4,Spoon,Kitchen,Acme,49.99\n": cut after the "4", it has every field
+    ds = dataset(tmp_path, items=ITEMS + "i4,Spoon,Kitchen,Acme,4")
+    assert rejected(ds) == [["items", 4, "*", "last line has no line break: the file looks cut short (end a "
+                                              "complete file with a newline)"]]
+    assert ds.items["item_id"].tolist() == ["i1", "i2", "i3"] and ds.report["items"]["input_rows"] == 4
+
+
+def test_an_unclosed_quote_stops_the_read_naming_its_line(tmp_path):
+    later = "".join(f"u{k},i1,{1700000300 + k},buy,1\n" for k in range(32))
+    with pytest.raises(DataError, match=r"events.csv: the quote opened in the record at line 5 is never closed"):
+        dataset(tmp_path, events=EVENTS + 'u3,"i1,1700000300,buy,1\n' + later)
+
+
+def test_two_formats_of_one_table_are_ambiguous(tmp_path):
+    (tmp_path / "items.csv").write_text(ITEMS)
+    (tmp_path / "events.csv").write_text(EVENTS)
+    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["i1"], "ts": [1700000000], "label": [1]}),
+                   tmp_path / "events.parquet")
+    with pytest.raises(DataError, match=r"events.parquet and events.csv are both here .* keep one"):
+        load_dataset("canonical", tmp_path, {})
+
+
+def test_values_of_the_wrong_type_are_refused_and_ids_kept_byte_exact(tmp_path):
+    pq.write_table(pa.table({"item_id": ["a", "a b", "a  b", " c", "d", "e", "f"],
+                             "title": ["A", "B", "C", "D", "E\x07bell", "x" * 20_001, "G"],
+                             "keywords": pa.array([None, None, None, None, None, None, ["k1", "k2"]])}),
+                   tmp_path / "items.parquet")
+    (tmp_path / "events.csv").write_text("user_id,item_id,ts,label\nu1,a,1700000000,1\nu2,a b,1700000000,1\n"
+                                         "u3,a  b,1700000000,1\n")
+    ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
+    assert rejected(ds) == [
+        ["items", 5, "title", "control character in text"],
+        ["items", 6, "title", "text longer than 20000 characters (data.max_text_chars)"],
+        ["items", 7, "keywords", "wrong type: list where text is expected"],
+    ]
+    # ids that differ only in whitespace stay apart, byte for byte
+    assert ds.items["item_id"].tolist() == ["a", "a b", "a  b", " c"]
+    assert ds.events["item_id"].tolist() == ["a", "a b", "a  b"]
+    assert ds.report["items"]["input_rows"] == 7 and ds.report["events"]["input_rows"] == 3
+    # float ids are refused (1.0 would become "1.0" and join nothing); integers are their decimal text
+    (tmp_path / "events.csv").unlink()
+    pq.write_table(pa.table({"user_id": [1.0, 2.0], "item_id": ["a", "a"], "ts": [1700000000] * 2,
+                             "label": [1, 1]}), tmp_path / "events.parquet")
+    with pytest.raises(DataError, match=r"events.parquet row 1 column 'user_id': wrong type: float where an id "
+                                        r"\(text or integer\) is expected"):
+        validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="fail"))
+    pq.write_table(pa.table({"user_id": [7, 8], "item_id": ["a", "a"], "ts": [1700000000, 1700000001],
+                             "label": [1, 1]}), tmp_path / "events.parquet")
+    ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
+    assert ds.events["user_id"].tolist() == ["7", "8"]
+
+
+def test_every_row_read_is_kept_or_rejected(tmp_path):
+    from learnkit.importers import _check_accounting
+
+    ds = dataset(tmp_path, events=EVENTS + "u3,i1,yesterday,buy,1\nu3,i9,1700000300,buy,1\nbad\n")
+    assert (len(ds.events), ds.report["events"]["rejected"], ds.report["events"]["input_rows"]) == (3, 3, 6)
+    with pytest.raises(RuntimeError, match=r"events.csv: 6 rows read, 3 kept and 2 rejected: 1 events rows "
+                                           r"unaccounted for"):
+        _check_accounting("events", "events.csv", 6, 3, 2)
 
 
 def test_truncated_gzip_and_parquet_and_json_lines(tmp_path):
