@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from learnkit.children import run_child
 from learnkit.errors import DataError
 from learnkit.fsutil import PLAIN_NAME, is_plain_name, json_default, sha256_file, stable_hash
 
@@ -136,7 +136,7 @@ def _manifest_hash(manifest: dict[str, Any]) -> str:
 
 def _write_tfrecords(folder: Path) -> None:
     """One .tfrecord beside each Parquet part, written by a TensorFlow child process."""
-    done = subprocess.run([sys.executable, "-m", "export.tfrecord", str(folder)], capture_output=True, text=True)
+    done = run_child([sys.executable, "-m", "export.tfrecord", str(folder)], capture_output=True, text=True)
     if done.returncode != 0:
         raise DataError(f"{folder}: writing TFRecord failed:\n{done.stderr[-2000:]}")
 

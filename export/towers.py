@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from learn_embed.pch import LearnModel, content_scaling
+from learnkit.children import run_child
 from learnkit.errors import DataError
 
 OPSET = 20
@@ -88,7 +88,7 @@ def tf_child(*args: str) -> str:
     """Run `export.tf_towers` in a TensorFlow child process (onnx2tf calls `onnxsim` from PATH)."""
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run([sys.executable, "-m", "export.tf_towers", *args], capture_output=True, text=True, env=env)
+    done = run_child([sys.executable, "-m", "export.tf_towers", *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise DataError(f"TensorFlow tower step {args[0]} failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]

@@ -9,6 +9,7 @@ about a second. Never `trust_remote_code`, never pickles.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -35,6 +36,9 @@ class LoadedModel:
     hidden_size: int
     fingerprint: str              # identifies the weights + tokenizer
     name: str                     # human-readable origin
+
+
+CUSTOM_CODE_PREFIXES = ("modeling_", "configuration_", "tokenization_", "processing_", "image_processing_")
 
 
 def package_folder(package: str) -> Path:
@@ -68,7 +72,26 @@ def _resolve(spec: ModelConfig) -> tuple[Path, str | None, str]:
         if len(found) != 1:
             raise ConfigError(f"{folder}: no config.json and {len(found)} .gguf files; set model.gguf_file")
         gguf = found[0]
+    if gguf is None:
+        refuse_unsafe_folder(folder)
     return folder, gguf, name
+
+
+def refuse_unsafe_folder(folder: Path) -> None:
+    """A model folder is data: learn-kit never runs code from it nor unpickles its weights."""
+    custom = sorted(p.name for p in folder.glob("*.py") if p.name.startswith(CUSTOM_CODE_PREFIXES))
+    try:
+        auto_map = "auto_map" in json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{folder / 'config.json'}: not readable JSON ({exc})") from exc
+    if custom or auto_map:
+        asks = ", ".join(custom) or "auto_map in config.json"
+        raise ConfigError(f"{folder}: the model asks for its own code ({asks}); learn-kit never runs code from a "
+                          "model folder: use a model that transformers supports natively")
+    if not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+        raise ConfigError(f"{folder}: no .safetensors weights (found: {', '.join(pickled) or 'none'}); learn-kit "
+                          "never loads pickled weights: convert them to safetensors first")
 
 
 def _folder_fingerprint(folder: Path) -> str:

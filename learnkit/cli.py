@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     from learnkit.config import load_config
-    from learnkit.pipeline import run_stage, write_reports
+    from learnkit.pipeline import run_lock, run_stage, write_reports
 
     config = load_config(args.config, _overrides(args))
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -49,10 +49,11 @@ def _stage(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if torch.cuda.is_available() and config.pch is not None
                                 and config.pch.train.device == "cuda" else "gloo")
     try:
-        run_stage(config, args.stage, force=args.force or getattr(args, "resume", False),
-                  options={"resume": getattr(args, "resume", False)})
-        if int(os.environ.get("RANK", 0)) == 0:
-            write_reports(config)
+        with run_lock(config.run_dir):
+            run_stage(config, args.stage, force=args.force or getattr(args, "resume", False),
+                      options={"resume": getattr(args, "resume", False)})
+            if int(os.environ.get("RANK", 0)) == 0:
+                write_reports(config)
     finally:
         if world > 1:
             import torch.distributed as dist

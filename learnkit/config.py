@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from learnkit.configload import from_mapping, load_yaml
 from learnkit.errors import ConfigError
+from learnkit.fsutil import is_plain_name
 from learnkit.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TS, DEFAULT_MIN_TS
 from learnkit.splits import SplitConfig
 
@@ -401,6 +402,9 @@ class Config:
     source: str = ""
 
     def __post_init__(self) -> None:
+        if not is_plain_name(self.name):
+            raise ValueError(f"key 'name': {self.name!r} is not a plain name (letters, digits, '.', '_', '-', "
+                             "no '..'): it names the folder under runs_dir")
         if self.export is not None:
             if self.pch is None or self.export.method not in self.pch.methods:
                 raise ValueError(f"key 'export.method': {self.export.method!r} is not one of the pch methods")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +17,8 @@ from typing import Any, Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from learnkit.errors import LearnKitError
 
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -36,6 +39,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+            raise LearnKitError(f"{target}: no space left on the device while writing it; free some space "
+                                "and run again (the previous version of the file is intact)") from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

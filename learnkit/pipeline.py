@@ -10,6 +10,8 @@ interrupted stage always re-runs, and so does one whose outputs (or whose inputs
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -17,19 +19,20 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from learnkit import __version__
 from learnkit.config import Config
 from learnkit.configload import differing_keys, to_mapping
 from learnkit.errors import LearnKitError
-from learnkit.fsutil import json_default, read_json, sha256_file, stable_hash, write_json
+from learnkit.fsutil import json_default, read_json, remove_leftovers, sha256_file, stable_hash, write_json
 from learnkit.report import write_run_report
 from learnkit.summary import run_summary
 
 log = logging.getLogger(__name__)
 FINISHED = "_stage.json"
 STARTED = "_running.json"
+LOCK = ".lock"
 
 
 @dataclass
@@ -144,8 +147,9 @@ def run_stage(config: Config, name: str, force: bool = False,
     for dep in stage.after:
         record = _record(run_dir, dep)
         if record is None:
-            raise LearnKitError(f"stage '{name}' needs stage '{dep}' first: run `learn-kit run {config.source} "
-                                f"--only {dep}` or `learn-kit run {config.source}`")
+            source = config.source
+            raise LearnKitError(f"stage '{name}' needs stage '{dep}' first: run "
+                                f"`learn-kit run {source} --only {dep}` or `learn-kit run {source}`")
         upstream[dep] = {"fingerprint": record["fingerprint"], "outputs": outputs_digest(run_dir / dep)}
     inputs = _inputs(stage, config, upstream)
     fingerprint = stable_hash(inputs)
@@ -170,16 +174,50 @@ def run_stage(config: Config, name: str, force: bool = False,
     return output, False
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One writer per run directory. The lock is an flock, so the kernel releases it when its holder dies,
+    however it dies; the next holder then removes what a killed run left behind and says what. Under
+    torchrun rank 0 holds it for the whole job, and leftovers are not touched (other ranks are writing)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if rank != 0:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LearnKitError(f"{run_dir} is in use by another learn-kit run ({holder}); wait for it to end, "
+                                "or give this config another `name`") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        if world == 1:
+            for path in remove_leftovers(run_dir):
+                log.warning("removed %s, left behind by a killed run", path)
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_pipeline(config: Config, only: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run every stage in order (or `only` these), then write metrics.json and the reports."""
     timings: dict[str, Any] = {}
-    for name, stage in _stages().items():
-        if (only and name not in only) or not stage.enabled(config):
-            continue
-        started = time.perf_counter()
-        _, skipped = run_stage(config, name, force=force)
-        timings[name] = {"skipped": skipped, "seconds": round(time.perf_counter() - started, 3)}
-    return write_reports(config, timings)
+    with run_lock(config.run_dir):
+        for name, stage in _stages().items():
+            if (only and name not in only) or not stage.enabled(config):
+                continue
+            started = time.perf_counter()
+            _, skipped = run_stage(config, name, force=force)
+            timings[name] = {"skipped": skipped, "seconds": round(time.perf_counter() - started, 3)}
+        return write_reports(config, timings)
 
 
 def write_reports(config: Config, timings: dict[str, Any] | None = None) -> dict[str, Any]:

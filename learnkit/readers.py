@@ -50,6 +50,17 @@ def _iter_lines(path: Path, encoding: str) -> Iterator[str]:
         raise DataError(f"{path}: truncated or corrupt compressed file ({exc})") from exc
 
 
+def _check_header(path: Path, names: list[str]) -> None:
+    blank = [k + 1 for k, name in enumerate(names) if not name.strip()]
+    if blank:
+        raise DataError(f"{path}: malformed header: column {blank[0]} has no name")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: malformed header: column {name!r} appears twice")
+        seen.add(name)
+
+
 class _Lines:
     """The file's lines, remembering whether the last one ended with a line break."""
 
@@ -86,6 +97,7 @@ def read_delimited(path: str | Path, table: str, log: RejectLog, *, sep: str = "
             if header is None:
                 raise DataError(f"{path}: file is empty")
             names = [h.split(":", 1)[0] if strip_types else h for h in header]
+            _check_header(path, names)
             record_start = reader.line_num + 1
         records: list[list[str]] = []
         rows: list[int] = []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from learnkit.errors import DataError
+from learnkit.errors import ConfigError, DataError
 from learnkit.schema import RejectLog, ValidationRules, validate_events, validate_items, validate_users
 
 
@@ -90,4 +91,9 @@ def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDat
     }
     if kind not in importers:
         raise DataError(f"unknown dataset format {kind!r}; known: {', '.join(sorted(importers))}")
+    known = [name for name in inspect.signature(importers[kind]).parameters if name != "path"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"key 'data.options.{unknown[0]}': not an option of the {kind} importer (its options: "
+                          f"{', '.join(known) or 'none'})")
     return importers[kind](Path(path), **options)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from learnkit.config import Config
+from learnkit.errors import DataError
 from learnkit.fetch import fetch
 from learnkit.fsutil import sha256_file, write_json, write_parquet
 from learnkit.pipeline import Context, StageOutput
@@ -18,6 +19,8 @@ def resolve_data(config: Config) -> tuple[Path, str, str]:
     """(folder, importer format, origin) of the configured dataset."""
     data = config.data
     if data.path is not None:
+        if not Path(data.path).exists():
+            raise DataError(f"{config.source}: key 'data.path': {data.path} does not exist")
         return Path(data.path), data.format, "config path"
     assert data.fetch is not None
     fetched = fetch(data.fetch)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from learnkit.errors import DataError
 from learnkit.fsutil import sha256_file
 from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def run_export(ctx: Context) -> StageOutput:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from export.embed import embed_tables, histories_before
@@ -36,7 +38,11 @@ def run_export(ctx: Context) -> StageOutput:
     content = load_content(ctx.run_dir / "ceg", [method.encoder], catalog) if method.encoder else {}
     model = LearnModel(model_config, len(catalog.ids), content.get(method.encoder) if method.encoder else None)
     checkpoint = ctx.run_dir / "pch" / config.method / "model.safetensors"
-    model.load_state_dict(load_file(checkpoint))
+    try:
+        model.load_state_dict(load_file(checkpoint))
+    except (OSError, SafetensorError) as exc:
+        raise DataError(f"{checkpoint}: not a readable safetensors checkpoint ({exc}); train it again with "
+                        f"`learn-kit pch --config {ctx.config.source} --force`") from exc
     histories = histories_before(events, period.user_snapshot(events["user_id"]), min(pch.split.history_max, model_config.max_len),
                                  pch.split.positives_only)
     tables = embed_tables(model, catalog, histories, config.fallback)

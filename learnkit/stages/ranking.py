@@ -1,4 +1,4 @@
-"""The ranking stage (`learn-kit rank`): the ID baseline and the LEARN ranker trained on the same samples,
+"""The ranking stage (`learn-kit rank --config CONFIG`): the ID baseline and the LEARN ranker trained on the same samples,
 scored on the test period, saved as SavedModels, and compared overall and by segment (TensorFlow, lazily;
 the comparison itself is numpy-only `eval`)."""
 

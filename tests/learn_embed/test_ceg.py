@@ -172,3 +172,27 @@ def test_real_models_on_a_handful_of_items(package, pooling, dim):
         assert related > unrelated + 0.02, (centre, related, unrelated)
         if centre:  # after mean-centring most items find their partner first
             assert (sims.argmax(1) == partner).sum() >= 6
+
+
+def test_a_hostile_model_folder_is_refused_before_anything_loads(isolated_cache, tmp_path):
+    import json
+    import shutil
+
+    from learn_embed.models import model_identity
+    from learnkit.config import ModelConfig as Spec
+    from learnkit.errors import ConfigError
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_identity(TINY).folder, folder)
+    (folder / "modeling_evil.py").write_text("open('/tmp/pwned', 'w').write('ran')\n")
+    with pytest.raises(ConfigError, match=r"the model asks for its own code \(modeling_evil.py\)"):
+        ContentEncoder(EncoderConfig(model=Spec(path=str(folder)))).encode(["x"], progress=False)
+    (folder / "modeling_evil.py").unlink()
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil.Model"}}))
+    with pytest.raises(ConfigError, match=r"asks for its own code \(auto_map in config.json\)"):
+        model_identity(Spec(path=str(folder)))
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match=r"no .safetensors weights \(found: pytorch_model.bin\); learn-kit never"):
+        model_identity(Spec(path=str(folder)))
