@@ -24,7 +24,7 @@ from scipy import sparse, stats
 from eval.metrics import auc
 from eval.segments import SEGMENTS
 from learnkit.config import AbConfig
-from learnkit.sampling import draw_avoiding
+from learnkit.sampling import draw_avoiding, in_pairs
 from learnkit.splits import user_bucket
 
 ARMS = ("control", "treatment")
@@ -139,9 +139,29 @@ def _arm_values(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray
             for arm in ARMS}
 
 
+Z_TWO_SIDED_5 = float(stats.norm.ppf(0.975))
+Z_POWER_80 = float(stats.norm.ppf(0.80))
+
+
+def min_detectable_lift(values: np.ndarray, n_control: int, n_treatment: int) -> float:
+    """The smallest relative lift of mean revenue per user that a two-sided 5% test finds with 80% power,
+    for arms of these sizes, from the per-user values under one ranker (before the arms are compared):
+    (z_.975 + z_.8) * sd * sqrt(1/n_c + 1/n_t) / mean."""
+    if n_control < 2 or n_treatment < 2 or len(values) < 2 or values.mean() == 0:
+        return float("nan")
+    spread = (Z_TWO_SIDED_5 + Z_POWER_80) * values.std(ddof=1) * np.sqrt(1 / n_control + 1 / n_treatment)
+    return float(spread / abs(values.mean()))
+
+
 def estimate(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray], pre_revenue: pd.Series,
              config: AbConfig, rng: np.random.Generator) -> dict[str, Any]:
     revenue = _arm_values(outcomes, members, "revenue")
+    # the resolution, from the control ranker's outcomes for every exposed user: no look at the comparison
+    everyone = np.concatenate([members[arm] for arm in ARMS])
+    baseline = outcomes[MODEL_OF_ARM["control"]]["revenue"].reindex(everyone, fill_value=0.0).to_numpy()
+    if config.cuped:
+        baseline = cuped(baseline, pre_revenue.reindex(everyone, fill_value=0.0).to_numpy())
+    resolution = min_detectable_lift(baseline, len(members["control"]), len(members["treatment"]))
     conv = _arm_values(outcomes, members, "conversions")
     shown_n = _arm_values(outcomes, members, "shown")
     raw = revenue_lift(revenue["control"], revenue["treatment"], config.bootstrap, rng)
@@ -154,7 +174,7 @@ def estimate(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray], 
     cvr, cvr_low, cvr_high = ratio_lift(conv["control"], shown_n["control"], conv["treatment"], shown_n["treatment"],
                                         config.bootstrap, rng)
     return {"revenue_lift": adjusted.lift, "ci_low": adjusted.ci_low, "ci_high": adjusted.ci_high,
-            "p_value": adjusted.p_value, "cvr_lift": cvr, "cvr_ci_low": cvr_low, "cvr_ci_high": cvr_high,
+            "p_value": adjusted.p_value, "min_detectable_lift": resolution, "cvr_lift": cvr, "cvr_ci_low": cvr_low, "cvr_ci_high": cvr_high,
             "cuped": config.cuped,
             "unadjusted": {"revenue_lift": raw.lift, "ci_low": raw.ci_low, "ci_high": raw.ci_high,
                            "p_value": raw.p_value},
@@ -239,6 +259,17 @@ def add_requests(rows: pd.DataFrame, day_seconds: int) -> pd.DataFrame:
     return rows
 
 
+def request_resolution(rows: pd.DataFrame, top_k: int) -> dict[str, Any]:
+    """How many requests a re-ranking can change at all: one with at most `top_k` logged candidates shows
+    them all under either ranker."""
+    candidates = rows.groupby("request").size().to_numpy()
+    if not len(candidates):
+        return {"single_candidate_share": float("nan"), "rerankable_share": float("nan")}
+    return {"single_candidate_share": float((candidates == 1).mean()),
+            "rerankable_share": float((candidates > top_k).mean()),
+            "candidates_per_request": {"mean": float(candidates.mean()), "median": float(np.median(candidates))}}
+
+
 def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, seed: int) -> pd.DataFrame:
     """`per_request` catalog items drawn uniformly for each request (rows from `add_requests`), none of
     them already a candidate of that request: user_id, item_id, ts (the request's first), snapshot."""
@@ -247,9 +278,9 @@ def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, se
                                                       snapshot=("snapshot", "first"))
     logged = set(zip(rows["request"], rows["item_id"]))
     request_ids = np.repeat(requests.index.to_numpy(), per_request)
-    items, keep = draw_avoiding(request_ids, catalog, None, logged, rng)
+    picks, keep = draw_avoiding(len(request_ids), len(catalog), None, in_pairs(request_ids, catalog, logged), rng)
     chosen = requests.loc[request_ids[keep]]
-    return pd.DataFrame({"user_id": chosen["user_id"].to_numpy(), "item_id": items[keep],
+    return pd.DataFrame({"user_id": chosen["user_id"].to_numpy(), "item_id": catalog[picks[keep]],
                          "ts": chosen["ts"].to_numpy(), "snapshot": chosen["snapshot"].to_numpy()})
 
 
@@ -275,12 +306,14 @@ def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_r
                               "response_model": "logistic regression on user, item and user x category indicators, "
                                                 "fitted on all ranking samples including the test period",
                               "response_model_test_auc": auc(rows["label"].to_numpy()[logged], probability[logged])}
+    result["single_candidate_share"] = request_resolution(rows[logged], config.top_k)["single_candidate_share"]
     # replay ranks only the logged candidates (only their outcomes are known); the simulation ranks all
     for estimator, part, conv in (("replay", rows[logged].reset_index(drop=True), rows["label"].to_numpy()[logged]),
                                   ("simulated", rows, draws)):
         masks = {model: shown(part, model, config.top_k) for model in ("baseline", "learn")}
         outcomes = {m: per_user(part, masks[m], conv) for m in masks}
         block = estimate(outcomes, members, pre_revenue, config, rng)
+        block.update(request_resolution(part, config.top_k))
         by_item_segment = {m: per_user(part, masks[m], conv, ["item_segment"]) for m in masks}
         block["segments"] = _segment_lifts(outcomes, by_item_segment, part, members, user_segment, config, rng)
         block["daily"] = _daily({m: per_user(part, masks[m], conv, ["day"]) for m in masks}, members)

@@ -61,6 +61,9 @@ def ab_report(result: dict[str, Any], ranking_delta: dict[str, Any] | None, plot
             "97.5 percentiles of a bootstrap over users; p-values: Welch's t-test on revenue per user. The A/A "
             "row serves both arms with the LEARN ranker under many salts: its share of p < 0.05 should be near 5%."
             "\n\n" + summary + "\nBy segment (paper table 7):\n\n" + table7)
+    text = text.replace("\n\n" + summary, "\n\nWhat this traffic can resolve, before the arms are compared (a "
+                        f"request whose candidates all fit in the top {top_k} is shown the same under either "
+                        "ranker):\n\n" + _resolution(result, top_k) + "\n" + summary, 1)
     verdict = _verdict(result)
     text += f"\n{verdict}\n"
     if plot_link:
@@ -68,11 +71,29 @@ def ab_report(result: dict[str, Any], ranking_delta: dict[str, Any] | None, plot
     return text
 
 
+def _resolution(result: dict[str, Any], top_k: int) -> str:
+    rows = []
+    for name in ESTIMATORS:
+        b = result[name]
+        per_request = b["candidates_per_request"]
+        mde = b["min_detectable_lift"]
+        rows.append([name, f"{100 * b['single_candidate_share']:.1f}%", f"{100 * b['rerankable_share']:.1f}%",
+                     f"{per_request['mean']:.1f} (median {per_request['median']:g})",
+                     "n/a" if mde is None or not np.isfinite(mde) else f"±{100 * mde:.1f}%"])
+    return md_table(["estimator", "requests with 1 candidate", f"requests with > {top_k} (re-rankable)",
+                     "candidates per request", "min. detectable revenue lift (80% power)"], rows)
+
+
 def _verdict(result: dict[str, Any]) -> str:
     lines = []
     for name in ESTIMATORS:
         b = result[name]
-        if b["revenue_lift"] is None or not np.isfinite(b["ci_low"]):
+        if cannot_tell(b):
+            share = b.get("rerankable_share")
+            lines.append(f"- {name}: this test cannot tell: re-ranking can change only "
+                         f"{'n/a' if share is None else f'{100 * share:.0f}%'} of the requests, so no lift is read "
+                         "from it.")
+        elif b["revenue_lift"] is None or not np.isfinite(b["ci_low"]):
             lines.append(f"- {name}: the lift is undefined (no control revenue).")
         elif b["ci_low"] > 0:
             lines.append(f"- {name}: LEARN raised revenue per user by {_pct(b['revenue_lift'])}; the interval "
@@ -84,6 +105,12 @@ def _verdict(result: dict[str, Any]) -> str:
             lines.append(f"- {name}: {_pct(b['revenue_lift'])}, but the interval includes zero: this test cannot "
                          "tell the arms apart.")
     return "What it says:\n\n" + "\n".join(lines)
+
+
+def cannot_tell(block: dict[str, Any], least_rerankable: float = 0.5) -> bool:
+    """When re-ranking cannot change most requests, a lift is noise from the user split."""
+    share = block.get("rerankable_share")
+    return share is not None and (not np.isfinite(share) or share < least_rerankable)
 
 
 def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:

@@ -12,21 +12,34 @@ from eval.compare import METRICS, compare_models
 from eval.segments import SEGMENTS
 from learnkit.report import md_table
 
-MODELS = ("baseline", "learn")
+MODELS = ("baseline", "learn", "learn_similarity")
+LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
 
 
 def ranking_metrics(rows: pd.DataFrame, bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
-    """rows: test rows with user_id, label, baseline, learn, user_segment, item_segment.
-    Returns {baseline: {...}, learn: {...}, delta: {...}} with `segments.<user|item>.<segment>` in each."""
+    """rows: test rows with user_id, label, user_segment, item_segment and a score column per model
+    (`baseline` and any of `learn`, `learn_similarity`). Returns {<model>: {...}, deltas: {<model>: {...}}}
+    with `segments.<user|item>.<segment>` in each; every delta is against the baseline on the same users'
+    resamples, and `delta` is LEARN's (paper Fig. 5)."""
+    models = [m for m in MODELS if m in rows.columns]
+    out: dict[str, Any] = {"deltas": {}}
+    for model in models[1:]:
+        result = _compare(rows, "baseline", model, bootstrap, seed, weight)
+        out["baseline"], out[model], out["deltas"][model] = result["a"], result["b"], result["delta"]
+    out["delta"] = out["deltas"].get("learn")
+    return out
+
+
+def _compare(rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
+    """compare_models overall and on every segment: {"a", "b", "delta"}, each with `segments`."""
 
     def one(part: pd.DataFrame) -> dict[str, Any]:
-        return compare_models(part["user_id"].to_numpy(), part["label"].to_numpy(), part["baseline"].to_numpy(),
-                              part["learn"].to_numpy(), bootstrap=bootstrap, seed=seed, weight=weight)  # type: ignore[arg-type]
+        return compare_models(part["user_id"].to_numpy(), part["label"].to_numpy(), part[a].to_numpy(),
+                              part[b].to_numpy(), bootstrap=bootstrap, seed=seed, weight=weight)  # type: ignore[arg-type]
 
-    overall = one(rows)
-    out: dict[str, Any] = {"baseline": overall["a"], "learn": overall["b"], "delta": overall["delta"]}
-    for model in (*MODELS, "delta"):
-        out[model]["segments"] = {"user": {}, "item": {}}
+    out = one(rows)
+    for key in ("a", "b", "delta"):
+        out[key]["segments"] = {"user": {}, "item": {}}
     for kind in ("user", "item"):
         for segment in SEGMENTS:
             part = rows[rows[f"{kind}_segment"] == segment]
@@ -37,9 +50,8 @@ def ranking_metrics(rows: pd.DataFrame, bootstrap: int, seed: int, weight: str) 
                           "delta": {m: {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan} for m in METRICS}}
             else:
                 result = one(part)
-            for model, key in (("baseline", "a"), ("learn", "b")):
-                out[model]["segments"][kind][segment] = {"share": share, **result[key]}
-            out["delta"]["segments"][kind][segment] = {"share": share, **result["delta"]}
+            for key in ("a", "b", "delta"):
+                out[key]["segments"][kind][segment] = {"share": share, **result[key]}
     return out
 
 
@@ -69,26 +81,37 @@ def _verdict(delta: dict[str, float]) -> str:
 
 def ranking_report(metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_description: str,
                    bootstrap: int) -> str:
-    base, learn, delta = metrics["baseline"], metrics["learn"], metrics["delta"]
+    models = [m for m in MODELS if m in metrics]
+    base = metrics["baseline"]
     table6 = md_table(["model", "AUC", "UAUC", "WUAUC", "users with both classes", "users excluded"],
                       [[m, *(round(metrics[m][k], 4) for k in METRICS), metrics[m]["users_evaluated"],
-                        metrics[m]["users_excluded"]] for m in MODELS]
-                      + [["LEARN - baseline (pp, 95% CI)", *(_interval(delta[k]) for k in METRICS), "", ""]])
+                        metrics[m]["users_excluded"]] for m in models]
+                      + [[f"{LABELS[m]} - baseline (pp, 95% CI)", *(_interval(metrics["deltas"][m][k]) for k in METRICS),
+                          "", ""] for m in models[1:]])
     rows = []
     for kind in ("user", "item"):
         for segment in SEGMENTS:
-            d = delta["segments"][kind][segment]
-            b, lr = base["segments"][kind][segment], learn["segments"][kind][segment]
-            rows.append([kind, segment, f"{100 * d['share']:.1f}%", _round(b["UAUC"]), _round(lr["UAUC"]),
-                         _interval(d["UAUC"]), _interval(d["AUC"]), _interval(d["WUAUC"]), _verdict(d["UAUC"])])
-    table7 = md_table(["", "segment", "share of test samples", "UAUC baseline", "UAUC LEARN", "ΔUAUC pp",
-                       "ΔAUC pp", "ΔWUAUC pp", "UAUC verdict"], rows)
-    drawn = plot_segment_deltas(delta, plot_path)
-    return ("## Ranking: the LEARN ranker against the ID baseline (paper tables 6 and 7)\n\n"
-            f"Test rows: {base['rows']:,} ({samples_description}). UAUC averages the AUC of each user with both "
-            "classes; WUAUC weights it by the user's number of samples. Intervals: 2.5 and 97.5 percentiles "
-            f"over {bootstrap} bootstrap resamples of users.\n\n" + table6 + "\nBy segment (paper table 7):\n\n"
-            + table7 + (f"\n![per-segment deltas]({plot_link})\n" if drawn else ""))
+            b = base["segments"][kind][segment]
+            row = [kind, segment, f"{100 * b['share']:.1f}%", b.get("rows", "n/a"), _round(b["UAUC"])]
+            for model in models[1:]:
+                d = metrics["deltas"][model]["segments"][kind][segment]
+                row += [_round(metrics[model]["segments"][kind][segment]["UAUC"]), _interval(d["UAUC"]),
+                        _interval(d["AUC"]), _verdict(d["UAUC"])]
+            rows.append(row)
+    header = ["", "segment", "share of test samples", "rows", "UAUC baseline"]
+    for model in models[1:]:
+        header += [f"UAUC {LABELS[model]}", "ΔUAUC pp", "ΔAUC pp", "UAUC verdict"]
+    table7 = md_table(header, rows)
+    drawn = plot_segment_deltas(metrics["delta"], plot_path) if metrics.get("delta") else False
+    return ("## Ranking: the LEARN rankers against the ID baseline (paper tables 6 and 7)\n\n"
+            f"Test rows: {base['rows']:,} ({samples_description}). The same samples train and test every model: "
+            "the ID baseline; LEARN (paper Fig. 5: the auxiliary network over the LEARN vectors, fused into the "
+            "main tower); LEARN + similarity (Fig. 5 with the user . item score of the LEARN vectors as one "
+            "more input). UAUC averages the AUC of each user with both classes; WUAUC weights it by the user's "
+            "number of samples. Intervals: 2.5 and 97.5 percentiles over "
+            f"{bootstrap} bootstrap resamples of users.\n\n" + table6 + "\nBy segment (paper table 7), with each "
+            "segment's rows (its reference size):\n\n" + table7
+            + (f"\n![per-segment deltas]({plot_link})\n" if drawn else ""))
 
 
 def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:

@@ -43,33 +43,65 @@ class EmbeddingTable:
     has_embedding: np.ndarray       # [rows] bool
     # the vector of rows without an embedding, and of ids a reader does not find (None: zeros)
     fallback: np.ndarray | None = None
+    # point-in-time tables: each row's snapshot time (a Hive partition `as_of=<label>`) and the time of the
+    # newest event its vector was built from (always before `as_of`); an id has one row per snapshot
+    as_of: np.ndarray | None = None          # [rows] int64
+    history_end: np.ndarray | None = None    # [rows] int64
 
     def __post_init__(self) -> None:
         if self.embeddings.ndim != 2 or len(self.ids) != self.embeddings.shape[0] != len(self.has_embedding):
             raise ValueError("ids, embeddings and has_embedding must have the same number of rows")
+        if (self.as_of is None) != (self.history_end is None):
+            raise ValueError("a point-in-time table needs both as_of and history_end")
+
+    @property
+    def partitioned(self) -> bool:
+        return self.as_of is not None
 
     def fallback_vector(self) -> np.ndarray:
         dim = self.embeddings.shape[1]
         return np.zeros(dim, np.float32) if self.fallback is None else np.asarray(self.fallback, np.float32)
 
 
-def _part(table: EmbeddingTable, start: int, stop: int) -> pa.Table:
-    block = np.ascontiguousarray(table.embeddings[start:stop], dtype=np.float32)
+def _part(table: EmbeddingTable, rows: np.ndarray) -> pa.Table:
+    block = np.ascontiguousarray(table.embeddings[rows], dtype=np.float32)
     # required (non-nullable) fields: no definition levels for a reader to decode; nothing here is ever null
     vector = pa.list_(pa.field("element", pa.float32(), nullable=False), block.shape[1])
-    schema = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("embedding", vector, nullable=False),
-                        pa.field("has_embedding", pa.bool_(), nullable=False)])
-    return pa.table({
-        "id": pa.array(table.ids[start:stop], pa.string()),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), type=vector),
-        "has_embedding": pa.array(table.has_embedding[start:stop].astype(bool)),
-    }, schema=schema)
+    fields = [pa.field("id", pa.string(), nullable=False), pa.field("embedding", vector, nullable=False),
+              pa.field("has_embedding", pa.bool_(), nullable=False)]
+    columns = {"id": pa.array([table.ids[i] for i in rows], pa.string()),
+               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), type=vector),
+               "has_embedding": pa.array(table.has_embedding[rows].astype(bool))}
+    if table.partitioned:
+        assert table.as_of is not None and table.history_end is not None
+        fields += [pa.field("as_of", pa.int64(), nullable=False), pa.field("history_end", pa.int64(), nullable=False)]
+        columns.update(as_of=pa.array(table.as_of[rows], pa.int64()),
+                       history_end=pa.array(table.history_end[rows], pa.int64()))
+    return pa.table(columns, schema=pa.schema(fields))
+
+
+def partition_label(as_of: int, time_is_ordinal: bool) -> str:
+    """The Hive partition value of a snapshot: ISO basic UTC time, or the ordinal itself."""
+    if time_is_ordinal:
+        return str(int(as_of))
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(int(as_of)))
+
+
+def _partitions(table: EmbeddingTable, rows_per_part: int, ordinal: bool) -> list[tuple[str, np.ndarray]]:
+    """(folder under the table, row indices) of every part file: `as_of=<label>/` per snapshot."""
+    groups = [("", np.arange(len(table.ids)))]
+    if table.partitioned:
+        assert table.as_of is not None
+        groups = [(f"as_of={partition_label(v, ordinal)}/", np.flatnonzero(table.as_of == v))
+                  for v in np.unique(table.as_of)]
+    return [(prefix, rows[start:start + rows_per_part]) for prefix, rows in groups
+            for start in range(0, max(len(rows), 1), rows_per_part)]
 
 
 def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: dict[str, Any],
                  rows_per_part: int = 1_000_000, version: str | None = None,
                  formats: tuple[str, ...] = ("parquet",),
-                 artefacts: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+                 artefacts: Callable[[Path], dict[str, Any]] | None = None, ordinal_time: bool = False) -> Path:
     """Write `tables` (and, through `artefacts(staging_folder)`, any further files such as the towers,
     whose returned description goes into the manifest) as one verified version; returns its folder."""
     root = Path(root)
@@ -85,21 +117,30 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
     manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "version": version,
                                 "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                 "metadata": metadata, "tables": {}, "files": {}}
+    tfrecord_folders: list[Path] = []
     for name, table in tables.items():
         (staging / name).mkdir()
-        for number, start in enumerate(range(0, max(len(table.ids), 1), rows_per_part)):
-            relative = f"{name}/part-{number:05d}.parquet"
+        parts: dict[str, int] = {}
+        for prefix, rows in _partitions(table, rows_per_part, ordinal_time):
+            number = parts[prefix] = parts.get(prefix, -1) + 1
+            relative = f"{name}/{prefix}part-{number:05d}.parquet"
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             # plain pages: embeddings neither compress nor repeat, and decoding is what readers pay for
-            pq.write_table(_part(table, start, min(start + rows_per_part, len(table.ids))), staging / relative,
-                           compression="none", use_dictionary=["id"], row_group_size=16_384)
-        if "tfrecord" in formats:
-            _write_tfrecords(staging / name)
+            pq.write_table(_part(table, rows), staging / relative, compression="none", use_dictionary=["id"],
+                           row_group_size=16_384)
+        tfrecord_folders += sorted({staging / name / prefix for prefix in parts})
         manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
                                     "dtype": "float32", "rows_with_embedding": int(table.has_embedding.sum()),
                                     "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
-                                                "has_embedding": "bool"},
+                                                "has_embedding": "bool",
+                                                **({"as_of": "int64", "history_end": "int64"}
+                                                   if table.partitioned else {})},
                                     "formats": sorted(set(formats)),
                                     "fallback": table.fallback_vector().tolist()}
+        if table.partitioned:
+            manifest["tables"][name]["partitions"] = sorted(p.rstrip("/") for p in parts)
+    if "tfrecord" in formats:
+        _write_tfrecords(tfrecord_folders)
     if artefacts is not None:
         manifest["artefacts"] = artefacts(staging)
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
@@ -134,11 +175,12 @@ def _manifest_hash(manifest: dict[str, Any]) -> str:
     return stable_hash({k: v for k, v in manifest.items() if k != MANIFEST_HASH})
 
 
-def _write_tfrecords(folder: Path) -> None:
-    """One .tfrecord beside each Parquet part, written by a TensorFlow child process."""
-    done = run_child([sys.executable, "-m", "export.tfrecord", str(folder)], capture_output=True, text=True)
+def _write_tfrecords(folders: list[Path]) -> None:
+    """Every folder's Parquet parts as TFRecord, in one TensorFlow child process (TensorFlow stays out of
+    this one, and one process start serves every partition)."""
+    done = run_child([sys.executable, "-m", "export.tfrecord", *map(str, folders)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise DataError(f"{folder}: writing TFRecord failed:\n{done.stderr[-2000:]}")
+        raise DataError(f"TFRecord conversion failed for {folders[0].parent}:\n{done.stderr[-3000:]}")
 
 
 def table_files(folder: Path, manifest: dict[str, Any], name: str, suffix: str) -> list[Path]:
@@ -229,6 +271,14 @@ def read_table(root: str | Path, name: str, version: str = "latest", expect_dim:
     if column.type.list_size != info["dim"]:
         raise DataError(f"{folder}/{name}: embedding width {column.type.list_size} != manifest dim {info['dim']}")
     matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, info["dim"]).astype(np.float32, copy=False)
-    check_rows(f"{folder}/{name}", ids, matrix, info["rows"])
     flags = table.column("has_embedding").to_numpy(zero_copy_only=False).astype(bool)
-    return EmbeddingTable(ids, matrix, flags, np.asarray(info["fallback"], np.float32)), manifest
+    fallback = np.asarray(info["fallback"], np.float32)
+    if "partitions" not in info:
+        check_rows(f"{folder}/{name}", ids, matrix, info["rows"])
+        return EmbeddingTable(ids, matrix, flags, fallback), manifest
+    as_of = table.column("as_of").to_numpy()
+    check_rows(f"{folder}/{name}", [f"{i}@{t}" for i, t in zip(ids, as_of)], matrix, info["rows"])
+    history_end = table.column("history_end").to_numpy()
+    if (history_end >= as_of).any():
+        raise DataError(f"{folder}/{name}: a snapshot row holds history from at or after its as_of")
+    return EmbeddingTable(ids, matrix, flags, fallback, as_of, history_end), manifest

@@ -39,4 +39,5 @@ def convert(folder: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    convert(Path(sys.argv[1]))
+    for argument in sys.argv[1:]:
+        convert(Path(argument))

@@ -291,10 +291,15 @@ class ExportConfig:
     # the user and item towers as ONNX and as TensorFlow SavedModels, with parity checks (content methods)
     towers: bool = True
     parity_users: int = 512          # real user histories the parity is measured on (and every item)
+    # point-in-time user snapshots (table `user_snapshots`, partitioned by as_of): one every this many time
+    # units from the first event; null: test_period.day_seconds (one day, or one position of ordinal time)
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         if "parquet" not in self.formats:
             raise ValueError("formats must include parquet (the verified reference copy)")
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise ValueError("snapshot_every must be >= 1")
         if self.rows_per_part < 1:
             raise ValueError("rows_per_part must be >= 1")
 
@@ -305,11 +310,16 @@ class RankingSamplesConfig:
     # implicit-only data; auto: logged when the data has label-0 events, else sampled
     negatives: Literal["auto", "logged", "sampled"] = "auto"
     negatives_per_positive: int = 4
+    # sampled exposures are weighted by (events in the period) ** this: 1 follows popularity, 0 is uniform
+    # over the items that exist at the sample's time, 0.75 (word2vec's) flattens the head
+    popularity_exponent: float = 1.0
     valid_fraction: float = 0.1   # the newest share of the training period, for early stopping
 
     def __post_init__(self) -> None:
         if self.negatives_per_positive < 1:
             raise ValueError("negatives_per_positive must be >= 1")
+        if not 0.0 <= self.popularity_exponent <= 1.0:
+            raise ValueError("popularity_exponent must be in [0, 1]")
         if not 0 < self.valid_fraction < 0.5:
             raise ValueError("valid_fraction must be in (0, 0.5)")
 

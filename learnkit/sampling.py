@@ -1,23 +1,32 @@
-"""Drawing items while avoiding the ones an owner (a user, a request) already has (numpy only)."""
+"""Drawing items while avoiding the ones an owner (a user, a request) may not get (numpy only)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+Clashes = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-def draw_avoiding(owners: np.ndarray, pool: np.ndarray, probs: np.ndarray | None, taken: set[tuple],
+
+def draw_avoiding(draws: int, pool_size: int, probs: np.ndarray | None, clashes: Clashes,
                   rng: np.random.Generator, tries: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """One item of `pool` (with probabilities `probs`; uniform when None) per entry of `owners`, redrawn
-    while (owner, item) is in `taken`. Returns (items, kept): kept is False where a draw still clashes
-    after `tries` redraws (an owner who has nearly the whole pool), for the caller to leave out and count."""
-
-    def clashing(items: np.ndarray) -> np.ndarray:
-        return np.fromiter(((o, i) in taken for o, i in zip(owners, items)), bool, len(items))
-
-    items = rng.choice(pool, size=len(owners), p=probs)
+    """`draws` indices into a pool of `pool_size` (with probabilities `probs`; uniform when None), each
+    redrawn while `clashes(draw_indices, pool_indices)` holds for it. Returns (pool indices, kept): kept is
+    False where a draw still clashes after `tries` redraws (an owner who has nearly the whole pool), for
+    the caller to leave out and count."""
+    picks = rng.choice(pool_size, size=draws, p=probs)
+    everyone = np.arange(draws)
     for _ in range(tries):
-        clash = clashing(items)
+        clash = clashes(everyone, picks)
         if not clash.any():
             break
-        items[clash] = rng.choice(pool, size=int(clash.sum()), p=probs)
-    return items, ~clashing(items)
+        picks[clash] = rng.choice(pool_size, size=int(clash.sum()), p=probs)
+    return picks, ~clashes(everyone, picks)
+
+
+def in_pairs(owners: np.ndarray, pool: np.ndarray, taken: set[tuple]) -> Clashes:
+    """A draw clashes when (its owner, the drawn item) is in `taken`."""
+    def clashes(index: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        return np.fromiter(((o, i) in taken for o, i in zip(owners[index], pool[picks])), bool, len(index))
+    return clashes

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eval.ab_report import cannot_tell
+
 SEGMENT_NAMES = {"cold_start": "cold-start", "long_tail": "long-tail", "others": "other"}
 
 
@@ -59,6 +61,11 @@ def run_summary(metrics: dict[str, Any]) -> str:
                      f"[{_pp(delta['UAUC']['ci_low'])}, {_pp(delta['UAUC']['ci_high'])}], "
                      f"WUAUC {_pp(delta['WUAUC']['value'])}, AUC {_pp(delta['AUC']['value'])}: "
                      f"{verdict[_significant(delta['UAUC'])]} on UAUC.")
+        with_similarity = ranking.get("deltas", {}).get("learn_similarity")
+        if with_similarity:
+            uauc = with_similarity["UAUC"]
+            lines.append(f"  With the LEARN similarity as an input: UAUC {_pp(uauc['value'])} [{_pp(uauc['ci_low'])}, "
+                         f"{_pp(uauc['ci_high'])}] against the baseline: {verdict[_significant(uauc)]} on UAUC.")
         better, worse = [], []
         for kind in ("user", "item"):
             for segment, figures in delta["segments"][kind].items():
@@ -74,10 +81,15 @@ def run_summary(metrics: dict[str, Any]) -> str:
         parts = []
         for name in ("replay", "simulated"):
             b = ab[name]
+            if cannot_tell(b):
+                parts.append(f"{name}: cannot tell (re-ranking can change only "
+                             f"{100 * (b.get('rerankable_share') or 0):.0f}% of the requests)")
+                continue
             sign = _significant(b)
             p_value = "n/a" if b["p_value"] is None else "< 0.001" if b["p_value"] < 0.001 else f"= {b['p_value']:.3f}"
             parts.append(f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
-                         f"p {p_value}" + (" (the interval excludes zero)" if sign else ""))
+                         f"p {p_value}" + (" (the interval excludes zero)" if sign else "")
+                         + f"; detectable at 80% power from ±{_pct(b['min_detectable_lift']).lstrip('+')}")
         lines.append("- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
                      + "; ".join(parts) + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
                      f"over {ab['aa']['runs']} salts (nominal 5%).")

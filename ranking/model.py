@@ -5,6 +5,8 @@
 - `learn`: the baseline plus an auxiliary network: an MLP over the LEARN user and item embeddings (and
   their has_embedding flags) with its own CVR loss; its last hidden layer is the fusion embedding. The main
   tower reads the ID embeddings, the LEARN embeddings and the fusion embedding. Loss = main + lambda x aux.
+- `learn_similarity`: `learn` with the LEARN user . item score (the retrieval score the towers were trained
+  on) as one more input beside the vectors: an MLP learns a dot product of its inputs poorly.
 
 Every input is looked up inside the model from the raw `user_id` and `item_id`, so the SavedModel serves
 raw ids. An id the model has not seen maps to an out-of-vocabulary embedding; an id missing from a LEARN
@@ -94,9 +96,10 @@ def _task(name: str) -> tfrs.tasks.Ranking:
 
 class Ranker(tfrs.Model):
     def __init__(self, vocabulary: Vocabulary, config: RankingModelConfig,
-                 users: FeatureTable | None = None, items: FeatureTable | None = None) -> None:
+                 users: FeatureTable | None = None, items: FeatureTable | None = None, similarity: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.similarity = similarity
         self.user_id = IdEmbedding(vocabulary.users, config.id_dim, "user_id")
         self.item_id = IdEmbedding(vocabulary.items, config.id_dim, "item_id")
         self.user_attributes = [AttributeEmbedding(vocabulary.user_attributes[c], config.id_dim, f"user_{c}")
@@ -119,11 +122,15 @@ class Ranker(tfrs.Model):
         """LEARN user and item embeddings with their flags: precomputed columns if the batch has them
         (in-memory input), else looked up by id in the exported tables."""
         if "user_learn" in features:
-            return tf.concat([features["user_learn"], features["user_has_embedding"][:, None],
-                              features["item_learn"], features["item_has_embedding"][:, None]], axis=1)
-        user, user_flag = self.learn_users(features["user_id"])
-        item, item_flag = self.learn_items(features["item_id"])
-        return tf.concat([user, user_flag, item, item_flag], axis=1)
+            user, user_flag = features["user_learn"], features["user_has_embedding"][:, None]
+            item, item_flag = features["item_learn"], features["item_has_embedding"][:, None]
+        else:
+            user, user_flag = self.learn_users(features["user_id"])
+            item, item_flag = self.learn_items(features["item_id"])
+        parts = [user, user_flag, item, item_flag]
+        if self.similarity:
+            parts.append(tf.reduce_sum(user * item, axis=1, keepdims=True))
+        return tf.concat(parts, axis=1)
 
     def call(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         users, items = features["user_id"], features["item_id"]

@@ -2,10 +2,12 @@
 
 One row per exposure: user_id, item_id, ts, label, value, part. Events of the test period are test rows;
 the others are training rows, of which a validation slice is held out for early stopping (the events the
-dataset's split marks `valid` when it has such a split, else the newest `valid_fraction` by time). Datasets with logged negatives (label 0, e.g. MovieLens ratings
-<= 3) use them as they are. Implicit-only datasets get sampled exposures: for each conversion,
-`negatives_per_positive` items drawn in proportion to their number of events (items with no event are
-never drawn), excluding the user's own items, at the conversion's time.
+dataset's split marks `valid` when it has such a split, else the newest `valid_fraction` by time).
+Datasets with logged negatives (label 0, e.g. MovieLens ratings <= 3) use them as they are. Implicit-only
+datasets get sampled exposures: for each conversion, `negatives_per_positive` items drawn at the
+conversion's time, with weights (events in the period) ** `popularity_exponent`, from the items that exist
+then (first seen in an event before it: no item is a negative before it exists; items with no event are
+never drawn), never one the user already had by then. Nothing after the conversion decides its negatives.
 """
 
 from __future__ import annotations
@@ -35,27 +37,39 @@ def item_values(items: pd.DataFrame) -> pd.Series:
     return price.reindex(items["item_id"]).fillna(1.0).astype(float)
 
 
-def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, seen: set[tuple[str, str]],
-          rng: np.random.Generator) -> pd.DataFrame:
-    """`per_positive` items per positive, in proportion to their number of events in `period`, never an
-    item its user has; a draw is given up (left out) only when 50 redraws all hit the user's own items."""
+def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, first_seen: pd.Series,
+          owned_since: dict[tuple[str, str], int], exponent: float, rng: np.random.Generator) -> pd.DataFrame:
+    """`per_positive` items per positive, weighted by (events in `period`) ** exponent, each existing before
+    the positive's time and not yet the user's; a draw is given up (left out) only when 50 redraws clash."""
     counts = period["item_id"].value_counts()
-    pool, probs = counts.index.to_numpy(), (counts / counts.sum()).to_numpy()
+    pool = counts.index.to_numpy()
+    weights = counts.to_numpy(dtype=float) ** exponent
     if len(pool) < 2:
         raise DataError("negative sampling needs events on at least two items in each period")
     owner = np.repeat(np.arange(len(positives)), per_positive)
     users = positives["user_id"].to_numpy()[owner]
-    items, kept = draw_avoiding(users, pool, probs, seen, rng)
-    return pd.DataFrame({"row": owner[kept], "user_id": users[kept], "item_id": items[kept]})
+    at = positives["ts"].to_numpy()[owner]
+    born = first_seen.reindex(pool).to_numpy()
+    never = np.iinfo(np.int64).max
+
+    def clashes(index: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        not_yet = born[picks] >= at[index]
+        had = np.fromiter((owned_since.get((u, i), never) <= t for u, i, t in zip(users[index], pool[picks], at[index])),
+                          bool, len(index))
+        return not_yet | had
+
+    picks, kept = draw_avoiding(len(owner), len(pool), weights / weights.sum(), clashes, rng)
+    return pd.DataFrame({"row": owner[kept], "user_id": users[kept], "item_id": pool[picks[kept]]})
 
 
-def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int,
-                      seed: int) -> tuple[pd.DataFrame, int]:
+def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int, seed: int,
+                      exponent: float = 1.0) -> tuple[pd.DataFrame, int]:
     """(negatives, draws given up). Training negatives follow the popularity of the training events, test
     negatives that of the test period: drawn from all events, an item that sells mostly in the test period
     would look like a negative in training and the test would reward guessing against it."""
     rng = np.random.default_rng(seed)
-    seen = set(zip(events["user_id"], events["item_id"]))
+    first_seen = events.groupby("item_id")["ts"].min()
+    owned_since = events.groupby(["user_id", "item_id"])["ts"].min().to_dict()
     values = item_values(items)
     out, given_up = [], 0
     for in_test in (False, True):
@@ -63,7 +77,7 @@ def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: i
         positives = period[period["label"] == 1]
         if positives.empty:
             continue
-        drawn = _draw(positives, period, per_positive, seen, rng)
+        drawn = _draw(positives, period, per_positive, first_seen, owned_since, exponent, rng)
         given_up += len(positives) * per_positive - len(drawn)
         source = positives.iloc[drawn["row"].to_numpy()]
         out.append(source.drop(columns=["item_id", "label", "value"]).assign(
@@ -87,12 +101,14 @@ def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarr
                        f"{int((rows.label == 0).sum()):,} logged non-conversions")
     else:
         positives = base[base["label"] == 1]
-        negatives, given_up = sampled_negatives(base, items, config.negatives_per_positive, seed)
+        negatives, given_up = sampled_negatives(base, items, config.negatives_per_positive, seed,
+                                                config.popularity_exponent)
         rows = pd.concat([positives, negatives], ignore_index=True)
         description = (f"sampled exposures: {len(positives):,} conversions, each with "
-                       f"{config.negatives_per_positive} non-converted items drawn in proportion to their "
-                       "number of events in the same period, training or test (the user's own items excluded)"
-                       + (f"; {given_up:,} draws given up for users who have nearly every item" if given_up else ""))
+                       f"{config.negatives_per_positive} non-converted items drawn at the conversion's time with "
+                       f"weights (events in the same period, training or test) ** {config.popularity_exponent:g}, "
+                       "from the items first seen before that time and not already the user's"
+                       + (f"; {given_up:,} draws given up (no such item found in 50 tries)" if given_up else ""))
     rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
     train = ~rows["_test"].to_numpy()
     if not train.any() or train.all():

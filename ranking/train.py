@@ -35,10 +35,16 @@ def strategy_for(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def features_of(rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {"user_id": rows["user_id"].to_numpy(dtype=str).astype(object),
-            "item_id": rows["item_id"].to_numpy(dtype=str).astype(object),
-            "label": rows["label"].to_numpy(dtype=np.float32)}
+def features_of(rows: pd.DataFrame, columns: dict[str, np.ndarray] | None = None,
+                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The model inputs of `rows`, plus precomputed `columns` (aligned with the whole frame the rows were
+    selected from by `mask`): the point-in-time LEARN vectors, read as they are instead of looked up."""
+    out = {"user_id": rows["user_id"].to_numpy(dtype=str).astype(object),
+           "item_id": rows["item_id"].to_numpy(dtype=str).astype(object),
+           "label": rows["label"].to_numpy(dtype=np.float32)}
+    for name, values in (columns or {}).items():
+        out[name] = values if mask is None else values[mask]
+    return out
 
 
 def dataset(features: dict[str, np.ndarray], batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -80,19 +86,22 @@ class Trained:
 
 
 def train_ranker(samples: pd.DataFrame, vocabulary: Vocabulary, config: RankingConfig,
-                 users: FeatureTable | None = None, items: FeatureTable | None = None, verbose: int = 2) -> Trained:
-    """Train one ranker (the LEARN ranker when both tables are given) on the `train` rows, stopping early
-    on the `valid` rows."""
+                 users: FeatureTable | None = None, items: FeatureTable | None = None, verbose: int = 2,
+                 similarity: bool = False, columns: dict[str, np.ndarray] | None = None) -> Trained:
+    """Train one ranker (the LEARN ranker when both tables are given, reading their user . item score too
+    with `similarity`) on the `train` rows, stopping early on the `valid` rows."""
     train_cfg = config.train
     set_determinism(train_cfg.seed)
     strategy = strategy_for(train_cfg.strategy)
-    train_rows, valid_rows = samples[samples["part"] == "train"], samples[samples["part"] == "valid"]
+    is_train, is_valid = (samples["part"] == "train").to_numpy(), (samples["part"] == "valid").to_numpy()
+    train_rows, valid_rows = samples[is_train], samples[is_valid]
     global_batch = train_cfg.batch_size
     with strategy.scope():
-        model = Ranker(vocabulary, config.model, users, items)
+        model = Ranker(vocabulary, config.model, users, items, similarity)
         model.compile(optimizer=tf.keras.optimizers.Adam(train_cfg.lr))
-    train_ds = dataset(features_of(train_rows), global_batch, shuffle_seed=train_cfg.seed)
-    valid_ds = dataset(features_of(valid_rows), 4 * global_batch)
+    learn = columns if users is not None else None
+    train_ds = dataset(features_of(train_rows, learn, is_train), global_batch, shuffle_seed=train_cfg.seed)
+    valid_ds = dataset(features_of(valid_rows, learn, is_valid), 4 * global_batch)
     keep = KeepBest(train_cfg.patience)
     started = time.perf_counter()
     model.fit(train_ds, validation_data=valid_ds, epochs=train_cfg.epochs, callbacks=[keep], verbose=verbose)
@@ -101,9 +110,12 @@ def train_ranker(samples: pd.DataFrame, vocabulary: Vocabulary, config: RankingC
     return Trained(model, keep.history, keep.best_epoch + 1, len(train_rows) * epochs / elapsed)
 
 
-def predict(model: Ranker, rows: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+def predict(model: Ranker, rows: pd.DataFrame, batch_size: int = 8192,
+            columns: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Probabilities of `rows`; LEARN vectors from `columns` (aligned with `rows`) when given, else looked
+    up by id in the model's tables (as the SavedModel does)."""
     out = []
-    for batch in dataset(features_of(rows), batch_size):
+    for batch in dataset(features_of(rows, columns if model.uses_learn else None), batch_size):
         out.append(tf.sigmoid(model(batch)["logit"]).numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 

@@ -66,11 +66,14 @@ def run_ab(ctx: Context) -> StageOutput:
     for name in ("replay", "simulated"):
         block = result[name]
         metrics[name] = {k: block[k] for k in ("revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value",
-                                               "cvr_ci_low", "cvr_ci_high", "unadjusted", "users", "cuped")}
+                                               "cvr_ci_low", "cvr_ci_high", "unadjusted", "users", "cuped",
+                                               "min_detectable_lift", "rerankable_share", "single_candidate_share",
+                                               "candidates_per_request")}
         metrics[name]["segments"] = block["segments"]
     metrics["aa"] = {"false_positive_rate": result["replay"]["aa"]["false_positive_rate"],
                      "runs": result["replay"]["aa"]["runs"],
                      "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"]}
     metrics["requests"], metrics["days"] = result["requests"], result["days"]
     metrics["widened_candidates"] = result["widened_candidates"]
+    metrics["single_candidate_share"] = result["single_candidate_share"]
     return StageOutput(metrics, text)

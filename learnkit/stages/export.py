@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from learnkit.errors import DataError
-from learnkit.fsutil import sha256_file
+from learnkit.fsutil import read_json, sha256_file
 from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
 from learnkit.report import md_table
@@ -21,7 +21,7 @@ def run_export(ctx: Context) -> StageOutput:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from export.embed import embed_tables, histories_before
+    from export.embed import embed_snapshots, embed_tables, histories_before, snapshot_histories
     from export.towers import export_towers
     from export.tables import write_export
     from learn_embed.ceg import read_embeddings
@@ -46,6 +46,11 @@ def run_export(ctx: Context) -> StageOutput:
     histories = histories_before(events, period.user_snapshot(events["user_id"]), min(pch.split.history_max, model_config.max_len),
                                  pch.split.positives_only)
     tables = embed_tables(model, catalog, histories, config.fallback)
+    every = config.snapshot_every or ctx.config.test_period.day_seconds
+    snapshots = snapshot_histories(events, every, min(pch.split.history_max, model_config.max_len),
+                                   pch.split.positives_only)
+    tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
+    ordinal = read_json(ctx.run_dir / "data" / "validation.json").get("time") == "ordinal"
     length = min(pch.split.history_max, model_config.max_len)
     parity: dict = {}
 
@@ -72,10 +77,14 @@ def run_export(ctx: Context) -> StageOutput:
                 "user_history": "the newest interactions before snapshot_ts"
                                 + (" (positives only)" if pch.split.positives_only else ""),
                 "fallback": f"{config.fallback} of the users with history; has_embedding = false"}
+    metadata["user_snapshots"] = (f"every {every} time units from the first event; a user's row at as_of s is "
+                                  "built from their events with ts < s, written when their history changed")
     folder = write_export(ctx.stage_dir, tables, metadata, rows_per_part=config.rows_per_part,
-                          formats=tuple(config.formats), artefacts=towers)
+                          formats=tuple(config.formats), artefacts=towers, ordinal_time=ordinal)
     users, items = tables["users"], tables["items"]
     metrics = {"rows_users": len(users.ids), "rows_items": len(items.ids),
+               "rows_user_snapshots": len(snapshots.rows), "snapshots": int(snapshots.rows["as_of"].nunique()),
+               "snapshot_every": every,
                "users_with_embedding": int(users.has_embedding.sum()), "dim": int(items.embeddings.shape[1]),
                "version": folder.name, "snapshot": period.description, "method": config.method, **parity}
     log.info("export %s: %d users (%d with history), %d items", folder, metrics["rows_users"],
@@ -86,10 +95,16 @@ def run_export(ctx: Context) -> StageOutput:
             + md_table(["table", "rows", "with embedding", "dim", "formats"],
                        [["users", metrics["rows_users"], metrics["users_with_embedding"], metrics["dim"],
                          ", ".join(config.formats)],
+                        ["user_snapshots", metrics["rows_user_snapshots"], metrics["rows_user_snapshots"],
+                         metrics["dim"], ", ".join(config.formats)],
                         ["items", metrics["rows_items"], metrics["rows_items"], metrics["dim"],
                          ", ".join(config.formats)]])
             + f"\nUsers with no interaction before the snapshot carry the {config.fallback} fallback and "
-              "`has_embedding = false`.\n")
+              "`has_embedding = false`. `user_snapshots` holds the point-in-time vectors the ranker joins to "
+              f"each sample: a snapshot every {every} time units ({metrics['snapshots']} partitions "
+              "`user_snapshots/as_of=<time>/`), a user's row at `as_of` built only from their events before it, "
+              "written when their history changed since their previous row (a reader carries the last one "
+              "forward).\n")
     if parity:
         text += ("\nTowers: `towers/user.onnx` and `towers/item.onnx` (dynamic batch and history length) and the "
                  f"TensorFlow SavedModels `towers/user_tf` (histories padded to {length}) and `towers/item_tf`. "

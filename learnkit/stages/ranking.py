@@ -1,12 +1,15 @@
-"""The ranking stage (`learn-kit rank --config CONFIG`): the ID baseline and the LEARN ranker trained on the same samples,
-scored on the test period, saved as SavedModels, and compared overall and by segment (TensorFlow, lazily;
-the comparison itself is numpy-only `eval`)."""
+"""The ranking stage (`learn-kit rank --config CONFIG`): the ID baseline and the LEARN rankers (paper
+Fig. 5, and Fig. 5 with the LEARN similarity as an input) trained on the same samples, scored on the test
+period, saved as SavedModels, and compared overall and by segment (TensorFlow, lazily; the comparison
+itself is numpy-only `eval`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from learnkit.config import Config
@@ -34,9 +37,10 @@ def run_ranking(ctx: Context) -> StageOutput:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from eval.ranking_report import ranking_metrics, ranking_report
     from eval.segments import segment_rows
-    from export.tables import open_export
+    from export.tables import open_export, read_table
     from learnkit.period import test_period
     from ranking.model import Vocabulary
+    from ranking.pointintime import join_user_snapshots, learn_columns
     from ranking.samples import ranking_samples
     from ranking.tables import read_feature_table
     from ranking.train import predict, save_serving, train_ranker
@@ -67,20 +71,28 @@ def run_ranking(ctx: Context) -> StageOutput:
     fmt = cfg.train.table_format
     user_table = read_feature_table(ctx.run_dir / "export", "users", fmt)
     item_table = read_feature_table(ctx.run_dir / "export", "items", fmt)
-    test = rows[rows["part"] == "test"].reset_index(drop=True)
+    # every sample reads the user snapshot of its own time (never one built from its event or later ones)
+    snapshots, _ = read_table(ctx.run_dir / "export", "user_snapshots", expect_version=manifest["version"])
+    columns = learn_columns(rows, snapshots, item_table.ids.astype(str), item_table.vectors, item_table.flags,
+                            item_table.fallback)
+    is_test = (rows["part"] == "test").to_numpy()
+    test = rows[is_test].reset_index(drop=True)
+    test_columns = {k: v[is_test] for k, v in columns.items()}
+    coverage = _vector_coverage(rows, is_test, columns, join_user_snapshots(rows, snapshots), user_table)
     training, scores, serving = {}, {}, {}
-    for name, tables in (("baseline", (None, None)), ("learn", (user_table, item_table))):
+    learn_tables = (user_table, item_table)
+    for name, tables, similarity in (("baseline", (None, None), False), ("learn", learn_tables, False),
+                                     ("learn_similarity", learn_tables, True)):
         log.info("ranker %s: training on %d rows (%d validation)", name, int((rows.part == "train").sum()),
                  int((rows.part == "valid").sum()))
-        trained = train_ranker(rows, vocabulary, cfg, *tables)
-        scores[name] = predict(trained.model, test)
+        trained = train_ranker(rows, vocabulary, cfg, *tables, similarity=similarity, columns=columns)
+        scores[name] = predict(trained.model, test, columns=test_columns)
         serving[name] = save_serving(trained.model, ctx.stage_dir / f"{name}_savedmodel", test.head(256))
         training[name] = {"history": trained.history, "best_epoch": trained.best_epoch,
                           "epochs_run": len(trained.history),
                           "examples_per_s": round(trained.examples_per_s, 1),
                           "savedmodel_max_abs_diff": serving[name]}
-    scored = segment_rows(test.assign(baseline=scores["baseline"], learn=scores["learn"],
-                                      snapshot=period.user_snapshot(test["user_id"])),
+    scored = segment_rows(test.assign(**scores, snapshot=period.user_snapshot(test["user_id"])),
                           events, period.user_snapshot(events["user_id"]), cfg.segments, config.test_period.day_seconds)
     write_parquet(ctx.stage_dir / "scores.parquet", scored)
     metrics = ranking_metrics(scored, cfg.bootstrap, config.seed, cfg.wuauc_weight)
@@ -89,13 +101,37 @@ def run_ranking(ctx: Context) -> StageOutput:
                           "test_period": period.description, "export_version": manifest["version"],
                           "table_format": fmt,
                           **{f"{p}_rows": int((rows.part == p).sum()) for p in ("train", "valid", "test")},
-                          "test_positive_rate": float(test["label"].mean()) if len(test) else float("nan")}
+                          "test_positive_rate": float(test["label"].mean()) if len(test) else float("nan"),
+                          **coverage}
     text = ranking_report(metrics, ctx.stage_dir / "segment_deltas.png", f"{ctx.stage_dir.name}/segment_deltas.png",
                           samples.description, cfg.bootstrap)
+    text += (f"\nUser vectors are joined point in time: each sample reads its user's newest snapshot taken at or "
+             "before it, built only from earlier events (the export's `user_snapshots`). "
+             f"{100 * coverage['test_rows_with_user_vector']:.1f}% of the test rows carry a real user vector "
+             f"({100 * coverage['test_rows_with_user_vector_single_snapshot']:.1f}% with one snapshot at each "
+             "user's test-period start); the rest are users with no snapshot before the sample yet.\n")
     text += _training_table(training)
     metrics = nan_to_null(metrics)
     write_json(ctx.stage_dir / "metrics.json", metrics)  # the stage's figures on their own, as in metrics.json
     return StageOutput(metrics, text)
+
+
+def _vector_coverage(rows: pd.DataFrame, is_test: np.ndarray, columns: dict[str, np.ndarray], joined: pd.DataFrame,
+                     users: Any) -> dict[str, Any]:
+    """How many test rows carry a real (non-fallback) user vector: point-in-time, and as the one snapshot at
+    each user's test-period start gave it; and the leakage check, that no joined vector holds history from
+    at or after its row's time."""
+    ts = rows["ts"].to_numpy()
+    has = joined["snapshot"].to_numpy() >= 0
+    if (joined["history_end"].to_numpy()[has] >= ts[has]).any():
+        raise DataError("a ranking sample's user vector holds history from at or after the sample: leakage")
+    single = pd.Index(users.ids.astype(str)).get_indexer(rows["user_id"].astype(str))
+    single_flag = np.where(single >= 0, users.flags[np.maximum(single, 0)], 0.0)
+    test = np.asarray(is_test)
+    return {"test_rows_with_user_vector": float(columns["user_has_embedding"][test].mean()) if test.any() else 0.0,
+            "test_rows_with_user_vector_single_snapshot": float(single_flag[test].mean()) if test.any() else 0.0,
+            "train_rows_with_user_vector": float(columns["user_has_embedding"][~test].mean()),
+            "user_vector": "point-in-time: the user's snapshot with the largest as_of <= the sample's time"}
 
 
 def _training_table(training: dict) -> str:

@@ -3,8 +3,11 @@ A/A check whose false-positive rate sits near 5%."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from eval.ab import add_requests, assign_arms, cuped, run_ab, shown, widen_requests
+from eval.ab import (add_requests, assign_arms, cuped, min_detectable_lift, request_resolution, run_ab, shown,
+                     widen_requests)
+from eval.ab_report import ab_report, cannot_tell
 from learnkit.config import AbConfig
 
 
@@ -87,3 +90,26 @@ def test_widened_candidates_are_new_to_their_request_and_only_the_simulation_see
     assert wide["widened_candidates"] == len(extra) and plain["widened_candidates"] == 0
     assert wide["replay"]["revenue_lift"] == plain["replay"]["revenue_lift"]
     assert wide["simulated"]["revenue_per_user"] != plain["simulated"]["revenue_per_user"]
+
+
+def test_min_detectable_lift_by_hand():
+    # values 1 and 3: mean 2, sd sqrt(2); arms of 100: sd * sqrt(1/100 + 1/100) = 0.2
+    # (1.959964 + 0.841621) * 0.2 / 2 = 0.2801585
+    values = np.array([1.0, 3.0] * 50)
+    assert min_detectable_lift(values[:2], 100, 100) == pytest.approx(0.2801585, abs=1e-6)
+    assert np.isnan(min_detectable_lift(np.zeros(4), 100, 100))  # no revenue: nothing to resolve
+
+
+def test_a_test_that_re_ranking_cannot_change_says_so():
+    frame = pd.DataFrame({"request": [0, 1, 2, 2, 2, 3, 3, 3, 3, 3]})
+    assert request_resolution(frame, top_k=3) == {
+        "single_candidate_share": 0.5, "rerankable_share": 0.25,
+        "candidates_per_request": {"mean": 2.5, "median": 2.0}}
+    rows, items, pre = traffic()
+    config = AbConfig(control_share=0.5, treatment_share=0.5, top_k=50, simulated_seeds=1, bootstrap=50, aa_runs=5)
+    result = run_ab(rows, rows[["user_id", "item_id", "label"]], items, pre, 100, config, seed=0)
+    assert result["replay"]["rerankable_share"] == 0.0 and cannot_tell(result["replay"])
+    assert 0 < result["replay"]["min_detectable_lift"] < 1
+    text = ab_report(result, None, None, 50, (0.5, 0.5))
+    assert "replay: this test cannot tell: re-ranking can change only 0% of the requests" in text
+    assert "min. detectable revenue lift (80% power)" in text

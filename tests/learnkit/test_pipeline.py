@@ -163,7 +163,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     embedded = item_tower(run / "export")(content[:5])
     assert np.abs(embedded - table.embeddings[:5]).max() < 1e-4 and ids["item_id"][:5].tolist() == table.ids[:5]
     ranking = metrics["ranking"]
-    for model in ("baseline", "learn"):
+    for model in ("baseline", "learn", "learn_similarity"):
         assert 0.5 < ranking[model]["AUC"] < 1 and 0.5 < ranking[model]["UAUC"] < 1
         for kind in ("user", "item"):
             assert set(ranking[model]["segments"][kind]) == {"cold_start", "long_tail", "others"}
@@ -173,12 +173,36 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     delta = ranking["delta"]["UAUC"]
     assert abs(delta["value"] - (ranking["learn"]["UAUC"] - ranking["baseline"]["UAUC"])) < 1e-12
     assert delta["ci_low"] <= delta["value"] <= delta["ci_high"]
+    similar = ranking["deltas"]["learn_similarity"]["UAUC"]
+    assert abs(similar["value"] - (ranking["learn_similarity"]["UAUC"] - ranking["baseline"]["UAUC"])) < 1e-12
+    assert ranking["deltas"]["learn"] == ranking["delta"]
+    # the point-in-time property over the whole run: no sample's user vector holds an event at or after it
+    from export.tables import read_table as read_export_table
+    from ranking.pointintime import join_user_snapshots
+
+    samples = pd.read_parquet(run / "ranking" / "samples.parquet")
+    snapshots, _ = read_export_table(run / "export", "user_snapshots")
+    joined = join_user_snapshots(samples, snapshots)
+    has = joined["snapshot"].to_numpy() >= 0
+    ts = samples["ts"].to_numpy()
+    assert has.sum() > 10_000 and (joined["history_end"].to_numpy()[has] < ts[has]).all()
+    assert (joined["as_of"].to_numpy()[has] <= ts[has]).all()
+    # recomputed from the events: a snapshot's newest event is its user's newest event before its as_of
+    rows = pd.DataFrame({"user_id": snapshots.ids, "as_of": snapshots.as_of, "end": snapshots.history_end})
+    newest = pd.merge_asof(rows.sort_values("as_of"), events[["user_id", "ts"]].sort_values("ts"), left_on="as_of",
+                           right_on="ts", by="user_id", allow_exact_matches=False)
+    assert (newest["ts"].to_numpy() == newest["end"].to_numpy()).all()
+    coverage = ranking["samples"]
+    assert coverage["test_rows_with_user_vector"] > coverage["test_rows_with_user_vector_single_snapshot"]
     for estimator in ("replay", "simulated"):
         block = metrics["ab"][estimator]
-        assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments"} <= set(block)
+        assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments", "min_detectable_lift",
+                "rerankable_share", "single_candidate_share"} <= set(block)
+        assert block["min_detectable_lift"] > 0 and 0 <= block["rerankable_share"] <= 1
         assert set(block["segments"]["item"]) == {"cold_start", "long_tail", "others"}
     assert 0 <= metrics["ab"]["aa"]["false_positive_rate"] <= 0.2
     assert metrics["ab"]["widened_candidates"] == 3 * metrics["ab"]["requests"]
+    assert 0 <= metrics["ab"]["single_candidate_share"] <= 1
     assert json.loads((run / "ranking" / "metrics.json").read_text()) == ranking
     for name in ("ranking/scores.parquet", "ranking/segment_deltas.png", "ranking/learn_savedmodel/saved_model.pb",
                  "ab/assignment.parquet", "ab/report.json", "ab/daily_lift.png"):

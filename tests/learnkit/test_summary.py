@@ -19,8 +19,10 @@ def test_summary_reads_the_figures_and_names_significant_segments():
                                                     "others": {"UAUC": interval(-0.02, -0.03, -0.01), "AUC": none}},
                                            "item": {"long_tail": {"UAUC": none,
                                                                   "AUC": {"value": None, "ci_low": None, "ci_high": None}}}}}},
-        "ab": {"replay": {"revenue_lift": 0.1, "ci_low": 0.02, "ci_high": 0.2, "p_value": 0.01},
-               "simulated": {"revenue_lift": -0.05, "ci_low": -0.2, "ci_high": 0.1, "p_value": 0.5},
+        "ab": {"replay": {"revenue_lift": 0.1, "ci_low": 0.02, "ci_high": 0.2, "p_value": 0.01,
+                          "rerankable_share": 0.8, "min_detectable_lift": 0.05},
+               "simulated": {"revenue_lift": -0.05, "ci_low": -0.2, "ci_high": 0.1, "p_value": 0.5,
+                             "rerankable_share": 0.03, "min_detectable_lift": 0.3},
                "aa": {"false_positive_rate": 0.045, "runs": 200}},
     }
     text = run_summary(metrics)
@@ -30,6 +32,7 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     assert "UAUC +1.20pp [+0.20pp, +2.00pp]" in text and "LEARN is better on UAUC" in text
     assert ("LEARN better for cold-start users (UAUC +5.00pp, AUC +3.00pp); baseline better for other users "
             "(UAUC -2.00pp).") in text
-    assert "replay +10.0% [+2.0%, +20.0%], p = 0.010 (the interval excludes zero); simulated -5.0%" in text
+    assert ("replay +10.0% [+2.0%, +20.0%], p = 0.010 (the interval excludes zero); detectable at 80% power from "
+            "±5.0%; simulated: cannot tell (re-ranking can change only 3% of the requests)") in text
     assert "A/A false-positive rate 4.5% over 200 salts" in text
     assert run_summary({}) == ""

@@ -1,5 +1,7 @@
 """Ranking samples (framework-free): logged negatives on MovieLens, sampled exposures on implicit data."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,26 +22,51 @@ def implicit_events():
     return events, items
 
 
-def test_sampled_exposures_skip_the_users_items_and_never_draw_items_without_events():
+def test_sampled_exposures_exist_at_their_time_and_are_not_yet_the_users():
+    """By hand: training counts a 3, b 2, c 1, g 1; test counts c, e, f 1 each; items are first seen at
+    a 1, b 2, g 2, c 4, e 8, f 8 (d never). At its positive's time a negative must already exist and not
+    yet be the user's: (u1, a, 1) has no item before it, (u1, b, 2) only a (u1's own), in the test period
+    only c exists before 8 and u1 and u2 have it: 4 of the 10 positives get no negative, 6 x 3 = 18 do."""
     events, items = implicit_events()
     samples = ranking_samples(events, items, events.ts.to_numpy() >= 7, config=RankingSamplesConfig(negatives_per_positive=3,
                                                                                         valid_fraction=0.2), seed=0)
     rows = samples.rows
     assert samples.negatives == "sampled"
     negatives = rows[rows.label == 0]
-    assert len(negatives) == 3 * 10 and "given up" not in samples.description
-    own = set(zip(events.user_id, events.item_id))
-    assert not any((u, i) in own for u, i in zip(negatives.user_id, negatives.item_id))
+    assert len(negatives) == 18 and "12 draws given up (no such item found in 50 tries)" in samples.description
+    first_seen = events.groupby("item_id").ts.min()
+    owned_since = events.groupby(["user_id", "item_id"]).ts.min()
+    for user, item, ts in zip(negatives.user_id, negatives.item_id, negatives.ts):
+        assert first_seen[item] < ts, (user, item, ts)  # no item is a negative before it exists
+        assert owned_since.get((user, item), 10**9) > ts, (user, item, ts)  # nor once the user had it
+    assert set(negatives[(negatives.user_id == "u4") & (negatives.ts == 2)].item_id) == {"a"}
+    # u3 buys b only at 6: at 5 it may still be an exposure that did not convert
+    assert set(negatives[(negatives.user_id == "u3") & (negatives.ts == 5)].item_id) <= {"b", "c", "g"}
+    assert set(negatives[negatives.part == "test"].item_id) == {"c"}
     assert "d" not in set(negatives.item_id)  # no event on d: never an exposure
-    # test negatives follow the test period's popularity: only c, e, f have test-period events
-    assert set(negatives[negatives.part == "test"].item_id) <= {"c", "e", "f"}
     # a negative carries its positive's time and the item's price (1.0 where none) as value
-    assert set(negatives.ts) <= set(events.ts)
     prices = {"a": 2.0, "b": 1.0, "c": 5.0, "e": 3.0, "f": 4.0, "g": 6.0}
     assert all(prices[i] == v for i, v in zip(negatives.item_id, negatives.value))
     assert set(rows[rows.ts >= 7].part) == {"test"} and set(rows[rows.ts < 7].part) <= {"train", "valid"}
     again = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=3, valid_fraction=0.2), 0)
     pd.testing.assert_frame_equal(rows, again.rows)
+
+
+def test_popularity_exponent_zero_draws_uniformly_over_existing_items():
+    # h has 9 events and t 1, both at ts 0; 400 users then each buy an item of their own
+    users = [f"u{k}" for k in range(400)]
+    events = pd.DataFrame({"user_id": [f"x{k}" for k in range(10)] + users,
+                           "item_id": ["h"] * 9 + ["t"] + [f"p{k}" for k in range(400)],
+                           "ts": [0] * 10 + list(np.random.default_rng(0).integers(10, 100, 400))})
+    events["label"], events["value"] = np.int8(1), 1.0
+    items = pd.DataFrame({"item_id": ["h", "t"] + [f"p{k}" for k in range(400)]})
+    share = {}
+    for exponent in (1.0, 0.0):
+        rows = ranking_samples(events, items, events.ts.to_numpy() >= 95,
+                               RankingSamplesConfig(negatives_per_positive=4, popularity_exponent=exponent), 0).rows
+        negatives = rows[(rows.label == 0) & rows.item_id.isin(["h", "t"]) & (rows.part != "test")]
+        share[exponent] = (negatives.item_id == "h").mean()
+    assert 0.85 < share[1.0] < 0.95 and 0.4 < share[0.0] < 0.6  # 9 / 10 and 1 / 2
 
 
 def test_movielens_uses_its_logged_negatives(shared_data):
@@ -64,13 +91,13 @@ def test_clear_errors():
         ranking_samples(events, items, events.ts.to_numpy() >= 100, RankingSamplesConfig(), 0)
 
 
-def test_a_user_with_every_item_is_reported_not_dropped_silently():
+def test_draws_that_find_no_item_are_counted_not_dropped_silently():
     events, items = implicit_events()
     events = pd.concat([events, pd.DataFrame({"user_id": ["u1"] * 3, "item_id": ["e", "f", "g"], "ts": [2, 3, 4],
                                               "label": np.int8(1), "value": 1.0})], ignore_index=True)
     samples = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=2), 0)
-    assert "12 draws given up for users who have nearly every item" in samples.description
-    assert "u1" not in set(samples.rows[samples.rows.label == 0].user_id)
+    given_up = int(re.search(r"([0-9,]+) draws given up", samples.description).group(1))
+    assert given_up > 0 and (samples.rows.label == 0).sum() + given_up == 2 * (samples.rows.label == 1).sum()
 
 
 def test_a_given_split_marks_test_and_validation_and_negatives_follow_their_positive():

@@ -1,0 +1,37 @@
+"""The point-in-time join: a sample reads only a user snapshot built from events before it."""
+
+import numpy as np
+import pandas as pd
+
+from export.embed import snapshot_histories
+from export.tables import EmbeddingTable
+from ranking.pointintime import NONE, join_user_snapshots, learn_columns
+
+
+def test_a_hand_built_case_where_leakage_would_change_rows():
+    # u buys x at 1, y at 5, z at 12; v buys x at 15. Snapshots every 10 from ts 1: u at 11 (x, y; newest 5)
+    # and 21 (x, y, z; newest 12), v at 21 (x; newest 15).
+    events = pd.DataFrame({"user_id": ["u", "u", "u", "v"], "item_id": ["x", "y", "z", "x"], "ts": [1, 5, 12, 15],
+                           "label": [1, 1, 1, 1]})
+    snapshots = snapshot_histories(events, 10, 50, positives_only=True)
+    assert snapshots.rows.values.tolist() == [["u", 11, 5], ["u", 21, 12], ["v", 21, 15]]
+    assert snapshots.histories == [["x", "y"], ["x", "y", "z"], ["x"]]
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    table = EmbeddingTable(snapshots.rows.user_id.tolist(), vectors, np.ones(3, bool), np.array([9.0, 9.0], np.float32),
+                           snapshots.rows.as_of.to_numpy(), snapshots.rows.history_end.to_numpy())
+    # rows out of time order, as samples come: u at 5 (no snapshot yet: the one from 11 holds its own event),
+    # u at 11 (exactly at a snapshot: built from events before 11), u at 12 (still 11: 21 holds this event),
+    # u at 30, v at 16 (nothing yet), w (never seen)
+    samples = pd.DataFrame({"user_id": ["u", "u", "u", "u", "v", "w"], "ts": [12, 5, 11, 30, 16, 40],
+                            "item_id": ["z", "y", "q", "q", "x", "x"]})
+    joined = join_user_snapshots(samples, table)
+    assert joined["snapshot"].tolist() == [0, NONE, 0, 1, NONE, NONE]
+    assert joined["as_of"].tolist() == [11, NONE, 11, 21, NONE, NONE]
+    has = joined["snapshot"].to_numpy() >= 0
+    assert (joined["history_end"].to_numpy()[has] < samples["ts"].to_numpy()[has]).all()
+    columns = learn_columns(samples, table, np.array(["x", "y", "z"]), np.eye(3, 2, dtype=np.float32), np.ones(3),
+                            np.array([7.0, 7.0], np.float32))
+    assert columns["user_learn"].tolist() == [[1, 0], [9, 9], [1, 0], [0, 1], [9, 9], [9, 9]]
+    assert columns["user_has_embedding"].tolist() == [1, 0, 1, 1, 0, 0]
+    assert columns["item_learn"].tolist() == [[0, 0], [0, 1], [7, 7], [7, 7], [1, 0], [1, 0]]
+    assert columns["item_has_embedding"].tolist() == [1, 1, 0, 0, 1, 1]
