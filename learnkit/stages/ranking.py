@@ -78,7 +78,8 @@ def run_ranking(ctx: Context) -> StageOutput:
     is_test = (rows["part"] == "test").to_numpy()
     test = rows[is_test].reset_index(drop=True)
     test_columns = {k: v[is_test] for k, v in columns.items()}
-    coverage = _vector_coverage(rows, is_test, columns, join_user_snapshots(rows, snapshots), user_table)
+    history = events[events["label"] == 1] if config.pch is not None and config.pch.split.positives_only else events
+    coverage = _vector_coverage(rows, is_test, columns, join_user_snapshots(rows, snapshots), user_table, history)
     training, scores, serving = {}, {}, {}
     learn_tables = (user_table, item_table)
     for name, tables, similarity in (("baseline", (None, None), False), ("learn", learn_tables, False),
@@ -109,7 +110,10 @@ def run_ranking(ctx: Context) -> StageOutput:
              "before it, built only from earlier events (the export's `user_snapshots`). "
              f"{100 * coverage['test_rows_with_user_vector']:.1f}% of the test rows carry a real user vector "
              f"({100 * coverage['test_rows_with_user_vector_single_snapshot']:.1f}% with one snapshot at each "
-             "user's test-period start); the rest are users with no snapshot before the sample yet.\n")
+             "user's test-period start). Of the test rows whose user has any earlier interaction, "
+             f"{100 * coverage['test_rows_with_history_and_vector']:.1f}% carry a vector; the others "
+             f"({100 * coverage['test_rows_awaiting_first_snapshot']:.1f}% of all test rows) come from users whose "
+             "whole history falls after the last snapshot before them (the same day, with daily snapshots).\n")
     text += _training_table(training)
     metrics = nan_to_null(metrics)
     write_json(ctx.stage_dir / "metrics.json", metrics)  # the stage's figures on their own, as in metrics.json
@@ -117,7 +121,7 @@ def run_ranking(ctx: Context) -> StageOutput:
 
 
 def _vector_coverage(rows: pd.DataFrame, is_test: np.ndarray, columns: dict[str, np.ndarray], joined: pd.DataFrame,
-                     users: Any) -> dict[str, Any]:
+                     users: Any, history: pd.DataFrame) -> dict[str, Any]:
     """How many test rows carry a real (non-fallback) user vector: point-in-time, and as the one snapshot at
     each user's test-period start gave it; and the leakage check, that no joined vector holds history from
     at or after its row's time."""
@@ -128,7 +132,18 @@ def _vector_coverage(rows: pd.DataFrame, is_test: np.ndarray, columns: dict[str,
     single = pd.Index(users.ids.astype(str)).get_indexer(rows["user_id"].astype(str))
     single_flag = np.where(single >= 0, users.flags[np.maximum(single, 0)], 0.0)
     test = np.asarray(is_test)
+    # rows whose user has history before them but no snapshot yet: it all falls after the last snapshot
+    earlier = pd.merge_asof(pd.DataFrame({"user_id": rows["user_id"].astype(str).to_numpy(), "ts": ts,
+                                          "position": np.arange(len(rows))}).sort_values("ts"),
+                            pd.DataFrame({"user_id": history["user_id"].astype(str).to_numpy(),
+                                          "seen": history["ts"].to_numpy()}).sort_values("seen"),
+                            left_on="ts", right_on="seen", by="user_id", allow_exact_matches=False)
+    has_history = earlier.sort_values("position")["seen"].notna().to_numpy()
+    waiting = has_history & ~has
     return {"test_rows_with_user_vector": float(columns["user_has_embedding"][test].mean()) if test.any() else 0.0,
+            "test_rows_with_history_and_vector": float(has[test & has_history].mean()) if (test & has_history).any()
+            else 0.0,
+            "test_rows_awaiting_first_snapshot": float(waiting[test].mean()) if test.any() else 0.0,
             "test_rows_with_user_vector_single_snapshot": float(single_flag[test].mean()) if test.any() else 0.0,
             "train_rows_with_user_vector": float(columns["user_has_embedding"][~test].mean()),
             "user_vector": "point-in-time: the user's snapshot with the largest as_of <= the sample's time"}

@@ -194,6 +194,17 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     assert (newest["ts"].to_numpy() == newest["end"].to_numpy()).all()
     coverage = ranking["samples"]
     assert coverage["test_rows_with_user_vector"] > coverage["test_rows_with_user_vector_single_snapshot"]
+    # every row whose user has an event before the newest snapshot time at or before it carries a vector
+    origin, day = int(events["ts"].min()), 86_400
+    snapshot_time = origin + (ts - origin) // day * day
+    positives = events  # the chain's split keeps every interaction (positives_only: false)
+    before = pd.merge_asof(pd.DataFrame({"user_id": samples["user_id"], "at": snapshot_time,
+                                         "position": np.arange(len(samples))}).sort_values("at"),
+                           pd.DataFrame({"user_id": positives["user_id"], "seen": positives["ts"]}).sort_values("seen"),
+                           left_on="at", right_on="seen", by="user_id", allow_exact_matches=False)
+    covered = before.sort_values("position")["seen"].notna().to_numpy()
+    assert covered.any() and (has == covered).all()
+    assert 0 < coverage["test_rows_with_history_and_vector"] < 1 and coverage["test_rows_awaiting_first_snapshot"] > 0
     for estimator in ("replay", "simulated"):
         block = metrics["ab"][estimator]
         assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments", "min_detectable_lift",
