@@ -96,6 +96,7 @@ def test_loss_goes_down_on_a_learnable_task(tmp_path):
     assert (tmp_path / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly_or_is_refused(tmp_path, small_data, isolated_cache):
     """A killed run resumes to the uninterrupted weights. A resume after a config change stops naming the
     key; an unreadable last checkpoint falls back to the one before it; an interrupted --force re-run never

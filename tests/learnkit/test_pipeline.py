@@ -57,6 +57,7 @@ def test_run_writes_the_run_directory_and_skips_unchanged_stages(config_path, tm
     assert set(third["i2i"]) >= {"genre_at_5"}
 
 
+@pytest.mark.slow
 def test_a_change_below_a_stage_re_runs_it_whichever_command_starts_it(config_path, tmp_path):
     """Outputs edited after a stage finished, and new model weights at the same path, re-run every stage
     that read them: a stage run alone does not call them "unchanged"."""
