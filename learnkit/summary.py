@@ -89,7 +89,7 @@ def run_summary(metrics: dict[str, Any]) -> str:
             p_value = "n/a" if b["p_value"] is None else "< 0.001" if b["p_value"] < 0.001 else f"= {b['p_value']:.3f}"
             parts.append(f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
                          f"p {p_value}" + (" (the interval excludes zero)" if sign else "")
-                         + f"; detectable at 80% power from ±{_pct(b['min_detectable_lift']).lstrip('+')}")
+                         + f"; smallest lift this traffic detects at 80% power ±{_pct(b['min_detectable_lift']).lstrip('+')}")
         lines.append("- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
                      + "; ".join(parts) + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
                      f"over {ab['aa']['runs']} salts (nominal 5%).")

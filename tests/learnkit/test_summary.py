@@ -32,7 +32,7 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     assert "UAUC +1.20pp [+0.20pp, +2.00pp]" in text and "LEARN is better on UAUC" in text
     assert ("LEARN better for cold-start users (UAUC +5.00pp, AUC +3.00pp); baseline better for other users "
             "(UAUC -2.00pp).") in text
-    assert ("replay +10.0% [+2.0%, +20.0%], p = 0.010 (the interval excludes zero); detectable at 80% power from "
-            "±5.0%; simulated: cannot tell (re-ranking can change only 3% of the requests)") in text
+    assert ("replay +10.0% [+2.0%, +20.0%], p = 0.010 (the interval excludes zero); smallest lift this traffic "
+            "detects at 80% power ±5.0%; simulated: cannot tell (re-ranking can change only 3% of the requests)") in text
     assert "A/A false-positive rate 4.5% over 200 salts" in text
     assert run_summary({}) == ""
