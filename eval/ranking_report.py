@@ -14,6 +14,7 @@ from learnkit.report import md_table
 
 MODELS = ("baseline", "learn", "learn_similarity")
 LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
+REFERENCE = "popularity"   # a reference row: the item's positive training samples, the same for every user
 
 
 def ranking_metrics(rows: pd.DataFrame, bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
@@ -26,6 +27,8 @@ def ranking_metrics(rows: pd.DataFrame, bootstrap: int, seed: int, weight: str) 
     for model in models[1:]:
         result = _compare(rows, "baseline", model, bootstrap, seed, weight)
         out["baseline"], out[model], out["deltas"][model] = result["a"], result["b"], result["delta"]
+    if REFERENCE in rows.columns:
+        out[REFERENCE] = _compare(rows, "baseline", REFERENCE, bootstrap, seed, weight)["b"]
     out["delta"] = out["deltas"].get("learn")
     return out
 
@@ -83,9 +86,10 @@ def ranking_report(metrics: dict[str, Any], plot_path: Path, plot_link: str, sam
                    bootstrap: int) -> str:
     models = [m for m in MODELS if m in metrics]
     base = metrics["baseline"]
+    shown = [*([REFERENCE] if REFERENCE in metrics else []), *models]
     table6 = md_table(["model", "AUC", "UAUC", "WUAUC", "users with both classes", "users excluded"],
-                      [[m, *(round(metrics[m][k], 4) for k in METRICS), metrics[m]["users_evaluated"],
-                        metrics[m]["users_excluded"]] for m in models]
+                      [[f"*{m}*" if m == REFERENCE else m, *(_round(metrics[m][k]) for k in METRICS),
+                        metrics[m]["users_evaluated"], metrics[m]["users_excluded"]] for m in shown]
                       + [[f"{LABELS[m]} - baseline (pp, 95% CI)", *(_interval(metrics["deltas"][m][k]) for k in METRICS),
                           "", ""] for m in models[1:]])
     rows = []
@@ -104,7 +108,9 @@ def ranking_report(metrics: dict[str, Any], plot_path: Path, plot_link: str, sam
     table7 = md_table(header, rows)
     drawn = plot_segment_deltas(metrics["delta"], plot_path) if metrics.get("delta") else False
     return ("## Ranking: the LEARN rankers against the ID baseline (paper tables 6 and 7)\n\n"
-            f"Test rows: {base['rows']:,} ({samples_description}). The same samples train and test every model: "
+            f"Test rows: {base['rows']:,} ({samples_description}). *popularity* is a reference row: each item "
+            "scored by its positive training samples, the same for every user. The same samples train and test every "
+            "model: "
             "the ID baseline; LEARN (paper Fig. 5: the auxiliary network over the LEARN vectors, fused into the "
             "main tower); LEARN + similarity (Fig. 5 with the user . item score of the LEARN vectors as one "
             "more input). UAUC averages the AUC of each user with both classes; WUAUC weights it by the user's "

@@ -63,12 +63,14 @@ def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, firs
 
 
 def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int, seed: int,
-                      exponent: float = 1.0) -> tuple[pd.DataFrame, int]:
+                      exponent: float = 1.0, ordinal_time: bool = False) -> tuple[pd.DataFrame, int]:
     """(negatives, draws given up). Training negatives follow the popularity of the training events, test
     negatives that of the test period: drawn from all events, an item that sells mostly in the test period
     would look like a negative in training and the test would reward guessing against it."""
     rng = np.random.default_rng(seed)
     first_seen = events.groupby("item_id")["ts"].min()
+    if ordinal_time:  # positions in different users' sequences say nothing about when an item existed
+        first_seen = first_seen * 0 + np.iinfo(np.int64).min
     owned_since = events.groupby(["user_id", "item_id"])["ts"].min().to_dict()
     values = item_values(items)
     out, given_up = [], 0
@@ -87,7 +89,7 @@ def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: i
 
 
 def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarray, config: RankingSamplesConfig,
-                    seed: int, in_valid: np.ndarray | None = None) -> Samples:
+                    seed: int, in_valid: np.ndarray | None = None, ordinal_time: bool = False) -> Samples:
     """`in_test` marks the events of the test period; `in_valid` (optional) the validation events."""
     has_negatives = bool((events["label"] == 0).any())
     mode = config.negatives if config.negatives != "auto" else ("logged" if has_negatives else "sampled")
@@ -102,12 +104,14 @@ def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarr
     else:
         positives = base[base["label"] == 1]
         negatives, given_up = sampled_negatives(base, items, config.negatives_per_positive, seed,
-                                                config.popularity_exponent)
+                                                config.popularity_exponent, ordinal_time)
         rows = pd.concat([positives, negatives], ignore_index=True)
         description = (f"sampled exposures: {len(positives):,} conversions, each with "
                        f"{config.negatives_per_positive} non-converted items drawn at the conversion's time with "
                        f"weights (events in the same period, training or test) ** {config.popularity_exponent:g}, "
-                       "from the items first seen before that time and not already the user's"
+                       + ("from every item with an event (ordinal time: positions of different users' sequences "
+                          "do not order items) not already the user's at that position" if ordinal_time else
+                          "from the items first seen before that time and not already the user's")
                        + (f"; {given_up:,} draws given up (no such item found in 50 tries)" if given_up else ""))
     rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
     train = ~rows["_test"].to_numpy()

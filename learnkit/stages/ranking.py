@@ -14,7 +14,7 @@ import pandas as pd
 
 from learnkit.config import Config
 from learnkit.errors import ConfigError, DataError
-from learnkit.fsutil import write_json, write_parquet
+from learnkit.fsutil import read_json, write_json, write_parquet
 from learnkit.pipeline import Context, StageOutput
 from learnkit.report import md_table, nan_to_null
 from learnkit.stages.data import read_items
@@ -58,7 +58,8 @@ def run_ranking(ctx: Context) -> StageOutput:
     in_valid = None
     if config.test_period.kind == "split":
         in_valid = (events["split"] == "valid").to_numpy()
-    samples = ranking_samples(events, items, period.in_test, cfg.samples, config.seed, in_valid)
+    ordinal = read_json(ctx.run_dir / "data" / "validation.json").get("time") == "ordinal"
+    samples = ranking_samples(events, items, period.in_test, cfg.samples, config.seed, in_valid, ordinal)
     rows = samples.rows
     write_parquet(ctx.stage_dir / "samples.parquet", rows)
     train_rows = rows[rows["part"] != "test"]
@@ -93,6 +94,10 @@ def run_ranking(ctx: Context) -> StageOutput:
                           "epochs_run": len(trained.history),
                           "examples_per_s": round(trained.examples_per_s, 1),
                           "savedmodel_max_abs_diff": serving[name]}
+    # the reference row: each item's positive training samples (what a most-popular list ranks by)
+    train_part = rows[~is_test]
+    positives = train_part.loc[train_part["label"] == 1, "item_id"].value_counts()
+    scores["popularity"] = positives.reindex(test["item_id"]).fillna(0).to_numpy(dtype=float)
     scored = segment_rows(test.assign(**scores, snapshot=period.user_snapshot(test["user_id"])),
                           events, period.user_snapshot(events["user_id"]), cfg.segments, config.test_period.day_seconds)
     write_parquet(ctx.stage_dir / "scores.parquet", scored)

@@ -177,6 +177,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     similar = ranking["deltas"]["learn_similarity"]["UAUC"]
     assert abs(similar["value"] - (ranking["learn_similarity"]["UAUC"] - ranking["baseline"]["UAUC"])) < 1e-12
     assert ranking["deltas"]["learn"] == ranking["delta"]
+    assert 0.4 < ranking["popularity"]["AUC"] < 1 and "popularity" not in ranking["deltas"]  # a reference row
     # the point-in-time property over the whole run: no sample's user vector holds an event at or after it
     from export.tables import read_table as read_export_table
     from ranking.pointintime import join_user_snapshots

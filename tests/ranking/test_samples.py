@@ -108,3 +108,17 @@ def test_a_given_split_marks_test_and_validation_and_negatives_follow_their_posi
     rows = samples.rows
     assert set(rows[rows.ts >= 7].part) == {"test"} and set(rows[rows.ts == 6].part) == {"valid"}
     assert set(rows[rows.ts < 6].part) == {"train"} and (rows.part == "valid").sum() == 3
+
+
+def test_ordinal_time_orders_only_each_users_own_positions():
+    """Ordinal ts are positions in each user's own sequence: across users they order nothing, so no item is
+    held back as not existing yet, while a user's own items stay excluded from their own position on."""
+    events, items = implicit_events()
+    rows = ranking_samples(events, items, events.ts.to_numpy() >= 7, RankingSamplesConfig(negatives_per_positive=3),
+                           0, ordinal_time=True).rows
+    negatives = rows[rows.label == 0]
+    assert len(negatives) > 18  # more than with the existence rule (see above)
+    assert not negatives[(negatives.user_id == "u1") & (negatives.ts == 1)].empty  # a at 1: nothing "exists" yet
+    owned_since = events.groupby(["user_id", "item_id"]).ts.min()
+    for user, item, ts in zip(negatives.user_id, negatives.item_id, negatives.ts):
+        assert owned_since.get((user, item), 10**9) > ts
