@@ -135,7 +135,10 @@ class LearnModel(nn.Module):
             out_dim = config.width
         tower_config = PchConfig(**{**config.__dict__, "out_dim": out_dim})
         self.user_tower = SequenceTower(self.item_input.dim, tower_config)
-        if config.input == "id":  # no shared offset that drowns the small ID rows at initialisation
+        if config.input == "id" and config.tied_input:  # the table rows themselves, as SASRec reads them
+            self.user_tower.projection = nn.Identity()
+            self.item_input.input_scale = 1.0
+        elif config.input == "id":  # no shared offset that drowns the small ID rows at initialisation
             nn.init.zeros_(self.user_tower.projection.bias)
 
     @property

@@ -136,6 +136,9 @@ class PchConfig:
     # pre: LayerNorm inside each block's residual branch and once at the end (LEARN's towers);
     # post: SASRec's layout (LayerNorm and dropout on the input sum, LayerNorm after each residual)
     norm: Literal["pre", "post"] = "pre"
+    # ID input only: the tower reads the ID table rows themselves (no projection, no sqrt(dim) scaling), so
+    # with item_tower id_table one table is both input and output, exactly tied as in SASRec
+    tied_input: bool = False
     input: Literal["content", "id"] = "content"
     item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = "variant1"
     # Content embeddings of a decoder are anisotropic (one large shared direction); standardising each
@@ -155,6 +158,8 @@ class PchConfig:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
         if self.item_tower == "variant3" and self.input != "content":
             raise ValueError("item_tower variant3 needs input: content")
+        if self.tied_input and self.input != "id":
+            raise ValueError("tied_input needs input: id")
         if self.item_tower == "id_table" and self.input != "id":
             raise ValueError("item_tower id_table needs input: id")
 

@@ -91,3 +91,20 @@ def test_dot_product_scoring_keeps_the_norms():
     torch.testing.assert_close(m.item_embeddings(torch.tensor([3])), m.item_input.table.weight[[3]])
     norms = m.user_embeddings(torch.tensor([[1, 2, 3]])).norm(dim=-1)
     assert not torch.allclose(norms, torch.ones_like(norms))
+
+
+def test_tied_input_reads_the_output_table_itself():
+    """SASRec's tying: the user tower's input at a position is the item's own output row plus its position
+    (then the input LayerNorm), with no projection or scaling in between."""
+    torch.manual_seed(0)
+    config = PchConfig(width=8, layers=1, heads=2, dropout=0.0, max_len=4, out_dim=8, input="id",
+                       item_tower="id_table", norm="post", output_layers=0, tied_input=True)
+    model = LearnModel(config, 6)
+    tower, history = model.user_tower, torch.tensor([[3, 1]])
+    hidden = tower.input_norm(model.item_input.table.weight[history] + tower.positions.weight[:2])
+    expected = tower.transformer(hidden, mask=torch.triu(torch.ones(2, 2, dtype=torch.bool), 1))
+    torch.testing.assert_close(model.user_embeddings(history), torch.nn.functional.normalize(expected, dim=-1))
+    torch.testing.assert_close(model.item_embeddings(torch.tensor([3])),
+                               torch.nn.functional.normalize(model.item_input.table.weight[[3]], dim=-1))
+    with pytest.raises(ValueError, match="tied_input needs input: id"):
+        PchConfig(tied_input=True)
