@@ -100,14 +100,14 @@ class EmbeddingCache:
         self.folder = Path(root) / "ceg" / stable_hash(key)[:32]
         self.key = key
 
-    def lookup(self, hashes: list[str], dim: int | None = None) -> dict[str, np.ndarray]:
+    def lookup(self, hashes: list[str]) -> dict[str, np.ndarray]:
         """Cached embeddings of these text hashes. A part that cannot be read, or rows that are not finite or
-        not `dim` wide (default: the first readable part's width), are skipped with a warning: those items
-        are encoded again."""
+        not as wide as the first readable part's, are skipped with a warning: those items are encoded again."""
         if not self.folder.is_dir():
             return {}
         wanted = set(hashes)
         found: dict[str, np.ndarray] = {}
+        dim: int | None = None
         for part in sorted(self.folder.glob("part-*.parquet")):
             try:
                 table = pq.read_table(part)

@@ -115,9 +115,14 @@ def remove_leftovers(folder: Path) -> list[Path]:
     for path in found:
         if not path.exists() and not path.is_symlink():
             continue  # inside a folder removed a moment ago
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        remove_path(path)
         removed.append(path)
     return removed
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a whole folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()

@@ -15,7 +15,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,8 @@ from learnkit import __version__
 from learnkit.config import Config
 from learnkit.configload import differing_keys, to_mapping
 from learnkit.errors import LearnKitError
-from learnkit.fsutil import json_default, read_json, remove_leftovers, sha256_file, stable_hash, write_json
+from learnkit.fsutil import (json_default, read_json, remove_leftovers, remove_path, sha256_file, stable_hash,
+                             write_json)
 from learnkit.report import write_run_report
 from learnkit.summary import run_summary
 
@@ -124,9 +124,9 @@ def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint:
     if rank != 0:
         return
     if not resume and stage.clears_on_rerun and stage_dir.exists():
-        cleared = [p for p in stage_dir.iterdir()]
+        cleared = list(stage_dir.iterdir())
         for path in cleared:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            remove_path(path)
         if cleared:
             log.info("stage %s: cleared %d entries of an earlier run from %s", stage.name, len(cleared), stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,16 @@ def draw_avoiding(draws: int, pool_size: int, probs: np.ndarray | None, clashes:
     False where a draw still clashes after `tries` redraws (an owner who has nearly the whole pool), for
     the caller to leave out and count."""
     picks = rng.choice(pool_size, size=draws, p=probs)
-    everyone = np.arange(draws)
+    open_ = np.arange(draws)   # the draws still to check: only a redrawn pick can newly clash
     for _ in range(tries):
-        clash = clashes(everyone, picks)
-        if not clash.any():
+        open_ = open_[clashes(open_, picks[open_])]
+        if not len(open_):
             break
-        picks[clash] = rng.choice(pool_size, size=int(clash.sum()), p=probs)
-    return picks, ~clashes(everyone, picks)
+        picks[open_] = rng.choice(pool_size, size=len(open_), p=probs)
+    kept = np.ones(draws, bool)
+    if len(open_):
+        kept[open_] = ~clashes(open_, picks[open_])
+    return picks, kept
 
 
 def in_pairs(owners: np.ndarray, pool: np.ndarray, taken: set[tuple]) -> Clashes:
