@@ -39,7 +39,7 @@ class ItemInput(nn.Module):
     """Item index -> input vector: a frozen content matrix or a learned ID table (index -1 is padding)."""
 
     def __init__(self, kind: InputKind, num_items: int, content: torch.Tensor | None, id_dim: int,
-                 content_norm: str = "none") -> None:
+                 content_norm: str = "none", tied: bool = False) -> None:
         super().__init__()
         self.kind = kind
         if kind == "content":
@@ -58,7 +58,8 @@ class ItemInput(nn.Module):
             # (mean pairwise cosine 0.97) and the ID towers sat at popularity level for epochs.
             self.table = nn.Embedding(num_items, id_dim)
             nn.init.normal_(self.table.weight, std=0.02)
-            self.input_scale = float(id_dim) ** 0.5
+            # tied: the rows enter as they are, SASRec's exact tying of input and output embeddings
+            self.input_scale = 1.0 if tied else float(id_dim) ** 0.5
             self.dim = id_dim
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
@@ -77,9 +78,11 @@ def attention_mask(length: int, mode: Literal["causal", "self"], device: torch.d
 class SequenceTower(nn.Module):
     """Projection + learned positions + transformer + output layers -> normalised embeddings per position."""
 
-    def __init__(self, in_dim: int, config: PchConfig) -> None:
+    def __init__(self, in_dim: int, config: PchConfig, project: bool = True) -> None:
         super().__init__()
-        self.projection = nn.Linear(in_dim, config.width)
+        if not project and in_dim != config.width:
+            raise ValueError(f"an unprojected input needs its dim ({in_dim}) == width ({config.width})")
+        self.projection: nn.Module = nn.Linear(in_dim, config.width) if project else nn.Identity()
         self.positions = nn.Embedding(config.max_len, config.width)
         nn.init.normal_(self.positions.weight, std=0.02)
         post = config.norm == "post"
@@ -127,18 +130,16 @@ class LearnModel(nn.Module):
         super().__init__()
         self.config = config
         self.num_items = num_items
-        self.item_input = ItemInput(config.input, num_items, content, config.width, config.content_norm)
+        tied = config.input == "id" and config.tied_input
+        self.item_input = ItemInput(config.input, num_items, content, config.width, config.content_norm, tied)
         out_dim = config.out_dim
         if config.item_tower == "variant3":
             out_dim = self.item_input.dim  # the user embedding must live in the content space
         elif config.item_tower == "id_table":
             out_dim = config.width
         tower_config = PchConfig(**{**config.__dict__, "out_dim": out_dim})
-        self.user_tower = SequenceTower(self.item_input.dim, tower_config)
-        if config.input == "id" and config.tied_input:  # the table rows themselves, as SASRec reads them
-            self.user_tower.projection = nn.Identity()
-            self.item_input.input_scale = 1.0
-        elif config.input == "id":  # no shared offset that drowns the small ID rows at initialisation
+        self.user_tower = SequenceTower(self.item_input.dim, tower_config, project=not tied)
+        if config.input == "id" and not tied:  # no shared offset that drowns the small ID rows at initialisation
             nn.init.zeros_(self.user_tower.projection.bias)
 
     @property
