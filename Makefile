@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python bench/export.py | tee bench/results/export.json
 	$(BIN)/python bench/uauc.py | tee bench/results/uauc.json
 	$(BIN)/python bench/ranker.py | tee bench/results/ranker.json
+	$(BIN)/python bench/new_items.py | tee bench/results/new_items.json
 
 clean:
 	rm -rf runs .pytest_cache

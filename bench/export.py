@@ -69,7 +69,7 @@ def main() -> None:
 
         from ranking.tables import tfrecord_dataset
 
-        records = sorted((folder / "users").glob("*.tfrecord"))
+        records = sorted((folder / "tfrecord" / "users").glob("*.tfrecord"))
 
         def read_tfrecord() -> np.ndarray:
             return np.concatenate([b["embedding"] for b in tfrecord_dataset(records, args.dim).as_numpy_iterator()])

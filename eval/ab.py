@@ -25,6 +25,7 @@ from eval.metrics import auc
 from eval.segments import SEGMENTS
 from learnkit.config import AbConfig
 from learnkit.sampling import draw_avoiding, in_pairs
+from learnkit.schema import CHRONOLOGICAL
 from learnkit.splits import user_bucket
 
 ARMS = ("control", "treatment")
@@ -253,7 +254,7 @@ def _daily(outcomes_day: dict[str, pd.DataFrame], members: dict[str, np.ndarray]
 def add_requests(rows: pd.DataFrame, day_seconds: int) -> pd.DataFrame:
     """Rows sorted by user and time, with `day` (days since the user's test period began) and `request`
     (one per user-day)."""
-    rows = rows.sort_values(["user_id", "ts", "item_id"], kind="stable").reset_index(drop=True)
+    rows = rows.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
     rows["day"] = ((rows["ts"].to_numpy() - rows["snapshot"].to_numpy()) // day_seconds).astype(np.int64)
     rows["request"] = rows.groupby(["user_id", "day"], sort=False).ngroup()
     return rows

@@ -5,14 +5,17 @@ only then is `<root>/LATEST` switched (an atomic file replace), so a reader neve
 Each table (`users`, `items`) is sharded into Parquet parts of `id` (string), `embedding` (fixed-size list
 of float32) and `has_embedding` (bool: false rows carry the documented fallback, never a silent zero).
 With `formats` including `tfrecord`, each table is also written as `tf.train.Example` records (`id` bytes,
-`embedding` float list, `has_embedding` int64) by a TensorFlow child process (`export.tfrecord`), so that
-the exporting process never holds torch and TensorFlow at once.
+`embedding` float list, `has_embedding` int64) under `tfrecord/<table>/`, mirroring the Parquet parts, by a
+TensorFlow child process (`export.tfrecord`), so that the exporting process never holds torch and TensorFlow
+at once. Each format has a tree of its own, so that a dataset reader (Spark, BigQuery, `pyarrow.dataset`)
+pointed at `<table>/` finds only Parquet.
 `manifest.json` holds the schema, dimension, row counts, the sha256 of every file and the caller's metadata
 (checkpoint hash, content model, template, config). `read_table` refuses anything that does not verify.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
@@ -31,9 +34,12 @@ from learnkit.errors import DataError
 from learnkit.fsutil import PLAIN_NAME, is_plain_name, json_default, sha256_file, stable_hash
 
 MANIFEST = "manifest.json"
+POINT_IN_TIME_COLUMNS = ("valid_from", "history_end")
+TFRECORD_ROOT = "tfrecord"   # <export>/tfrecord/<table>/...: the TFRecord copy, beside the Parquet tree
+ISO_BASIC = "%Y%m%dT%H%M%SZ"
 MANIFEST_HASH = "manifest_sha256"   # of the manifest without this key: the reader checks it
 LATEST = "LATEST"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: point-in-time rows carry valid_from; as_of is the partition folder only
 
 
 @dataclass
@@ -43,20 +49,24 @@ class EmbeddingTable:
     has_embedding: np.ndarray       # [rows] bool
     # the vector of rows without an embedding, and of ids a reader does not find (None: zeros)
     fallback: np.ndarray | None = None
-    # point-in-time tables: each row's snapshot time (a Hive partition `as_of=<label>`) and the time of the
-    # newest event its vector was built from (always before `as_of`); an id has one row per snapshot
-    as_of: np.ndarray | None = None          # [rows] int64
+    # point-in-time tables, one row per id and refresh: `valid_from`, the time from which the row is the id's
+    # vector; `history_end`, the time of the newest event it was built from (always before valid_from); and
+    # `as_of`, its snapshot partition's time (a Hive folder `as_of=<label>`, never after valid_from: equal to it
+    # for periodic snapshots, the start of the partition's period for refreshes after every event)
+    valid_from: np.ndarray | None = None     # [rows] int64
     history_end: np.ndarray | None = None    # [rows] int64
+    as_of: np.ndarray | None = None          # [rows] int64
 
     def __post_init__(self) -> None:
         if self.embeddings.ndim != 2 or len(self.ids) != self.embeddings.shape[0] != len(self.has_embedding):
             raise ValueError("ids, embeddings and has_embedding must have the same number of rows")
-        if (self.as_of is None) != (self.history_end is None):
-            raise ValueError("a point-in-time table needs both as_of and history_end")
+        given = [x is not None for x in (self.valid_from, self.history_end, self.as_of)]
+        if any(given) and not all(given):
+            raise ValueError("a point-in-time table needs valid_from, history_end and as_of")
 
     @property
     def partitioned(self) -> bool:
-        return self.as_of is not None
+        return self.valid_from is not None
 
     def fallback_vector(self) -> np.ndarray:
         dim = self.embeddings.shape[1]
@@ -73,9 +83,11 @@ def _part(table: EmbeddingTable, rows: np.ndarray) -> pa.Table:
                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), type=vector),
                "has_embedding": pa.array(table.has_embedding[rows].astype(bool))}
     if table.partitioned:
-        assert table.as_of is not None and table.history_end is not None
-        fields += [pa.field("as_of", pa.int64(), nullable=False), pa.field("history_end", pa.int64(), nullable=False)]
-        columns.update(as_of=pa.array(table.as_of[rows], pa.int64()),
+        # `as_of` lives in the folder name only: a file column of that name would clash with the Hive
+        # partition for every dataset reader
+        assert table.valid_from is not None and table.history_end is not None
+        fields += [pa.field(c, pa.int64(), nullable=False) for c in POINT_IN_TIME_COLUMNS]
+        columns.update(valid_from=pa.array(table.valid_from[rows], pa.int64()),
                        history_end=pa.array(table.history_end[rows], pa.int64()))
     return pa.table(columns, schema=pa.schema(fields))
 
@@ -84,7 +96,15 @@ def partition_label(as_of: int, time_is_ordinal: bool) -> str:
     """The Hive partition value of a snapshot: ISO basic UTC time, or the ordinal itself."""
     if time_is_ordinal:
         return str(int(as_of))
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(int(as_of)))
+    return time.strftime(ISO_BASIC, time.gmtime(int(as_of)))
+
+
+def partition_time(label: str, where: str) -> int:
+    """`partition_label`'s inverse: the snapshot time of an `as_of=<label>` folder."""
+    try:
+        return int(label) if label.lstrip("-").isdigit() else calendar.timegm(time.strptime(label, ISO_BASIC))
+    except ValueError as exc:
+        raise DataError(f"{where}: partition as_of={label!r} is neither a time ({ISO_BASIC}) nor an ordinal") from exc
 
 
 def _partitions(table: EmbeddingTable, rows_per_part: int, ordinal: bool) -> list[tuple[str, np.ndarray]]:
@@ -117,7 +137,7 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
     manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "version": version,
                                 "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                 "metadata": metadata, "tables": {}, "files": {}}
-    tfrecord_folders: list[Path] = []
+    tfrecord_folders: list[tuple[Path, Path]] = []
     for name, table in tables.items():
         (staging / name).mkdir()
         parts: dict[str, int] = {}
@@ -128,12 +148,13 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
             # plain pages: embeddings neither compress nor repeat, and decoding is what readers pay for
             pq.write_table(_part(table, rows), staging / relative, compression="none", use_dictionary=["id"],
                            row_group_size=16_384)
-        tfrecord_folders += sorted({staging / name / prefix for prefix in parts})
+        tfrecord_folders += [(staging / name / prefix, staging / TFRECORD_ROOT / name / prefix)
+                             for prefix in sorted(parts)]
         manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
                                     "dtype": "float32", "rows_with_embedding": int(table.has_embedding.sum()),
                                     "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
                                                 "has_embedding": "bool",
-                                                **({"as_of": "int64", "history_end": "int64"}
+                                                **(dict.fromkeys(POINT_IN_TIME_COLUMNS, "int64")
                                                    if table.partitioned else {})},
                                     "formats": sorted(set(formats)),
                                     "fallback": table.fallback_vector().tolist()}
@@ -175,19 +196,21 @@ def _manifest_hash(manifest: dict[str, Any]) -> str:
     return stable_hash({k: v for k, v in manifest.items() if k != MANIFEST_HASH})
 
 
-def _write_tfrecords(folders: list[Path]) -> None:
+def _write_tfrecords(folders: list[tuple[Path, Path]]) -> None:
     """Every folder's Parquet parts as TFRecord, in one TensorFlow child process (TensorFlow stays out of
     this one, and one process start serves every partition)."""
-    done = run_child([sys.executable, "-m", "export.tfrecord", *map(str, folders)], capture_output=True, text=True)
+    pairs = [str(p) for pair in folders for p in pair]
+    done = run_child([sys.executable, "-m", "export.tfrecord", *pairs], capture_output=True, text=True)
     if done.returncode != 0:
-        raise DataError(f"TFRecord conversion failed for {folders[0].parent}:\n{done.stderr[-3000:]}")
+        raise DataError(f"TFRecord conversion failed for {folders[0][0].parent}:\n{done.stderr[-3000:]}")
 
 
 def table_files(folder: Path, manifest: dict[str, Any], name: str, suffix: str) -> list[Path]:
     """The verified files of one table in one format: each listed, present and matching its sha256."""
     if name not in manifest["tables"]:
         raise DataError(f"{folder}: no table {name!r} (has {', '.join(manifest['tables'])})")
-    return verified_files(folder, manifest, f"{name}/", suffix)
+    return verified_files(folder, manifest, f"{TFRECORD_ROOT}/{name}/" if suffix == ".tfrecord" else f"{name}/",
+                          suffix)
 
 
 def verified_files(folder: Path, manifest: dict[str, Any], prefix: str, suffix: str = "") -> list[Path]:
@@ -276,9 +299,14 @@ def read_table(root: str | Path, name: str, version: str = "latest", expect_dim:
     if "partitions" not in info:
         check_rows(f"{folder}/{name}", ids, matrix, info["rows"])
         return EmbeddingTable(ids, matrix, flags, fallback), manifest
-    as_of = table.column("as_of").to_numpy()
-    check_rows(f"{folder}/{name}", [f"{i}@{t}" for i, t in zip(ids, as_of)], matrix, info["rows"])
+    valid_from = table.column("valid_from").to_numpy()
+    check_rows(f"{folder}/{name}", [f"{i}@{t}" for i, t in zip(ids, valid_from)], matrix, info["rows"])
     history_end = table.column("history_end").to_numpy()
-    if (history_end >= as_of).any():
-        raise DataError(f"{folder}/{name}: a snapshot row holds history from at or after its as_of")
-    return EmbeddingTable(ids, matrix, flags, fallback, as_of, history_end), manifest
+    as_of = np.concatenate([np.full(pq.ParquetFile(p).metadata.num_rows,
+                                    partition_time(p.parent.name.partition("as_of=")[2], str(p)), np.int64)
+                            for p in paths])
+    if (history_end >= valid_from).any():
+        raise DataError(f"{folder}/{name}: a snapshot row holds history from at or after its valid_from")
+    if (valid_from < as_of).any():
+        raise DataError(f"{folder}/{name}: a snapshot row is valid before its partition's as_of")
+    return EmbeddingTable(ids, matrix, flags, fallback, valid_from, history_end, as_of), manifest

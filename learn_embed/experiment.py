@@ -16,9 +16,16 @@ import torch
 from learn_embed.ceg import ContentEncoder, read_embeddings
 from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
-from learn_embed.text import item_sentences
 from learn_embed.train import SequenceData, train
-from learnkit.config import EncoderConfig, EvalConfig, MethodConfig, PchConfig, TemplateConfig, TrainConfig
+from learnkit.config import (
+    EncoderConfig,
+    EvalConfig,
+    MethodConfig,
+    PchConfig,
+    TemplateConfig,
+    TrainConfig,
+)
+from learnkit.text import item_sentences
 
 log = logging.getLogger(__name__)
 

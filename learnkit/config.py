@@ -296,17 +296,22 @@ class ExportConfig:
     # the user and item towers as ONNX and as TensorFlow SavedModels, with parity checks (content methods)
     towers: bool = True
     parity_users: int = 512          # real user histories the parity is measured on (and every item)
+    # the CEG model with its pooling as ONNX beside the towers, with its tokenizer: a ranker embeds a brand-new
+    # item from its text without torch (ranking.tables.embed_new_items); parity on this many real items
+    content_model: bool = True
+    content_parity_items: int = 256
     # point-in-time user snapshots (table `user_snapshots`, partitioned by as_of): one every this many time
-    # units from the first event; null: test_period.day_seconds (one day, or one position of ordinal time)
-    snapshot_every: int | None = None
+    # units from the first event; null: test_period.day_seconds (one day, or one position of ordinal time);
+    # "event": a refresh one time unit after each of a user's events (rows partitioned by day_seconds)
+    snapshot_every: int | Literal["event"] | None = None
 
     def __post_init__(self) -> None:
         if "parquet" not in self.formats:
             raise ValueError("formats must include parquet (the verified reference copy)")
-        if self.snapshot_every is not None and self.snapshot_every < 1:
-            raise ValueError("snapshot_every must be >= 1")
-        if self.rows_per_part < 1:
-            raise ValueError("rows_per_part must be >= 1")
+        if isinstance(self.snapshot_every, int) and self.snapshot_every < 1:
+            raise ValueError("snapshot_every must be >= 1 or 'event'")
+        if self.rows_per_part < 1 or self.content_parity_items < 1:
+            raise ValueError("rows_per_part and content_parity_items must be >= 1")
 
 
 @dataclass

@@ -17,6 +17,10 @@ import pandas as pd
 
 from learnkit.errors import DataError
 
+# "Before" everywhere (splits, exported histories, A/B requests): per user by time, events in the same second by
+# item id, so that no order depends on the order of the input rows
+CHRONOLOGICAL = ["user_id", "ts", "item_id"]
+
 OnError = Literal["fail", "drop"]
 
 ITEM_TEXT_COLUMNS = ("title", "category", "brand", "keywords", "attributes")

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from learnkit.errors import DataError
+from learnkit.schema import CHRONOLOGICAL
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _ordered(events: pd.DataFrame, positives_only: bool) -> pd.DataFrame:
     not depend on the order of the input rows."""
     if positives_only:
         events = events[events["label"] == 1]
-    return events.sort_values(["user_id", "ts", "item_id"], kind="stable").reset_index(drop=True)
+    return events.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
 
 
 def _examples(rows: list[tuple[str, list[str], list[str], str]]) -> pd.DataFrame:

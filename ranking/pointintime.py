@@ -1,7 +1,7 @@
 """The point-in-time join of ranking samples to exported user snapshots (numpy and pandas; no framework).
 
-A sample of user u at time t gets u's snapshot with the largest `as_of <= t`. A snapshot at `as_of` is built
-only from events strictly before it, so no sample's vector holds its own event or anything after it. A user
+A sample of user u at time t gets u's snapshot row with the largest `valid_from <= t`. A row valid from v is
+built only from events strictly before v, so no sample's vector holds its own event or anything after it. A user
 with no snapshot yet gets the fallback vector and `has_embedding = 0`.
 """
 
@@ -17,18 +17,18 @@ NONE = -1
 
 def join_user_snapshots(rows: pd.DataFrame, snapshots: EmbeddingTable) -> pd.DataFrame:
     """Per row of `rows` (user_id, ts), in their order: `snapshot` (a row of `snapshots`, or -1), its
-    `as_of` and `history_end` (-1 where none). A sorted as-of merge, not a loop over rows."""
-    if snapshots.as_of is None or snapshots.history_end is None:
-        raise ValueError("join_user_snapshots needs a point-in-time table (as_of and history_end)")
+    `valid_from` and `history_end` (-1 where none). A sorted as-of merge, not a loop over rows."""
+    if snapshots.valid_from is None or snapshots.history_end is None:
+        raise ValueError("join_user_snapshots needs a point-in-time table (valid_from and history_end)")
     left = pd.DataFrame({"user_id": rows["user_id"].astype(str).to_numpy(), "ts": rows["ts"].to_numpy(np.int64),
                          "position": np.arange(len(rows))}).sort_values("ts", kind="stable")
     right = pd.DataFrame({"user_id": np.asarray(snapshots.ids, dtype=object).astype(str),
-                          "as_of": snapshots.as_of.astype(np.int64), "history_end": snapshots.history_end,
-                          "snapshot": np.arange(len(snapshots.ids))}).sort_values("as_of", kind="stable")
-    merged = pd.merge_asof(left, right, left_on="ts", right_on="as_of", by="user_id", direction="backward",
+                          "valid_from": snapshots.valid_from.astype(np.int64), "history_end": snapshots.history_end,
+                          "snapshot": np.arange(len(snapshots.ids))}).sort_values("valid_from", kind="stable")
+    merged = pd.merge_asof(left, right, left_on="ts", right_on="valid_from", by="user_id", direction="backward",
                            allow_exact_matches=True).sort_values("position")
     return pd.DataFrame({column: merged[column].fillna(NONE).to_numpy(np.int64)
-                         for column in ("snapshot", "as_of", "history_end")})
+                         for column in ("snapshot", "valid_from", "history_end")})
 
 
 def learn_columns(rows: pd.DataFrame, snapshots: EmbeddingTable, item_ids: np.ndarray, item_vectors: np.ndarray,

@@ -1,5 +1,6 @@
 """Exported LEARN feature tables read through `tf.data` (TFRecord or streamed Parquet), verified against
-the export's manifest, for lookup by id inside the ranker."""
+the export's manifest, for lookup by id inside the ranker; and brand-new items embedded from their text in
+this process (tokenizers, ONNX Runtime, the TF item tower: no torch)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from export.content_inputs import MODEL, SETTINGS, TOKENIZER, embed_text
 from export.tables import check_rows, open_export, table_files, verified_files
+from learnkit.config import TemplateConfig
+from learnkit.configload import from_mapping
 from learnkit.errors import DataError
+from learnkit.schema import RejectLog, ValidationRules, validate_items
+from learnkit.text import item_sentences
 
 BATCH = 4096
 
@@ -85,3 +92,28 @@ def item_tower(export_root: str | Path, version: str = "latest"):
         return out.numpy()
 
     return embed
+
+
+def embed_new_items(export_root: str | Path, items: pd.DataFrame, version: str = "latest",
+                    batch_size: int = 64) -> np.ndarray:
+    """LEARN item embeddings [n, dim] float32 of `items` (canonical items schema: `item_id`, `title`, and
+    optionally `category`, `brand`, `price`, `keywords`, `attributes`), in their order, from their text alone:
+    the export's sentence template, its tokenizer (`tokenizers`), its CEG model (ONNX Runtime) and its TF item
+    tower. Items the export has never seen get the vectors the exported table would have given them."""
+    folder, manifest = open_export(export_root, version)
+    files = verified_files(folder, manifest, "towers/")
+    names = {f.name for f in files}
+    if not {MODEL, TOKENIZER, SETTINGS} <= names:
+        raise DataError(f"{folder}: no content model in this export (towers/{MODEL} and its tokenizer); export "
+                        "with a content method and export.content_model: true")
+    rejects = RejectLog()
+    where = "embed_new_items(items)"
+    checked = validate_items(items.assign(_file=where, _row=np.arange(1, len(items) + 1)), where,
+                             ValidationRules(), rejects)
+    if rejects.rows:
+        first = rejects.rows[0]
+        raise DataError(f"{where}: row {first['row']} field {first['column']!r}: {first['reason']}"
+                        + (f" ({len(rejects.rows) - 1} more)" if len(rejects.rows) > 1 else ""))
+    template = from_mapping(TemplateConfig, manifest["metadata"]["template"], "template", f"{folder}/manifest.json")
+    content = embed_text(folder / "towers", item_sentences(checked, template), batch_size)
+    return item_tower(export_root, manifest["version"])(content).astype(np.float32)

@@ -13,6 +13,7 @@ from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
 from learnkit.report import md_table
 from learnkit.stages.data import read_items
+from learnkit.text import item_sentences
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,12 @@ def run_export(ctx: Context) -> StageOutput:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from export.content_inputs import MODEL, SETTINGS, TOKENIZER
+    from export.content_model import ContentParity, export_content_model
     from export.embed import embed_snapshots, embed_tables, histories_before, snapshot_histories
     from export.towers import export_towers
     from export.tables import write_export
-    from learn_embed.ceg import read_embeddings
+    from learn_embed.ceg import ContentEncoder, read_embeddings
     from learn_embed.experiment import Catalog, load_content
     from learn_embed.pch import LearnModel
 
@@ -48,11 +51,21 @@ def run_export(ctx: Context) -> StageOutput:
     tables = embed_tables(model, catalog, histories, config.fallback)
     every = config.snapshot_every or ctx.config.test_period.day_seconds
     snapshots = snapshot_histories(events, every, min(pch.split.history_max, model_config.max_len),
-                                   pch.split.positives_only)
+                                   pch.split.positives_only, ctx.config.test_period.day_seconds)
     tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
     ordinal = read_json(ctx.run_dir / "data" / "validation.json").get("time") == "ordinal"
     length = min(pch.split.history_max, model_config.max_len)
     parity: dict = {}
+
+    def _content_model(folder: Path) -> ContentParity:
+        """The CEG model of the exported method, as ONNX with its tokenizer, checked on real items spread
+        over the catalog."""
+        assert method.encoder is not None
+        items = read_items(ctx.run_dir).set_index("item_id").loc[list(catalog.ids)].reset_index()
+        step = max(1, len(items) // config.content_parity_items)
+        sentences = item_sentences(items.iloc[::step].head(config.content_parity_items), ctx.config.ceg.template)
+        encoder = ContentEncoder(ctx.config.ceg.encoders[method.encoder])
+        return export_content_model(encoder, sentences, folder, config.content_parity_items)
 
     def towers(staging: Path) -> dict:
         """The towers beside the tables, so that they are hashed and versioned with them."""
@@ -61,7 +74,15 @@ def run_export(ctx: Context) -> StageOutput:
         known = [catalog.index(h) for h in histories.histories if h][: config.parity_users]
         result = export_towers(model, content[method.encoder], known, staging / "towers", length)
         parity.update(result.as_metrics())
-        return {"towers": {"user": {"onnx": "towers/user.onnx", "tensorflow": "towers/user_tf",
+        described: dict = {}
+        if config.content_model:
+            parity.update(_content_model(staging / "towers").as_metrics())
+            described = {"content": {"onnx": f"towers/{MODEL}", "tokenizer": f"towers/{TOKENIZER}",
+                                     "settings": f"towers/{SETTINGS}", "encoder": method.encoder,
+                                     "inputs": {"input_ids": "[batch, tokens] int64, right-padded",
+                                                "attention_mask": "[batch, tokens] int64, 1 for real tokens"},
+                                     "output": "content_embedding: the raw CEG embedding the towers take"}}
+        return {"towers": {**described, "user": {"onnx": "towers/user.onnx", "tensorflow": "towers/user_tf",
                                     "inputs": {"content": "[batch, length, content_dim] float32, raw CEG embeddings",
                                                "mask": "[batch, length] float32, 1 for real items (right-padded)"},
                                     "tensorflow_length": length},
@@ -77,13 +98,19 @@ def run_export(ctx: Context) -> StageOutput:
                 "user_history": "the newest interactions before snapshot_ts"
                                 + (" (positives only)" if pch.split.positives_only else ""),
                 "fallback": f"{config.fallback} of the users with history; has_embedding = false"}
-    metadata["user_snapshots"] = (f"every {every} time units from the first event; a user's row at as_of s is "
-                                  "built from their events with ts < s, written when their history changed")
+    cadence = ("a refresh one time unit after each of a user's events, in partitions of "
+               f"{ctx.config.test_period.day_seconds} time units" if every == "event"
+               else f"a snapshot every {every} time units from the first event")
+    metadata["user_snapshots"] = (f"{cadence}; a user's row valid from v is built from their events with ts < v, "
+                                  "written when their history changed; a reader takes each user's row with the "
+                                  "largest valid_from <= its time (as_of <= valid_from: older partitions can be "
+                                  "pruned)")
     folder = write_export(ctx.stage_dir, tables, metadata, rows_per_part=config.rows_per_part,
                           formats=tuple(config.formats), artefacts=towers, ordinal_time=ordinal)
     users, items = tables["users"], tables["items"]
     metrics = {"rows_users": len(users.ids), "rows_items": len(items.ids),
                "rows_user_snapshots": len(snapshots.rows), "snapshots": int(snapshots.rows["as_of"].nunique()),
+               "snapshot_refreshes": int(snapshots.rows["valid_from"].nunique()),
                "snapshot_every": every,
                "users_with_embedding": int(users.has_embedding.sum()), "dim": int(items.embeddings.shape[1]),
                "version": folder.name, "snapshot": period.description, "method": config.method, **parity}
@@ -101,15 +128,19 @@ def run_export(ctx: Context) -> StageOutput:
                          ", ".join(config.formats)]])
             + f"\nUsers with no interaction before the snapshot carry the {config.fallback} fallback and "
               "`has_embedding = false`. `user_snapshots` holds the point-in-time vectors the ranker joins to "
-              f"each sample: a snapshot every {every} time units ({metrics['snapshots']} partitions "
-              "`user_snapshots/as_of=<time>/`), a user's row at `as_of` built only from their events before it, "
-              "written when their history changed since their previous row (a reader carries the last one "
-              "forward).\n")
+              f"each sample: {cadence} ({metrics['snapshots']} partitions `user_snapshots/as_of=<time>/`), "
+              "a user's row valid from `valid_from` built only from their events before it, written when their "
+              "history changed since their previous row (a reader carries the last one forward).\n")
     if parity:
         text += ("\nTowers: `towers/user.onnx` and `towers/item.onnx` (dynamic batch and history length) and the "
                  f"TensorFlow SavedModels `towers/user_tf` (histories padded to {length}) and `towers/item_tf`. "
                  f"Largest difference from PyTorch on {min(config.parity_users, metrics['users_with_embedding'])} "
                  f"real users and all {metrics['rows_items']} items: onnxruntime {parity['parity_onnx_max_abs']:.1e}, "
                  f"TensorFlow {parity['parity_tf_max_abs']:.1e}.\n")
+    if "content_parity_onnx_max_abs" in parity:
+        text += (f"\nThe CEG model of `{method.encoder}` with its pooling: `towers/{MODEL}` (dynamic batch and "
+                 f"length) and its tokenizer `towers/{TOKENIZER}`, so that a ranker embeds a new item from its text "
+                 "without torch (`ranking.tables.embed_new_items`). Largest difference from the torch CEG on "
+                 f"{parity['content_parity_items']} real items: {parity['content_parity_onnx_max_abs']:.1e}.\n")
     return StageOutput(metrics, text)
 

@@ -111,14 +111,15 @@ def run_ranking(ctx: Context) -> StageOutput:
                           **coverage}
     text = ranking_report(metrics, ctx.stage_dir / "segment_deltas.png", f"{ctx.stage_dir.name}/segment_deltas.png",
                           samples.description, cfg.bootstrap)
-    text += (f"\nUser vectors are joined point in time: each sample reads its user's newest snapshot taken at or "
-             "before it, built only from earlier events (the export's `user_snapshots`). "
+    text += (f"\nUser vectors are joined point in time: each sample reads its user's newest snapshot row valid at "
+             "or before it, built only from earlier events (the export's `user_snapshots`). "
              f"{100 * coverage['test_rows_with_user_vector']:.1f}% of the test rows carry a real user vector "
              f"({100 * coverage['test_rows_with_user_vector_single_snapshot']:.1f}% with one snapshot at each "
              "user's test-period start). Of the test rows whose user has any earlier interaction, "
              f"{100 * coverage['test_rows_with_history_and_vector']:.1f}% carry a vector; the others "
              f"({100 * coverage['test_rows_awaiting_first_snapshot']:.1f}% of all test rows) come from users whose "
-             "whole history falls after the last snapshot before them (the same day, with daily snapshots).\n")
+             "whole history falls after the last snapshot before them (`export.snapshot_every`: "
+             "`event` refreshes a user after each event).\n")
     text += _training_table(training)
     metrics = nan_to_null(metrics)
     write_json(ctx.stage_dir / "metrics.json", metrics)  # the stage's figures on their own, as in metrics.json
@@ -151,7 +152,7 @@ def _vector_coverage(rows: pd.DataFrame, is_test: np.ndarray, columns: dict[str,
             "test_rows_awaiting_first_snapshot": float(waiting[test].mean()) if test.any() else 0.0,
             "test_rows_with_user_vector_single_snapshot": float(single_flag[test].mean()) if test.any() else 0.0,
             "train_rows_with_user_vector": float(columns["user_has_embedding"][~test].mean()),
-            "user_vector": "point-in-time: the user's snapshot with the largest as_of <= the sample's time"}
+            "user_vector": "point-in-time: the user's snapshot row with the largest valid_from <= the sample's time"}
 
 
 def _training_table(training: dict) -> str:

@@ -129,3 +129,47 @@ def test_versions_are_unique_within_one_second(tmp_path):
     folders = [write_export(tmp_path, {"items": table()}, {}) for _ in range(3)]
     assert len({f.name for f in folders}) == 3 and sorted(folders) == folders
     assert (tmp_path / "LATEST").read_text().strip() == folders[-1].name
+
+
+def point_in_time_table():
+    # u refreshed at 86,400 + 5 and 2 * 86,400 + 9; v at 86,400 + 7; partitions per day from 0
+    day = 86_400
+    valid_from = np.array([day + 5, 2 * day + 9, day + 7])
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    return EmbeddingTable(["u", "u", "v"], vectors, np.ones(3, bool), None, valid_from, valid_from - 3,
+                          valid_from // day * day)
+
+
+def test_point_in_time_partitions_read_as_a_plain_hive_dataset(tmp_path):
+    import pyarrow.dataset as ds
+
+    folder = write_export(tmp_path, {"user_snapshots": point_in_time_table()}, {}, formats=("parquet", "tfrecord"))
+    parts = sorted(p.relative_to(folder / "user_snapshots").as_posix()
+                   for p in (folder / "user_snapshots").rglob("*.parquet"))
+    assert parts == ["as_of=19700102T000000Z/part-00000.parquet", "as_of=19700103T000000Z/part-00000.parquet"]
+    # a dataset reader sees the partition as a column beside the row's own times, with no clash
+    frame = ds.dataset(folder / "user_snapshots", format="parquet", partitioning="hive").to_table().to_pandas()
+    frame = frame.sort_values(["id", "valid_from"]).reset_index(drop=True)
+    assert frame[["id", "as_of", "valid_from", "history_end"]].values.tolist() == [
+        ["u", "19700102T000000Z", 86_405, 86_402], ["u", "19700103T000000Z", 172_809, 172_806],
+        ["v", "19700102T000000Z", 86_407, 86_404]]
+    back, _ = read_table(tmp_path, "user_snapshots")
+    order = np.argsort(back.valid_from)
+    assert back.as_of[order].tolist() == [86_400, 86_400, 172_800]
+    assert back.history_end[order].tolist() == [86_402, 86_404, 172_806]
+    # the TFRecord copy carries the same times
+    import subprocess
+    import sys
+    script = ("import sys, tensorflow as tf; r = next(iter(tf.data.TFRecordDataset([sys.argv[1]])));"
+              "e = tf.train.Example.FromString(r.numpy()).features.feature;"
+              "print(e['valid_from'].int64_list.value[0], e['history_end'].int64_list.value[0])")
+    record = folder / "tfrecord" / "user_snapshots" / "as_of=19700103T000000Z" / "part-00000.tfrecord"
+    done = subprocess.run([sys.executable, "-c", script, str(record)], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["172809", "172806"]
+
+
+def test_a_row_valid_before_its_partition_is_refused(tmp_path):
+    bad = point_in_time_table()
+    bad.as_of = bad.as_of + 86_400  # the folder claims a later time than the row is valid from
+    with pytest.raises(DataError, match="valid before its partition"):
+        write_export(tmp_path, {"user_snapshots": bad}, {})

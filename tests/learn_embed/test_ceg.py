@@ -4,15 +4,14 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
-import pyarrow.parquet as pq
-
 from learn_embed.ceg import ContentEncoder, pool, read_embeddings, run_ceg
-from learnkit.errors import DataError
-from learn_embed.text import item_sentence
 from learnkit.config import EncoderConfig, ModelConfig, TemplateConfig, TinyRandomModel
+from learnkit.errors import DataError
+from learnkit.text import item_sentence
 
 TINY = ModelConfig(tiny_random=TinyRandomModel(hidden=32, layers=2, heads=2, seed=0))
 ITEMS = pd.DataFrame({

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +118,7 @@ pch:
   eval: {{ks: [10, 50], bootstrap: 50}}
   methods: {{learn_llm: {{encoder: llm, extra_seeds: [1]}}}}
 test_period: {{start_quantile: 0.8}}
-export: {{method: learn_llm}}
+export: {{method: learn_llm, snapshot_every: event, content_parity_items: 24}}
 ranking:
   model: {{id_dim: 4, main_tower: [16], aux_tower: [16, 8], item_features: [category]}}
   train: {{epochs: 2, batch_size: 2048, patience: 1}}
@@ -152,7 +154,8 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     assert export["rows_users"] == 943 and export["rows_items"] == 1682
     assert 0 < export["users_with_embedding"] < 943  # users new in the test period carry the fallback
     latest = (run / "export" / "LATEST").read_text().strip()
-    assert {p.suffix for p in (run / "export" / latest / "users").iterdir()} == {".parquet", ".tfrecord"}
+    assert {p.suffix for p in (run / "export" / latest / "users").iterdir()} == {".parquet"}
+    assert {p.suffix for p in (run / "export" / latest / "tfrecord" / "users").iterdir()} == {".tfrecord"}
     assert export["parity_onnx_max_abs"] < 1e-4 and export["parity_tf_max_abs"] < 1e-4
     # the TF item tower embeds an item from its content alone, as the exported table did
     from export.tables import read_table
@@ -163,6 +166,25 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     table, _ = read_table(run / "export", "items")
     embedded = item_tower(run / "export")(content[:5])
     assert np.abs(embedded - table.embeddings[:5]).max() < 1e-4 and ids["item_id"][:5].tolist() == table.ids[:5]
+    # ...and from its text alone, in a process where torch is never imported: tokenizer, ONNX CEG, TF item tower
+    assert export["content_parity_onnx_max_abs"] < 1e-4 and export["content_parity_items"] == 24
+    script = ("import sys; sys.modules['torch'] = None\n"  # any import of torch fails
+              "import numpy as np, pandas as pd\n"
+              "from ranking.tables import embed_new_items\n"
+              "items = pd.read_parquet(sys.argv[2]).sample(40, random_state=0)\n"
+              "np.save(sys.argv[3], embed_new_items(sys.argv[1], items))\n"
+              "print(','.join(items['item_id']), 'torch' in sys.modules and sys.modules['torch'] is not None)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(run / "export"), str(run / "data" / "items.parquet"),
+                           str(tmp_path / "new.npy")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sampled, torch_loaded = done.stdout.split()
+    rows = [table.ids.index(i) for i in sampled.split(",")]
+    assert torch_loaded == "False"
+    assert np.abs(np.load(tmp_path / "new.npy") - table.embeddings[rows]).max() < 1e-4
+    from ranking.tables import embed_new_items
+
+    with pytest.raises(DataError, match="row 2 field 'title': empty text"):
+        embed_new_items(run / "export", pd.DataFrame({"item_id": ["n1", "n2"], "title": ["A new film", " "]}))
     ranking = metrics["ranking"]
     for model in ("baseline", "learn", "learn_similarity"):
         assert 0.5 < ranking[model]["AUC"] < 1 and 0.5 < ranking[model]["UAUC"] < 1
@@ -188,25 +210,25 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     has = joined["snapshot"].to_numpy() >= 0
     ts = samples["ts"].to_numpy()
     assert has.sum() > 10_000 and (joined["history_end"].to_numpy()[has] < ts[has]).all()
-    assert (joined["as_of"].to_numpy()[has] <= ts[has]).all()
-    # recomputed from the events: a snapshot's newest event is its user's newest event before its as_of
-    rows = pd.DataFrame({"user_id": snapshots.ids, "as_of": snapshots.as_of, "end": snapshots.history_end})
-    newest = pd.merge_asof(rows.sort_values("as_of"), events[["user_id", "ts"]].sort_values("ts"), left_on="as_of",
+    assert (joined["valid_from"].to_numpy()[has] <= ts[has]).all()
+    # recomputed from the events: a snapshot's newest event is its user's newest event before its valid_from
+    rows = pd.DataFrame({"user_id": snapshots.ids, "valid_from": snapshots.valid_from, "end": snapshots.history_end})
+    newest = pd.merge_asof(rows.sort_values("valid_from"), events[["user_id", "ts"]].sort_values("ts"),
+                           left_on="valid_from",
                            right_on="ts", by="user_id", allow_exact_matches=False)
     assert (newest["ts"].to_numpy() == newest["end"].to_numpy()).all()
     coverage = ranking["samples"]
     assert coverage["test_rows_with_user_vector"] > coverage["test_rows_with_user_vector_single_snapshot"]
-    # every row whose user has an event before the newest snapshot time at or before it carries a vector
-    origin, day = int(events["ts"].min()), 86_400
-    snapshot_time = origin + (ts - origin) // day * day
+    # refreshed after every event: exactly the rows whose user has an earlier event carry a vector
     positives = events  # the chain's split keeps every interaction (positives_only: false)
-    before = pd.merge_asof(pd.DataFrame({"user_id": samples["user_id"], "at": snapshot_time,
+    before = pd.merge_asof(pd.DataFrame({"user_id": samples["user_id"], "at": ts,
                                          "position": np.arange(len(samples))}).sort_values("at"),
                            pd.DataFrame({"user_id": positives["user_id"], "seen": positives["ts"]}).sort_values("seen"),
                            left_on="at", right_on="seen", by="user_id", allow_exact_matches=False)
     covered = before.sort_values("position")["seen"].notna().to_numpy()
     assert covered.any() and (has == covered).all()
-    assert 0 < coverage["test_rows_with_history_and_vector"] < 1 and coverage["test_rows_awaiting_first_snapshot"] > 0
+    assert coverage["test_rows_with_history_and_vector"] == 1 and coverage["test_rows_awaiting_first_snapshot"] == 0
+    assert export["snapshot_every"] == "event" and export["snapshot_refreshes"] > export["snapshots"]
     for estimator in ("replay", "simulated"):
         block = metrics["ab"][estimator]
         assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments", "min_detectable_lift",

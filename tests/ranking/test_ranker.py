@@ -70,7 +70,7 @@ def test_a_changed_tfrecord_is_refused(world, tmp_path):
 
     copy = tmp_path / "export"
     shutil.copytree(world[0], copy)
-    part = copy / "v1" / "users" / "part-00001.tfrecord"
+    part = copy / "v1" / "tfrecord" / "users" / "part-00001.tfrecord"
     data = bytearray(part.read_bytes())
     data[100] ^= 0xFF
     part.write_bytes(bytes(data))

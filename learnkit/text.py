@@ -1,4 +1,5 @@
-"""One content sentence per item from its six aspects (paper Fig. 4); missing aspects are left out."""
+"""One content sentence per item from its six aspects (paper Fig. 4); missing aspects are left out. Plain
+pandas: the CEG (torch) and a ranker embedding a new item (no torch) render the same sentence."""
 
 from __future__ import annotations
 

@@ -1,0 +1,85 @@
+"""The CEG model (the frozen LLM with its pooling) as ONNX, so that a ranker process embeds a brand-new item from
+its text without torch: `tokenizer.json` (read by the `tokenizers` package), `content.onnx` (`input_ids` and
+`attention_mask` [batch, tokens] int64, right-padded -> `content_embedding` [batch, dim], pooled over the real
+tokens and L2-normalised, exactly as `learn_embed.ceg` does it) and `content.json` (how the text is cut and
+padded). The item tower beside it then maps the content embedding to the LEARN item embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.content_inputs import MODEL, SETTINGS, TOKENIZER, tokenize
+from export.towers import export_onnx, onnx_outputs
+from learn_embed.ceg import ContentEncoder
+from learnkit.errors import DataError
+from learnkit.fsutil import write_json
+
+class PooledContentModel(nn.Module):
+    """The backbone's last hidden layer, pooled over the real tokens and L2-normalised."""
+
+    def __init__(self, backbone: nn.Module, pooling: str, is_decoder: bool) -> None:
+        super().__init__()
+        self.backbone, self.pooling, self.is_decoder = backbone, pooling, is_decoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        extra = {"use_cache": False} if self.is_decoder else {}
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "mean":
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        elif self.pooling == "last":  # right padding: the last real token sits at length - 1
+            last = attention_mask.sum(1).clamp(min=1) - 1
+            pooled = hidden[torch.arange(hidden.shape[0]), last]
+        else:
+            pooled = hidden[:, 0]
+        pooled = pooled.float()
+        return pooled / torch.sqrt((pooled * pooled).sum(-1, keepdim=True)).clamp(min=1e-12)
+
+
+@dataclass
+class ContentParity:
+    items: int
+    max_abs: float      # ONNX Runtime against the torch CEG on the same sentences
+
+    def as_metrics(self) -> dict[str, float | int]:
+        return {"content_parity_items": self.items, "content_parity_onnx_max_abs": self.max_abs}
+
+
+def export_content_model(encoder: ContentEncoder, sentences: list[str], folder: Path,
+                         parity_items: int) -> ContentParity:
+    """Write the tokenizer, the pooled model as ONNX and its settings into `folder`; check that the exported
+    tokenizer gives the torch tokenizer's ids and that ONNX Runtime gives the torch CEG's vectors on the first
+    `parity_items` of `sentences` (real items)."""
+    loaded = encoder.model
+    backend = getattr(loaded.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise DataError(f"{loaded.name}: the tokenizer has no `tokenizers` (fast) form to export")
+    folder.mkdir(parents=True, exist_ok=True)
+    backend.save(str(folder / TOKENIZER))
+    settings = {"max_tokens": encoder.config.max_tokens, "pooling": encoder.config.pooling,
+                "pad_id": int(loaded.tokenizer.pad_token_id), "dim": loaded.hidden_size, "model": loaded.name,
+                "model_fingerprint": loaded.fingerprint, "padding": "right",
+                "inputs": {"input_ids": "[batch, tokens] int64", "attention_mask": "[batch, tokens] int64"},
+                "output": "content_embedding [batch, dim] float32, L2-normalised"}
+    write_json(folder / SETTINGS, settings)
+    sample = sentences[:parity_items]
+    ids, mask = tokenize(folder / TOKENIZER, settings, sample)
+    want_ids = loaded.tokenizer(sample, truncation=True, max_length=encoder.config.max_tokens,
+                                add_special_tokens=True)["input_ids"]
+    for row, tokens in enumerate(want_ids):
+        if ids[row, :mask[row].sum()].tolist() != tokens:
+            raise DataError(f"{loaded.name}: the exported tokenizer cuts item sentence {row} differently from "
+                            "the torch tokenizer")
+    module = PooledContentModel(loaded.backbone, encoder.config.pooling, loaded.is_decoder).float().eval()
+    example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
+    with torch.inference_mode(False), torch.no_grad():
+        export_onnx(module, example, ["input_ids", "attention_mask"], "content_embedding", folder / MODEL, True)
+    got = onnx_outputs(folder / MODEL, {"input_ids": ids, "attention_mask": mask})
+    want = encoder.encode(sample, progress=False)
+    return ContentParity(len(sample), float(np.abs(got - want).max()) if len(sample) else 0.0)
