@@ -27,6 +27,8 @@ smoke: setup
 	$(BIN)/learn-kit run configs/smoke.yaml
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 bench: setup

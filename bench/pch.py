@@ -78,8 +78,9 @@ def main() -> None:
         torch.manual_seed(0)
         model = LearnModel(PchConfig(max_len=64), n_items, content)
         with tempfile.TemporaryDirectory() as tmp:
-            result = train(model, data, TrainConfig(epochs=1, batch_size=batch, lr=1e-3, loss=loss), Path(tmp),
-                           progress=False)
+            result = train(
+                model, data, TrainConfig(epochs=1, batch_size=batch, lr=1e-3, loss=loss), Path(tmp), progress=False
+            )
         rates[loss] = round(result.sequences_per_s, 1)
 
     # evaluation: user embeddings for N users (80-item histories) + top-200 over a 20k gallery
@@ -94,23 +95,38 @@ def main() -> None:
     eval_users_per_s = args.users / (time.perf_counter() - started)
 
     chunk, users_200k = 256, 10_000
-    child = subprocess.run([sys.executable, __file__, "--child", str(users_200k), "200000", "64", str(chunk)],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", str(users_200k), "200000", "64", str(chunk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     memory = json.loads(child.stdout)
-    print(json.dumps({
-        "benchmark": "pch", "threads": torch.get_num_threads(),
-        "model": "PchConfig defaults (width 64, 2 layers, 2 heads), content input 576-d",
-        "train_sequences_per_s": rates, "train_catalog": n_items,
-        "full_over_inbatch": round(rates["full"] / rates["inbatch"], 3),
-        "sampled_over_inbatch": round(rates["sampled"] / rates["inbatch"], 3),
-        "train_batch": batch, "sequence_len": length, "sampled_negatives": TrainConfig().sampled_negatives,
-        "eval_users_per_s": round(eval_users_per_s, 1), "eval_gallery": n_items,
-        "eval_peak_mb_200k": round(memory["peak_mb"], 1),
-        "eval_peak_increase_mb_200k": round(memory["peak_mb"] - memory["before_mb"], 1),
-        "eval_200k_users": users_200k, "eval_200k_chunk": chunk,
-        "eval_200k_users_per_s": round(users_200k / memory["seconds"], 1),
-        "naive_users_x_gallery_mb": round(users_200k * 200_000 * 4 / 2**20, 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "pch",
+                "threads": torch.get_num_threads(),
+                "model": "PchConfig defaults (width 64, 2 layers, 2 heads), content input 576-d",
+                "train_sequences_per_s": rates,
+                "train_catalog": n_items,
+                "full_over_inbatch": round(rates["full"] / rates["inbatch"], 3),
+                "sampled_over_inbatch": round(rates["sampled"] / rates["inbatch"], 3),
+                "train_batch": batch,
+                "sequence_len": length,
+                "sampled_negatives": TrainConfig().sampled_negatives,
+                "eval_users_per_s": round(eval_users_per_s, 1),
+                "eval_gallery": n_items,
+                "eval_peak_mb_200k": round(memory["peak_mb"], 1),
+                "eval_peak_increase_mb_200k": round(memory["peak_mb"] - memory["before_mb"], 1),
+                "eval_200k_users": users_200k,
+                "eval_200k_chunk": chunk,
+                "eval_200k_users_per_s": round(users_200k / memory["seconds"], 1),
+                "naive_users_x_gallery_mb": round(users_200k * 200_000 * 4 / 2**20, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,7 @@ class EpochTimes(tf.keras.callbacks.Callback):
 def rate(model: Ranker, features: dict, rows: int, config: RankingConfig, epochs: int) -> float:
     model.compile(optimizer=tf.keras.optimizers.Adam(config.train.lr))
     timer = EpochTimes()
-    model.fit(dataset(features, config.train.batch_size, shuffle_seed=0), epochs=epochs, callbacks=[timer],
-              verbose=0)
+    model.fit(dataset(features, config.train.batch_size, shuffle_seed=0), epochs=epochs, callbacks=[timer], verbose=0)
     return rows / float(np.median(timer.times[1:]))
 
 
@@ -65,33 +64,63 @@ def main() -> None:
     user_vectors = rng.standard_normal((args.users, args.dim)).astype(np.float32)
     item_vectors = rng.standard_normal((args.items, args.dim)).astype(np.float32)
     u, i = rng.integers(0, args.users, args.rows), rng.integers(0, args.items, args.rows)
-    samples = pd.DataFrame({"user_id": user_ids[u], "item_id": item_ids[i],
-                            "label": (rng.random(args.rows) < 0.3).astype(np.int8), "part": "train"})
+    samples = pd.DataFrame(
+        {
+            "user_id": user_ids[u],
+            "item_id": item_ids[i],
+            "label": (rng.random(args.rows) < 0.3).astype(np.int8),
+            "part": "train",
+        }
+    )
     config = RankingConfig(model=RankingModelConfig(), train=RankingTrainConfig(batch_size=512))
     vocabulary = Vocabulary(users=list(user_ids), items=list(item_ids))
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()
-        write_export(root, {"users": EmbeddingTable(list(user_ids), user_vectors, np.ones(args.users, bool)),
-                            "items": EmbeddingTable(list(item_ids), item_vectors, np.ones(args.items, bool))},
-                     {}, formats=("parquet", "tfrecord"), version="bench")
+        write_export(
+            root,
+            {
+                "users": EmbeddingTable(list(user_ids), user_vectors, np.ones(args.users, bool)),
+                "items": EmbeddingTable(list(item_ids), item_vectors, np.ones(args.items, bool)),
+            },
+            {},
+            formats=("parquet", "tfrecord"),
+            version="bench",
+        )
         export_seconds = time.perf_counter() - started
         started = time.perf_counter()
         users = read_feature_table(root, "users", "tfrecord")
         items = read_feature_table(root, "items", "tfrecord")
         read_seconds = time.perf_counter() - started
     set_determinism(0)
-    from_tables = rate(Ranker(vocabulary, config.model, users, items), features_of(samples), args.rows, config,
-                       args.epochs)
-    joined = {**features_of(samples), "user_learn": user_vectors[u], "item_learn": item_vectors[i],
-              "user_has_embedding": np.ones(args.rows, np.float32), "item_has_embedding": np.ones(args.rows, np.float32)}
+    from_tables = rate(
+        Ranker(vocabulary, config.model, users, items), features_of(samples), args.rows, config, args.epochs
+    )
+    joined = {
+        **features_of(samples),
+        "user_learn": user_vectors[u],
+        "item_learn": item_vectors[i],
+        "user_has_embedding": np.ones(args.rows, np.float32),
+        "item_has_embedding": np.ones(args.rows, np.float32),
+    }
     set_determinism(0)
     in_memory = rate(Ranker(vocabulary, config.model, users, items), joined, args.rows, config, args.epochs)
-    print(json.dumps({"rows": args.rows, "users": args.users, "items": args.items, "dim": args.dim,
-                      "batch_size": config.train.batch_size,
-                      "tables_examples_per_s": round(from_tables, 1), "in_memory_examples_per_s": round(in_memory, 1),
-                      "ratio_to_in_memory": round(from_tables / in_memory, 3),
-                      "table_write_seconds": round(export_seconds, 2),
-                      "table_read_seconds_tfrecord": round(read_seconds, 2)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "users": args.users,
+                "items": args.items,
+                "dim": args.dim,
+                "batch_size": config.train.batch_size,
+                "tables_examples_per_s": round(from_tables, 1),
+                "in_memory_examples_per_s": round(in_memory, 1),
+                "ratio_to_in_memory": round(from_tables / in_memory, 3),
+                "table_write_seconds": round(export_seconds, 2),
+                "table_read_seconds_tfrecord": round(read_seconds, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

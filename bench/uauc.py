@@ -56,21 +56,34 @@ def main() -> None:
     bounds = np.flatnonzero(np.r_[True, su[1:] != su[:-1], True])
     started = time.perf_counter()
     loop = {}
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         if 0 < sl[a:b].sum() < b - a:
             loop[int(su[a])] = roc_auc_score(sl[a:b], ss[a:b])
     loop_seconds = time.perf_counter() - started
     loop_total = loop_seconds * len(result.users) / (len(bounds) - 1)
-    ours_subset = dict(zip(result.users.tolist(), result.per_user_auc.tolist()))
+    ours_subset = dict(zip(result.users.tolist(), result.per_user_auc.tolist(), strict=True))
     max_diff = max(abs(ours_subset[u] - v) for u, v in loop.items())
-    print(json.dumps({
-        "rows": args.rows, "users": int(len(result.users)), "users_evaluated": result.users_evaluated,
-        "users_excluded": result.users_excluded, "uauc": result.uauc, "wuauc": result.wuauc,
-        "seconds": round(ours, 3), "lexsort_seconds": round(floor, 3),
-        "sklearn_loop_users_timed": len(bounds) - 1, "sklearn_loop_seconds_timed": round(loop_seconds, 3),
-        "sklearn_loop_seconds_scaled": round(loop_total, 1),
-        "speedup_vs_sklearn_loop": round(loop_total / ours, 1), "ratio_to_lexsort": round(ours / floor, 3),
-        "max_abs_diff_vs_sklearn": max_diff}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "users": int(len(result.users)),
+                "users_evaluated": result.users_evaluated,
+                "users_excluded": result.users_excluded,
+                "uauc": result.uauc,
+                "wuauc": result.wuauc,
+                "seconds": round(ours, 3),
+                "lexsort_seconds": round(floor, 3),
+                "sklearn_loop_users_timed": len(bounds) - 1,
+                "sklearn_loop_seconds_timed": round(loop_seconds, 3),
+                "sklearn_loop_seconds_scaled": round(loop_total, 1),
+                "speedup_vs_sklearn_loop": round(loop_total / ours, 1),
+                "ratio_to_lexsort": round(ours / floor, 3),
+                "max_abs_diff_vs_sklearn": max_diff,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ MODEL_OF_ARM = {"control": "baseline", "treatment": "learn"}
 
 def assign_arms(users: np.ndarray, salt: str, control_share: float, treatment_share: float) -> pd.DataFrame:
     bucket = user_bucket(pd.Series(users), salt)
-    arm = np.where(bucket < control_share, "control",
-                   np.where(bucket < control_share + treatment_share, "treatment", "unexposed"))
+    arm = np.where(
+        bucket < control_share, "control", np.where(bucket < control_share + treatment_share, "treatment", "unexposed")
+    )
     return pd.DataFrame({"user_id": users, "bucket": bucket, "arm": arm})
 
 
@@ -84,7 +85,7 @@ class Lift:
     ci_low: float
     ci_high: float
     p_value: float
-    control: float   # mean per user (CUPED-adjusted when asked)
+    control: float  # mean per user (CUPED-adjusted when asked)
     treatment: float
 
 
@@ -98,8 +99,14 @@ def cuped(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def revenue_lift(y_c: np.ndarray, y_t: np.ndarray, bootstrap: int, rng: np.random.Generator) -> Lift:
     if len(y_c) < 2 or len(y_t) < 2 or y_c.mean() == 0:
-        return Lift(np.nan, np.nan, np.nan, np.nan, float(np.mean(y_c)) if len(y_c) else np.nan,
-                    float(np.mean(y_t)) if len(y_t) else np.nan)
+        return Lift(
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            float(np.mean(y_c)) if len(y_c) else np.nan,
+            float(np.mean(y_t)) if len(y_t) else np.nan,
+        )
     lift = y_t.mean() / y_c.mean() - 1
     boot_c = y_c[rng.integers(0, len(y_c), (bootstrap, len(y_c)))].mean(1)
     boot_t = y_t[rng.integers(0, len(y_t), (bootstrap, len(y_t)))].mean(1)
@@ -110,8 +117,9 @@ def revenue_lift(y_c: np.ndarray, y_t: np.ndarray, bootstrap: int, rng: np.rando
     return Lift(float(lift), float(low), float(high), float(p), float(y_c.mean()), float(y_t.mean()))
 
 
-def ratio_lift(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray, bootstrap: int,
-               rng: np.random.Generator) -> tuple[float, float, float]:
+def ratio_lift(
+    num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray, bootstrap: int, rng: np.random.Generator
+) -> tuple[float, float, float]:
     """Lift of sum(num)/sum(den) (CVR) with a bootstrap interval over users."""
     if den_c.sum() == 0 or den_t.sum() == 0 or num_c.sum() == 0:
         return np.nan, np.nan, np.nan
@@ -124,20 +132,28 @@ def ratio_lift(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: n
     return float(lift), float(low), float(high)
 
 
-def per_user(rows: pd.DataFrame, mask: np.ndarray, conversions: np.ndarray, by: list[str] | None = None) -> pd.DataFrame:
+def per_user(
+    rows: pd.DataFrame, mask: np.ndarray, conversions: np.ndarray, by: list[str] | None = None
+) -> pd.DataFrame:
     """Revenue, conversions and shown items per user (and per `by` columns) of the shown rows."""
-    frame = pd.DataFrame({"user_id": rows["user_id"].to_numpy(), "shown": mask.astype(float),
-                          "conversions": mask * conversions, "revenue": mask * conversions * rows["value"].to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "user_id": rows["user_id"].to_numpy(),
+            "shown": mask.astype(float),
+            "conversions": mask * conversions,
+            "revenue": mask * conversions * rows["value"].to_numpy(),
+        }
+    )
     for column in by or []:
         frame[column] = rows[column].to_numpy()
     return frame.groupby(["user_id", *(by or [])], sort=True)[["shown", "conversions", "revenue"]].sum()
 
 
-def _arm_values(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray],
-                column: str) -> dict[str, np.ndarray]:
+def _arm_values(
+    outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray], column: str
+) -> dict[str, np.ndarray]:
     """Per-user `column` of each arm's members under that arm's model (0 for a user with no shown row)."""
-    return {arm: outcomes[MODEL_OF_ARM[arm]][column].reindex(members[arm], fill_value=0.0).to_numpy()
-            for arm in ARMS}
+    return {arm: outcomes[MODEL_OF_ARM[arm]][column].reindex(members[arm], fill_value=0.0).to_numpy() for arm in ARMS}
 
 
 Z_TWO_SIDED_5 = float(stats.norm.ppf(0.975))
@@ -154,8 +170,13 @@ def min_detectable_lift(values: np.ndarray, n_control: int, n_treatment: int) ->
     return float(spread / abs(values.mean()))
 
 
-def estimate(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray], pre_revenue: pd.Series,
-             config: AbConfig, rng: np.random.Generator) -> dict[str, Any]:
+def estimate(
+    outcomes: dict[str, pd.DataFrame],
+    members: dict[str, np.ndarray],
+    pre_revenue: pd.Series,
+    config: AbConfig,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
     revenue = _arm_values(outcomes, members, "revenue")
     # the resolution, from the control ranker's outcomes for every exposed user: no look at the comparison
     everyone = np.concatenate([members[arm] for arm in ARMS])
@@ -172,27 +193,37 @@ def estimate(outcomes: dict[str, pd.DataFrame], members: dict[str, np.ndarray], 
         y = cuped(np.r_[revenue["control"], revenue["treatment"]], np.r_[pre["control"], pre["treatment"]])
         n_c = len(revenue["control"])
         adjusted = revenue_lift(y[:n_c], y[n_c:], config.bootstrap, rng)
-    cvr, cvr_low, cvr_high = ratio_lift(conv["control"], shown_n["control"], conv["treatment"], shown_n["treatment"],
-                                        config.bootstrap, rng)
-    return {"revenue_lift": adjusted.lift, "ci_low": adjusted.ci_low, "ci_high": adjusted.ci_high,
-            "p_value": adjusted.p_value, "min_detectable_lift": resolution, "cvr_lift": cvr, "cvr_ci_low": cvr_low, "cvr_ci_high": cvr_high,
-            "cuped": config.cuped,
-            "unadjusted": {"revenue_lift": raw.lift, "ci_low": raw.ci_low, "ci_high": raw.ci_high,
-                           "p_value": raw.p_value},
-            "users": {arm: int(len(revenue[arm])) for arm in ARMS},
-            "revenue_per_user": {arm: float(revenue[arm].mean()) if len(revenue[arm]) else np.nan for arm in ARMS},
-            "cvr": {arm: float(conv[arm].sum() / shown_n[arm].sum()) if shown_n[arm].sum() else np.nan
-                    for arm in ARMS}}
+    cvr, cvr_low, cvr_high = ratio_lift(
+        conv["control"], shown_n["control"], conv["treatment"], shown_n["treatment"], config.bootstrap, rng
+    )
+    return {
+        "revenue_lift": adjusted.lift,
+        "ci_low": adjusted.ci_low,
+        "ci_high": adjusted.ci_high,
+        "p_value": adjusted.p_value,
+        "min_detectable_lift": resolution,
+        "cvr_lift": cvr,
+        "cvr_ci_low": cvr_low,
+        "cvr_ci_high": cvr_high,
+        "cuped": config.cuped,
+        "unadjusted": {"revenue_lift": raw.lift, "ci_low": raw.ci_low, "ci_high": raw.ci_high, "p_value": raw.p_value},
+        "users": {arm: int(len(revenue[arm])) for arm in ARMS},
+        "revenue_per_user": {arm: float(revenue[arm].mean()) if len(revenue[arm]) else np.nan for arm in ARMS},
+        "cvr": {arm: float(conv[arm].sum() / shown_n[arm].sum()) if shown_n[arm].sum() else np.nan for arm in ARMS},
+    }
 
 
-def aa_false_positive_rate(outcome: pd.DataFrame, users: np.ndarray, pre_revenue: pd.Series, config: AbConfig,
-                           alpha: float = 0.05) -> dict[str, Any]:
+def aa_false_positive_rate(
+    outcome: pd.DataFrame, users: np.ndarray, pre_revenue: pd.Series, config: AbConfig, alpha: float = 0.05
+) -> dict[str, Any]:
     """Both arms served by the same model; the share of `aa_runs` salts whose p-value is below alpha."""
     y_all = outcome["revenue"].reindex(users, fill_value=0.0).to_numpy()
     x_all = pre_revenue.reindex(users, fill_value=0.0).to_numpy()
     p_values = []
     for run in range(config.aa_runs):
-        arm = assign_arms(users, f"{config.salt}:aa:{run}", config.control_share, config.treatment_share)["arm"].to_numpy()
+        arm = assign_arms(users, f"{config.salt}:aa:{run}", config.control_share, config.treatment_share)[
+            "arm"
+        ].to_numpy()
         exposed = arm != "unexposed"
         y = cuped(y_all[exposed], x_all[exposed]) if config.cuped else y_all[exposed]
         is_t = arm[exposed] == "treatment"
@@ -200,30 +231,44 @@ def aa_false_positive_rate(outcome: pd.DataFrame, users: np.ndarray, pre_revenue
             continue
         p_values.append(stats.ttest_ind(y[is_t], y[~is_t], equal_var=False).pvalue)
     p = np.asarray(p_values)
-    return {"runs": int(len(p)), "false_positive_rate": float((p < alpha).mean()) if len(p) else np.nan,
-            "alpha": alpha}
+    return {"runs": int(len(p)), "false_positive_rate": float((p < alpha).mean()) if len(p) else np.nan, "alpha": alpha}
 
 
-def _segment_lift(values: dict[str, np.ndarray], share: float, config: AbConfig,
-                  rng: np.random.Generator) -> dict[str, Any]:
+def _segment_lift(
+    values: dict[str, np.ndarray], share: float, config: AbConfig, rng: np.random.Generator
+) -> dict[str, Any]:
     lift = revenue_lift(values["control"], values["treatment"], config.bootstrap, rng)
-    return {"share": share, "revenue_lift": lift.lift, "ci_low": lift.ci_low, "ci_high": lift.ci_high,
-            "p_value": lift.p_value}
+    return {
+        "share": share,
+        "revenue_lift": lift.lift,
+        "ci_low": lift.ci_low,
+        "ci_high": lift.ci_high,
+        "p_value": lift.p_value,
+    }
 
 
-def _segment_lifts(outcomes: dict[str, pd.DataFrame], by_item_segment: dict[str, pd.DataFrame], rows: pd.DataFrame,
-                   members: dict[str, np.ndarray], user_segment: pd.Series, config: AbConfig,
-                   rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+def _segment_lifts(
+    outcomes: dict[str, pd.DataFrame],
+    by_item_segment: dict[str, pd.DataFrame],
+    rows: pd.DataFrame,
+    members: dict[str, np.ndarray],
+    user_segment: pd.Series,
+    config: AbConfig,
+    rng: np.random.Generator,
+) -> dict[str, dict[str, Any]]:
     """Revenue lift per user segment (the segment's users) and per item segment (revenue from its items)."""
     out: dict[str, dict[str, Any]] = {"user": {}, "item": {}}
     for segment in SEGMENTS:
         in_segment = {arm: m[user_segment.reindex(m).to_numpy() == segment] for arm, m in members.items()}
-        out["user"][segment] = _segment_lift(_arm_values(outcomes, in_segment, "revenue"),
-                                             float((rows["user_segment"] == segment).mean()), config, rng)
-        of_segment = {m: table[table.index.get_level_values(1) == segment].droplevel(1)
-                      for m, table in by_item_segment.items()}
-        out["item"][segment] = _segment_lift(_arm_values(of_segment, members, "revenue"),
-                                             float((rows["item_segment"] == segment).mean()), config, rng)
+        out["user"][segment] = _segment_lift(
+            _arm_values(outcomes, in_segment, "revenue"), float((rows["user_segment"] == segment).mean()), config, rng
+        )
+        of_segment = {
+            m: table[table.index.get_level_values(1) == segment].droplevel(1) for m, table in by_item_segment.items()
+        }
+        out["item"][segment] = _segment_lift(
+            _arm_values(of_segment, members, "revenue"), float((rows["item_segment"] == segment).mean()), config, rng
+        )
     return out
 
 
@@ -235,15 +280,19 @@ def _daily(outcomes_day: dict[str, pd.DataFrame], members: dict[str, np.ndarray]
         entry: dict[str, Any] = {"day": int(day)}
         for arm in ARMS:
             table = outcomes_day[MODEL_OF_ARM[arm]]
-            part = table.xs(day, level=1).reindex(members[arm], fill_value=0.0) \
-                if day in table.index.get_level_values(1) \
+            part = (
+                table.xs(day, level=1).reindex(members[arm], fill_value=0.0)
+                if day in table.index.get_level_values(1)
                 else pd.DataFrame({"revenue": [0.0], "conversions": [0.0], "shown": [0.0]})
+            )
             totals = part[["revenue", "conversions", "shown"]].sum().to_numpy()
             cumulative[arm] += totals
-            entry[arm] = {"revenue_per_user": totals[0] / max(counts[arm], 1),
-                          "cvr": totals[1] / totals[2] if totals[2] else np.nan,
-                          "cumulative_revenue_per_user": cumulative[arm][0] / max(counts[arm], 1),
-                          "cumulative_cvr": cumulative[arm][1] / cumulative[arm][2] if cumulative[arm][2] else np.nan}
+            entry[arm] = {
+                "revenue_per_user": totals[0] / max(counts[arm], 1),
+                "cvr": totals[1] / totals[2] if totals[2] else np.nan,
+                "cumulative_revenue_per_user": cumulative[arm][0] / max(counts[arm], 1),
+                "cumulative_cvr": cumulative[arm][1] / cumulative[arm][2] if cumulative[arm][2] else np.nan,
+            }
         for key in ("revenue_per_user", "cumulative_revenue_per_user"):
             c, t = entry["control"][key], entry["treatment"][key]
             entry[key.replace("revenue_per_user", "revenue_lift")] = t / c - 1 if c else np.nan
@@ -266,27 +315,43 @@ def request_resolution(rows: pd.DataFrame, top_k: int) -> dict[str, Any]:
     candidates = rows.groupby("request").size().to_numpy()
     if not len(candidates):
         return {"single_candidate_share": float("nan"), "rerankable_share": float("nan")}
-    return {"single_candidate_share": float((candidates == 1).mean()),
-            "rerankable_share": float((candidates > top_k).mean()),
-            "candidates_per_request": {"mean": float(candidates.mean()), "median": float(np.median(candidates))}}
+    return {
+        "single_candidate_share": float((candidates == 1).mean()),
+        "rerankable_share": float((candidates > top_k).mean()),
+        "candidates_per_request": {"mean": float(candidates.mean()), "median": float(np.median(candidates))},
+    }
 
 
 def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, seed: int) -> pd.DataFrame:
     """`per_request` catalog items drawn uniformly for each request (rows from `add_requests`), none of
     them already a candidate of that request: user_id, item_id, ts (the request's first), snapshot."""
     rng = np.random.default_rng(seed)
-    requests = rows.groupby("request", sort=True).agg(user_id=("user_id", "first"), ts=("ts", "min"),
-                                                      snapshot=("snapshot", "first"))
-    logged = set(zip(rows["request"], rows["item_id"]))
+    requests = rows.groupby("request", sort=True).agg(
+        user_id=("user_id", "first"), ts=("ts", "min"), snapshot=("snapshot", "first")
+    )
+    logged = set(zip(rows["request"], rows["item_id"], strict=True))
     request_ids = np.repeat(requests.index.to_numpy(), per_request)
     picks, keep = draw_avoiding(len(request_ids), len(catalog), None, in_pairs(request_ids, catalog, logged), rng)
     chosen = requests.loc[request_ids[keep]]
-    return pd.DataFrame({"user_id": chosen["user_id"].to_numpy(), "item_id": catalog[picks[keep]],
-                         "ts": chosen["ts"].to_numpy(), "snapshot": chosen["snapshot"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "user_id": chosen["user_id"].to_numpy(),
+            "item_id": catalog[picks[keep]],
+            "ts": chosen["ts"].to_numpy(),
+            "snapshot": chosen["snapshot"].to_numpy(),
+        }
+    )
 
 
-def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_revenue: pd.Series,
-           day_seconds: int, config: AbConfig, seed: int) -> dict[str, Any]:
+def run_ab(
+    rows: pd.DataFrame,
+    samples: pd.DataFrame,
+    items: pd.DataFrame,
+    pre_revenue: pd.Series,
+    day_seconds: int,
+    config: AbConfig,
+    seed: int,
+) -> dict[str, Any]:
     """rows: the scored test rows (user_id, item_id, ts, label, value, baseline, learn, user_segment,
     item_segment, snapshot: the start of the user's test period) and, optionally, `widened` rows: sampled
     catalog candidates with no logged outcome (label NaN), which only the simulated estimator can judge.
@@ -301,16 +366,21 @@ def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_r
     draws = (np.random.default_rng(seed).random((config.simulated_seeds, len(rows))) < probability[None]).mean(0)
     logged = ~rows["widened"].to_numpy(bool)
     rng = np.random.default_rng(seed)
-    result: dict[str, Any] = {"requests": int(rows["request"].nunique()), "days": int(rows["day"].nunique()),
-                              "widened_candidates": int((~logged).sum()),
-                              "users": {arm: int((assignment.arm == arm).sum()) for arm in (*ARMS, "unexposed")},
-                              "response_model": "logistic regression on user, item and user x category indicators, "
-                                                "fitted on all ranking samples including the test period",
-                              "response_model_test_auc": auc(rows["label"].to_numpy()[logged], probability[logged])}
+    result: dict[str, Any] = {
+        "requests": int(rows["request"].nunique()),
+        "days": int(rows["day"].nunique()),
+        "widened_candidates": int((~logged).sum()),
+        "users": {arm: int((assignment.arm == arm).sum()) for arm in (*ARMS, "unexposed")},
+        "response_model": "logistic regression on user, item and user x category indicators, "
+        "fitted on all ranking samples including the test period",
+        "response_model_test_auc": auc(rows["label"].to_numpy()[logged], probability[logged]),
+    }
     result["single_candidate_share"] = request_resolution(rows[logged], config.top_k)["single_candidate_share"]
     # replay ranks only the logged candidates (only their outcomes are known); the simulation ranks all
-    for estimator, part, conv in (("replay", rows[logged].reset_index(drop=True), rows["label"].to_numpy()[logged]),
-                                  ("simulated", rows, draws)):
+    for estimator, part, conv in (
+        ("replay", rows[logged].reset_index(drop=True), rows["label"].to_numpy()[logged]),
+        ("simulated", rows, draws),
+    ):
         masks = {model: shown(part, model, config.top_k) for model in ("baseline", "learn")}
         outcomes = {m: per_user(part, masks[m], conv) for m in masks}
         block = estimate(outcomes, members, pre_revenue, config, rng)
@@ -322,4 +392,3 @@ def run_ab(rows: pd.DataFrame, samples: pd.DataFrame, items: pd.DataFrame, pre_r
         result[estimator] = block
     result["assignment"] = assignment
     return result
-

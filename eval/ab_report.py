@@ -28,42 +28,88 @@ def _p(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
-def ab_report(result: dict[str, Any], ranking_delta: dict[str, Any] | None, plot_link: str | None,
-              top_k: int, shares: tuple[float, float]) -> str:
+def ab_report(
+    result: dict[str, Any],
+    ranking_delta: dict[str, Any] | None,
+    plot_link: str | None,
+    top_k: int,
+    shares: tuple[float, float],
+) -> str:
     rows = []
     for name in ESTIMATORS:
         b = result[name]
-        rows.append([name, _with_ci(b), _p(b["p_value"]), _with_ci(b["unadjusted"]), _p(b["unadjusted"]["p_value"]),
-                     _with_ci(b, "cvr_lift", "cvr_ci_low", "cvr_ci_high"),
-                     f"{100 * b['aa']['false_positive_rate']:.1f}% of {b['aa']['runs']}"])
-    summary = md_table(["estimator", "revenue lift [95% CI]" + (" (CUPED)" if result["replay"]["cuped"] else ""),
-                        "p-value", "unadjusted lift", "unadjusted p", "CVR lift [95% CI]", "A/A false positives"], rows)
+        rows.append(
+            [
+                name,
+                _with_ci(b),
+                _p(b["p_value"]),
+                _with_ci(b["unadjusted"]),
+                _p(b["unadjusted"]["p_value"]),
+                _with_ci(b, "cvr_lift", "cvr_ci_low", "cvr_ci_high"),
+                f"{100 * b['aa']['false_positive_rate']:.1f}% of {b['aa']['runs']}",
+            ]
+        )
+    summary = md_table(
+        [
+            "estimator",
+            "revenue lift [95% CI]" + (" (CUPED)" if result["replay"]["cuped"] else ""),
+            "p-value",
+            "unadjusted lift",
+            "unadjusted p",
+            "CVR lift [95% CI]",
+            "A/A false positives",
+        ],
+        rows,
+    )
     seg_rows = []
     for kind in ("user", "item"):
         for segment in SEGMENTS:
             replay = result["replay"]["segments"][kind][segment]
             simulated = result["simulated"]["segments"][kind][segment]
             auc = (ranking_delta or {}).get("segments", {}).get(kind, {}).get(segment, {}).get("AUC", {}).get("value")
-            seg_rows.append([kind, segment, f"{100 * replay['share']:.1f}%", _with_ci(replay), _with_ci(simulated),
-                             "n/a" if auc is None else f"{100 * auc:+.2f}pp"])
-    table7 = md_table(["", "segment", "share of test samples", "revenue lift, replay", "revenue lift, simulated",
-                       "AUC delta (ranking)"], seg_rows)
+            seg_rows.append(
+                [
+                    kind,
+                    segment,
+                    f"{100 * replay['share']:.1f}%",
+                    _with_ci(replay),
+                    _with_ci(simulated),
+                    "n/a" if auc is None else f"{100 * auc:+.2f}pp",
+                ]
+            )
+    table7 = md_table(
+        [
+            "",
+            "segment",
+            "share of test samples",
+            "revenue lift, replay",
+            "revenue lift, simulated",
+            "AUC delta (ranking)",
+        ],
+        seg_rows,
+    )
     control, treatment = shares
-    text = ("## Simulated A/B test: LEARN ranker (treatment) against the ID baseline (control)\n\n"
-            f"Users are split by a salted hash: {100 * control:.0f}% control, {100 * treatment:.0f}% treatment "
-            f"({result['users']['control']} and {result['users']['treatment']} users with test traffic; "
-            f"{result['users']['unexposed']} unexposed). {result['requests']:,} requests (user-days over "
-            f"{result['days']} days); each arm shows its top {top_k} of the request's logged candidates. "
-            "**Replay** counts only logged outcomes. **Simulated** draws conversions from a separate response "
-            f"model ({result['response_model']}; AUC {result['response_model_test_auc']:.3f} on the test rows it "
-            "was fitted on). The response model sees only ids and categories, so it favours neither arm's LEARN "
-            "features, but it is an ID model and leans towards what the ID baseline learns. Intervals: 2.5 and "
-            "97.5 percentiles of a bootstrap over users; p-values: Welch's t-test on revenue per user. The A/A "
-            "row serves both arms with the LEARN ranker under many salts: its share of p < 0.05 should be near 5%."
-            "\n\n" + summary + "\nBy segment (paper table 7):\n\n" + table7)
-    text = text.replace("\n\n" + summary, "\n\nWhat this traffic can resolve, before the arms are compared (a "
-                        f"request whose candidates all fit in the top {top_k} is shown the same under either "
-                        "ranker):\n\n" + _resolution(result, top_k) + "\n" + summary, 1)
+    text = (
+        "## Simulated A/B test: LEARN ranker (treatment) against the ID baseline (control)\n\n"
+        f"Users are split by a salted hash: {100 * control:.0f}% control, {100 * treatment:.0f}% treatment "
+        f"({result['users']['control']} and {result['users']['treatment']} users with test traffic; "
+        f"{result['users']['unexposed']} unexposed). {result['requests']:,} requests (user-days over "
+        f"{result['days']} days); each arm shows its top {top_k} of the request's logged candidates. "
+        "**Replay** counts only logged outcomes. **Simulated** draws conversions from a separate response "
+        f"model ({result['response_model']}; AUC {result['response_model_test_auc']:.3f} on the test rows it "
+        "was fitted on). The response model sees only ids and categories, so it favours neither arm's LEARN "
+        "features, but it is an ID model and leans towards what the ID baseline learns. Intervals: 2.5 and "
+        "97.5 percentiles of a bootstrap over users; p-values: Welch's t-test on revenue per user. The A/A "
+        "row serves both arms with the LEARN ranker under many salts: its share of p < 0.05 should be near 5%."
+        "\n\n" + summary + "\nBy segment (paper table 7):\n\n" + table7
+    )
+    text = text.replace(
+        "\n\n" + summary,
+        "\n\nWhat this traffic can resolve, before the arms are compared (a "
+        f"request whose candidates all fit in the top {top_k} is shown the same under either "
+        "ranker):\n\n" + _resolution(result, top_k) + "\n" + summary,
+        1,
+    )
     verdict = _verdict(result)
     text += f"\n{verdict}\n"
     if plot_link:
@@ -77,11 +123,25 @@ def _resolution(result: dict[str, Any], top_k: int) -> str:
         b = result[name]
         per_request = b["candidates_per_request"]
         mde = b["min_detectable_lift"]
-        rows.append([name, f"{100 * b['single_candidate_share']:.1f}%", f"{100 * b['rerankable_share']:.1f}%",
-                     f"{per_request['mean']:.1f} (median {per_request['median']:g})",
-                     "n/a" if mde is None or not np.isfinite(mde) else f"±{100 * mde:.1f}%"])
-    return md_table(["estimator", "requests with 1 candidate", f"requests with > {top_k} (re-rankable)",
-                     "candidates per request", "min. detectable revenue lift (80% power)"], rows)
+        rows.append(
+            [
+                name,
+                f"{100 * b['single_candidate_share']:.1f}%",
+                f"{100 * b['rerankable_share']:.1f}%",
+                f"{per_request['mean']:.1f} (median {per_request['median']:g})",
+                "n/a" if mde is None or not np.isfinite(mde) else f"±{100 * mde:.1f}%",
+            ]
+        )
+    return md_table(
+        [
+            "estimator",
+            "requests with 1 candidate",
+            f"requests with > {top_k} (re-rankable)",
+            "candidates per request",
+            "min. detectable revenue lift (80% power)",
+        ],
+        rows,
+    )
 
 
 def _verdict(result: dict[str, Any]) -> str:
@@ -90,20 +150,26 @@ def _verdict(result: dict[str, Any]) -> str:
         b = result[name]
         if cannot_tell(b):
             share = b.get("rerankable_share")
-            lines.append(f"- {name}: this test cannot tell: re-ranking can change only "
-                         f"{'n/a' if share is None else f'{100 * share:.0f}%'} of the requests, so no lift is read "
-                         "from it.")
+            lines.append(
+                f"- {name}: this test cannot tell: re-ranking can change only "
+                f"{'n/a' if share is None else f'{100 * share:.0f}%'} of the requests, so no lift is read "
+                "from it."
+            )
         elif b["revenue_lift"] is None or not np.isfinite(b["ci_low"]):
             lines.append(f"- {name}: the lift is undefined (no control revenue).")
         elif b["ci_low"] > 0:
-            lines.append(f"- {name}: LEARN raised revenue per user by {_pct(b['revenue_lift'])}; the interval "
-                         "excludes zero.")
+            lines.append(
+                f"- {name}: LEARN raised revenue per user by {_pct(b['revenue_lift'])}; the interval excludes zero."
+            )
         elif b["ci_high"] < 0:
-            lines.append(f"- {name}: LEARN lowered revenue per user by {_pct(b['revenue_lift'])}; the interval "
-                         "excludes zero.")
+            lines.append(
+                f"- {name}: LEARN lowered revenue per user by {_pct(b['revenue_lift'])}; the interval excludes zero."
+            )
         else:
-            lines.append(f"- {name}: {_pct(b['revenue_lift'])}, but the interval includes zero: this test cannot "
-                         "tell the arms apart.")
+            lines.append(
+                f"- {name}: {_pct(b['revenue_lift'])}, but the interval includes zero: this test cannot "
+                "tell the arms apart."
+            )
     return "What it says:\n\n" + "\n".join(lines)
 
 
@@ -121,13 +187,19 @@ def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
     drawn = False
-    for ax, name in zip(axes, ESTIMATORS):
+    for ax, name in zip(axes, ESTIMATORS, strict=True):
         daily = result[name]["daily"]
         days = [d["day"] + 1 for d in daily]
-        lift = [100 * d["revenue_lift"] if d["revenue_lift"] is not None and np.isfinite(d["revenue_lift"]) else np.nan
-                for d in daily]
-        cumulative = [100 * d["cumulative_revenue_lift"] if d["cumulative_revenue_lift"] is not None
-                      and np.isfinite(d["cumulative_revenue_lift"]) else np.nan for d in daily]
+        lift = [
+            100 * d["revenue_lift"] if d["revenue_lift"] is not None and np.isfinite(d["revenue_lift"]) else np.nan
+            for d in daily
+        ]
+        cumulative = [
+            100 * d["cumulative_revenue_lift"]
+            if d["cumulative_revenue_lift"] is not None and np.isfinite(d["cumulative_revenue_lift"])
+            else np.nan
+            for d in daily
+        ]
         if days:
             ax.bar(days, lift, color="#8ab", label="daily")
             ax.plot(days, cumulative, color="#c33", marker=".", label="cumulative")
@@ -137,8 +209,11 @@ def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
             ax.set_ylim(-limit, limit)
             drawn = True
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=f"{name}: revenue per user, treatment vs control", xlabel="test day",
-               ylabel="revenue lift (%, axis clipped)")
+        ax.set(
+            title=f"{name}: revenue per user, treatment vs control",
+            xlabel="test day",
+            ylabel="revenue lift (%, axis clipped)",
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     if drawn:

@@ -36,8 +36,9 @@ class _WeightedAuc:
             return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
 
 
-def _figures(user_weights: np.ndarray, per_user: np.ndarray, samples: np.ndarray, row_auc: np.ndarray,
-             valid: np.ndarray) -> dict[str, np.ndarray]:
+def _figures(
+    user_weights: np.ndarray, per_user: np.ndarray, samples: np.ndarray, row_auc: np.ndarray, valid: np.ndarray
+) -> dict[str, np.ndarray]:
     """UAUC / WUAUC / AUC for each row of `user_weights` ([B, users])."""
     wv = user_weights * valid
     auc = np.where(valid, per_user, 0.0)
@@ -45,9 +46,16 @@ def _figures(user_weights: np.ndarray, per_user: np.ndarray, samples: np.ndarray
         return {"UAUC": wv @ auc / wv.sum(1), "WUAUC": (wv * samples) @ auc / (wv @ samples), "AUC": row_auc}
 
 
-def compare_models(users: np.ndarray, labels: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
-                   bootstrap: int = 500, seed: int = 0, weight: Literal["samples", "clicks"] = "samples",
-                   chunk: int = 50) -> dict[str, Any]:
+def compare_models(
+    users: np.ndarray,
+    labels: np.ndarray,
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    bootstrap: int = 500,
+    seed: int = 0,
+    weight: Literal["samples", "clicks"] = "samples",
+    chunk: int = 50,
+) -> dict[str, Any]:
     """Figures of model a and b and the delta b - a, each delta with `ci_low`/`ci_high` (2.5 and 97.5
     percentiles over `bootstrap` user resamples). NaN where a figure is undefined (one class only)."""
     a, b = user_auc(users, labels, score_a, weight), user_auc(users, labels, score_b, weight)
@@ -62,8 +70,9 @@ def compare_models(users: np.ndarray, labels: np.ndarray, score_a: np.ndarray, s
     for name, result, row in (("a", a, row_a), ("b", b, row_b)):
         figures = _figures(ones, result.per_user_auc, samples, row(ones[:, user_of_row]), valid)
         point[name] = {m: float(figures[m][0]) for m in METRICS}
-        point[name].update(users_evaluated=result.users_evaluated, users_excluded=result.users_excluded,
-                           rows=int(len(labels)))
+        point[name].update(
+            users_evaluated=result.users_evaluated, users_excluded=result.users_excluded, rows=int(len(labels))
+        )
     rng = np.random.default_rng(seed)
     deltas: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
     for start in range(0, bootstrap, chunk):
@@ -78,6 +87,6 @@ def compare_models(users: np.ndarray, labels: np.ndarray, score_a: np.ndarray, s
     for m in METRICS:
         values = np.concatenate(deltas[m]) if deltas[m] else np.zeros(0)
         values = values[np.isfinite(values)]
-        low, high = (np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan))
+        low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
         delta[m] = {"value": point["b"][m] - point["a"][m], "ci_low": float(low), "ci_high": float(high)}
     return {"a": point["a"], "b": point["b"], "delta": delta}

@@ -15,10 +15,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class UserAucResult:
-    uauc: float            # mean per-user AUC over users with both classes
-    wuauc: float           # the same weighted by samples (or clicks) per user
+    uauc: float  # mean per-user AUC over users with both classes
+    wuauc: float  # the same weighted by samples (or clicks) per user
     users_evaluated: int
-    users_excluded: int    # single-class users: their AUC is undefined
+    users_excluded: int  # single-class users: their AUC is undefined
     per_user_auc: np.ndarray  # NaN for excluded users, in the order of `users`
     users: np.ndarray
 
@@ -42,8 +42,9 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(result.per_user_auc[0]) if len(result.per_user_auc) else float("nan")
 
 
-def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
-             weight: Literal["samples", "clicks"] = "samples") -> UserAucResult:
+def user_auc(
+    users: np.ndarray, labels: np.ndarray, scores: np.ndarray, weight: Literal["samples", "clicks"] = "samples"
+) -> UserAucResult:
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     if not (len(users) == len(labels) == len(scores)):
@@ -68,10 +69,15 @@ def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray,
     valid = (positives > 0) & (negatives > 0)
     per_user = np.full(k, np.nan)
     per_user[valid] = (rank_sum[valid] - positives[valid] * (positives[valid] + 1) / 2) / (
-        positives[valid] * negatives[valid])
+        positives[valid] * negatives[valid]
+    )
     w = (count if weight == "samples" else positives)[valid]
     n_valid = int(valid.sum())
     return UserAucResult(
         uauc=float(per_user[valid].mean()) if n_valid else float("nan"),
         wuauc=float((per_user[valid] * w).sum() / w.sum()) if n_valid and w.sum() else float("nan"),
-        users_evaluated=n_valid, users_excluded=int(k - n_valid), per_user_auc=per_user, users=uniq)
+        users_evaluated=n_valid,
+        users_excluded=int(k - n_valid),
+        per_user_auc=per_user,
+        users=uniq,
+    )

@@ -14,7 +14,7 @@ from learnkit.report import md_table
 
 MODELS = ("baseline", "learn", "learn_similarity")
 LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
-REFERENCE = "popularity"   # a reference row: the item's positive training samples, the same for every user
+REFERENCE = "popularity"  # a reference row: the item's positive training samples, the same for every user
 
 
 def ranking_metrics(rows: pd.DataFrame, bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
@@ -37,8 +37,15 @@ def _compare(rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weig
     """compare_models overall and on every segment: {"a", "b", "delta"}, each with `segments`."""
 
     def one(part: pd.DataFrame) -> dict[str, Any]:
-        return compare_models(part["user_id"].to_numpy(), part["label"].to_numpy(), part[a].to_numpy(),
-                              part[b].to_numpy(), bootstrap=bootstrap, seed=seed, weight=weight)  # type: ignore[arg-type]
+        return compare_models(
+            part["user_id"].to_numpy(),
+            part["label"].to_numpy(),
+            part[a].to_numpy(),
+            part[b].to_numpy(),
+            bootstrap=bootstrap,
+            seed=seed,
+            weight=weight,
+        )  # type: ignore[arg-type]
 
     out = one(rows)
     for key in ("a", "b", "delta"):
@@ -49,8 +56,11 @@ def _compare(rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weig
             share = len(part) / len(rows)
             if part.empty:
                 empty = {**{m: float("nan") for m in METRICS}, "users_evaluated": 0, "users_excluded": 0, "rows": 0}
-                result = {"a": dict(empty), "b": dict(empty),
-                          "delta": {m: {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan} for m in METRICS}}
+                result = {
+                    "a": dict(empty),
+                    "b": dict(empty),
+                    "delta": {m: {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan} for m in METRICS},
+                }
             else:
                 result = one(part)
             for key in ("a", "b", "delta"):
@@ -82,16 +92,28 @@ def _verdict(delta: dict[str, float]) -> str:
     return "no clear difference"
 
 
-def ranking_report(metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_description: str,
-                   bootstrap: int) -> str:
+def ranking_report(
+    metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_description: str, bootstrap: int
+) -> str:
     models = [m for m in MODELS if m in metrics]
     base = metrics["baseline"]
     shown = [*([REFERENCE] if REFERENCE in metrics else []), *models]
-    table6 = md_table(["model", "AUC", "UAUC", "WUAUC", "users with both classes", "users excluded"],
-                      [[f"*{m}*" if m == REFERENCE else m, *(_round(metrics[m][k]) for k in METRICS),
-                        metrics[m]["users_evaluated"], metrics[m]["users_excluded"]] for m in shown]
-                      + [[f"{LABELS[m]} - baseline (pp, 95% CI)", *(_interval(metrics["deltas"][m][k]) for k in METRICS),
-                          "", ""] for m in models[1:]])
+    table6 = md_table(
+        ["model", "AUC", "UAUC", "WUAUC", "users with both classes", "users excluded"],
+        [
+            [
+                f"*{m}*" if m == REFERENCE else m,
+                *(_round(metrics[m][k]) for k in METRICS),
+                metrics[m]["users_evaluated"],
+                metrics[m]["users_excluded"],
+            ]
+            for m in shown
+        ]
+        + [
+            [f"{LABELS[m]} - baseline (pp, 95% CI)", *(_interval(metrics["deltas"][m][k]) for k in METRICS), "", ""]
+            for m in models[1:]
+        ],
+    )
     rows = []
     for kind in ("user", "item"):
         for segment in SEGMENTS:
@@ -99,25 +121,32 @@ def ranking_report(metrics: dict[str, Any], plot_path: Path, plot_link: str, sam
             row = [kind, segment, f"{100 * b['share']:.1f}%", b.get("rows", "n/a"), _round(b["UAUC"])]
             for model in models[1:]:
                 d = metrics["deltas"][model]["segments"][kind][segment]
-                row += [_round(metrics[model]["segments"][kind][segment]["UAUC"]), _interval(d["UAUC"]),
-                        _interval(d["AUC"]), _verdict(d["UAUC"])]
+                row += [
+                    _round(metrics[model]["segments"][kind][segment]["UAUC"]),
+                    _interval(d["UAUC"]),
+                    _interval(d["AUC"]),
+                    _verdict(d["UAUC"]),
+                ]
             rows.append(row)
     header = ["", "segment", "share of test samples", "rows", "UAUC baseline"]
     for model in models[1:]:
         header += [f"UAUC {LABELS[model]}", "ΔUAUC pp", "ΔAUC pp", "UAUC verdict"]
     table7 = md_table(header, rows)
     drawn = plot_segment_deltas(metrics["delta"], plot_path) if metrics.get("delta") else False
-    return ("## Ranking: the LEARN rankers against the ID baseline (paper tables 6 and 7)\n\n"
-            f"Test rows: {base['rows']:,} ({samples_description}). *popularity* is a reference row: each item "
-            "scored by its positive training samples, the same for every user. The same samples train and test every "
-            "model: "
-            "the ID baseline; LEARN (paper Fig. 5: the auxiliary network over the LEARN vectors, fused into the "
-            "main tower); LEARN + similarity (Fig. 5 with the user . item score of the LEARN vectors as one "
-            "more input). UAUC averages the AUC of each user with both classes; WUAUC weights it by the user's "
-            "number of samples. Intervals: 2.5 and 97.5 percentiles over "
-            f"{bootstrap} bootstrap resamples of users.\n\n" + table6 + "\nBy segment (paper table 7), with each "
-            "segment's rows (its reference size):\n\n" + table7
-            + (f"\n![per-segment deltas]({plot_link})\n" if drawn else ""))
+    return (
+        "## Ranking: the LEARN rankers against the ID baseline (paper tables 6 and 7)\n\n"
+        f"Test rows: {base['rows']:,} ({samples_description}). *popularity* is a reference row: each item "
+        "scored by its positive training samples, the same for every user. The same samples train and test every "
+        "model: "
+        "the ID baseline; LEARN (paper Fig. 5: the auxiliary network over the LEARN vectors, fused into the "
+        "main tower); LEARN + similarity (Fig. 5 with the user . item score of the LEARN vectors as one "
+        "more input). UAUC averages the AUC of each user with both classes; WUAUC weights it by the user's "
+        "number of samples. Intervals: 2.5 and 97.5 percentiles over "
+        f"{bootstrap} bootstrap resamples of users.\n\n" + table6 + "\nBy segment (paper table 7), with each "
+        "segment's rows (its reference size):\n\n"
+        + table7
+        + (f"\n![per-segment deltas]({plot_link})\n" if drawn else "")
+    )
 
 
 def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:

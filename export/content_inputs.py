@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-TOKENIZER, MODEL, SETTINGS = "tokenizer.json", "content.onnx", "content.json"   # under the export's towers/
+TOKENIZER, MODEL, SETTINGS = "tokenizer.json", "content.onnx", "content.json"  # under the export's towers/
 
 
 def tokenize(tokenizer_file: Path, settings: dict, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -24,8 +24,8 @@ def tokenize(tokenizer_file: Path, settings: dict, sentences: list[str]) -> tupl
     ids = np.full((len(encoded), width), int(settings["pad_id"]), np.int64)
     mask = np.zeros((len(encoded), width), np.int64)
     for row, tokens in enumerate(encoded):
-        ids[row, :len(tokens)] = tokens
-        mask[row, :len(tokens)] = 1
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
     return ids, mask
 
 
@@ -45,7 +45,7 @@ def embed_text(folder: Path, sentences: list[str], batch_size: int = 64, threads
     order = np.argsort(-mask.sum(1), kind="stable")
     out = np.zeros((len(sentences), int(settings["dim"])), np.float32)
     for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         width = int(mask[batch].sum(1).max())
         out[batch] = session.run(None, {"input_ids": ids[batch, :width], "attention_mask": mask[batch, :width]})[0]
     return out

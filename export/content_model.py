@@ -20,6 +20,7 @@ from learn_embed.ceg import ContentEncoder
 from learnkit.errors import DataError
 from learnkit.fsutil import write_json
 
+
 class PooledContentModel(nn.Module):
     """The backbone's last hidden layer, pooled over the real tokens and L2-normalised."""
 
@@ -45,14 +46,15 @@ class PooledContentModel(nn.Module):
 @dataclass
 class ContentParity:
     items: int
-    max_abs: float      # ONNX Runtime against the torch CEG on the same sentences
+    max_abs: float  # ONNX Runtime against the torch CEG on the same sentences
 
     def as_metrics(self) -> dict[str, float | int]:
         return {"content_parity_items": self.items, "content_parity_onnx_max_abs": self.max_abs}
 
 
-def export_content_model(encoder: ContentEncoder, sentences: list[str], folder: Path,
-                         parity_items: int) -> ContentParity:
+def export_content_model(
+    encoder: ContentEncoder, sentences: list[str], folder: Path, parity_items: int
+) -> ContentParity:
     """Write the tokenizer, the pooled model as ONNX and its settings into `folder`; check that the exported
     tokenizer gives the torch tokenizer's ids and that ONNX Runtime gives the torch CEG's vectors on the first
     `parity_items` of `sentences` (real items)."""
@@ -62,20 +64,28 @@ def export_content_model(encoder: ContentEncoder, sentences: list[str], folder: 
         raise DataError(f"{loaded.name}: the tokenizer has no `tokenizers` (fast) form to export")
     folder.mkdir(parents=True, exist_ok=True)
     backend.save(str(folder / TOKENIZER))
-    settings = {"max_tokens": encoder.config.max_tokens, "pooling": encoder.config.pooling,
-                "pad_id": int(loaded.tokenizer.pad_token_id), "dim": loaded.hidden_size, "model": loaded.name,
-                "model_fingerprint": loaded.fingerprint, "padding": "right",
-                "inputs": {"input_ids": "[batch, tokens] int64", "attention_mask": "[batch, tokens] int64"},
-                "output": "content_embedding [batch, dim] float32, L2-normalised"}
+    settings = {
+        "max_tokens": encoder.config.max_tokens,
+        "pooling": encoder.config.pooling,
+        "pad_id": int(loaded.tokenizer.pad_token_id),
+        "dim": loaded.hidden_size,
+        "model": loaded.name,
+        "model_fingerprint": loaded.fingerprint,
+        "padding": "right",
+        "inputs": {"input_ids": "[batch, tokens] int64", "attention_mask": "[batch, tokens] int64"},
+        "output": "content_embedding [batch, dim] float32, L2-normalised",
+    }
     write_json(folder / SETTINGS, settings)
     sample = sentences[:parity_items]
     ids, mask = tokenize(folder / TOKENIZER, settings, sample)
-    want_ids = loaded.tokenizer(sample, truncation=True, max_length=encoder.config.max_tokens,
-                                add_special_tokens=True)["input_ids"]
+    want_ids = loaded.tokenizer(sample, truncation=True, max_length=encoder.config.max_tokens, add_special_tokens=True)[
+        "input_ids"
+    ]
     for row, tokens in enumerate(want_ids):
-        if ids[row, :mask[row].sum()].tolist() != tokens:
-            raise DataError(f"{loaded.name}: the exported tokenizer cuts item sentence {row} differently from "
-                            "the torch tokenizer")
+        if ids[row, : mask[row].sum()].tolist() != tokens:
+            raise DataError(
+                f"{loaded.name}: the exported tokenizer cuts item sentence {row} differently from the torch tokenizer"
+            )
     module = PooledContentModel(loaded.backbone, encoder.config.pooling, loaded.is_decoder).float().eval()
     example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
     with torch.inference_mode(False), torch.no_grad():

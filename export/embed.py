@@ -25,12 +25,13 @@ from learnkit.schema import CHRONOLOGICAL
 
 @dataclass
 class UserHistories:
-    users: list[str]            # every user of the dataset, sorted
+    users: list[str]  # every user of the dataset, sorted
     histories: list[list[str]]  # newest `history_max` item ids before the snapshot, oldest first ([] if none)
 
 
-def histories_before(events: pd.DataFrame, snapshot: np.ndarray, history_max: int,
-                     positives_only: bool) -> UserHistories:
+def histories_before(
+    events: pd.DataFrame, snapshot: np.ndarray, history_max: int, positives_only: bool
+) -> UserHistories:
     """`snapshot`: per event row, the start of its user's test period."""
     users = sorted(events["user_id"].unique().tolist())
     before = events[events["ts"].to_numpy() < snapshot]
@@ -49,8 +50,9 @@ class Snapshots:
     histories: list[list[str]]  # per row: the newest `history_max` item ids before valid_from, oldest first
 
 
-def snapshot_histories(events: pd.DataFrame, every: int | Literal["event"], history_max: int,
-                       positives_only: bool, partition_every: int) -> Snapshots:
+def snapshot_histories(
+    events: pd.DataFrame, every: int | Literal["event"], history_max: int, positives_only: bool, partition_every: int
+) -> Snapshots:
     """Point-in-time user rows, each built from the user's events with ts < valid_from only.
 
     every: N   snapshots every N time units from the first event; a user gets a row at snapshot s (valid from
@@ -72,9 +74,13 @@ def snapshot_histories(events: pd.DataFrame, every: int | Literal["event"], hist
     stops = pd.Series(np.arange(len(users))).groupby(users, sort=False).max() + 1
     first = starts.reindex(rows["user_id"]).to_numpy()
     last = stops.reindex(rows["user_id"]).to_numpy()
-    seen = np.array([f + int(np.searchsorted(ts[f:e], a, side="left"))
-                     for f, e, a in zip(first, last, rows["valid_from"].to_numpy())])
-    histories = [items[max(f, n - history_max):n] for f, n in zip(first, seen)]
+    seen = np.array(
+        [
+            f + int(np.searchsorted(ts[f:e], a, side="left"))
+            for f, e, a in zip(first, last, rows["valid_from"].to_numpy(), strict=True)
+        ]
+    )
+    histories = [items[max(f, n - history_max) : n] for f, n in zip(first, seen, strict=True)]
     start = rows["valid_from"].to_numpy(np.int64)
     as_of = origin + (start - origin) // partition_every * partition_every if every == "event" else start
     return Snapshots(rows.assign(history_end=ts[seen - 1], as_of=as_of), histories)
@@ -86,8 +92,9 @@ def fallback_vector(vectors: np.ndarray, kind: str) -> np.ndarray:
     return vectors.mean(0).astype(np.float32)
 
 
-def embed_tables(model: LearnModel, catalog: Catalog, histories: UserHistories,
-                 fallback: str) -> dict[str, EmbeddingTable]:
+def embed_tables(
+    model: LearnModel, catalog: Catalog, histories: UserHistories, fallback: str
+) -> dict[str, EmbeddingTable]:
     model.eval()
     items = item_vectors(model, torch.arange(len(catalog.ids))).numpy()
     known = [i for i, h in enumerate(histories.histories) if h]
@@ -99,13 +106,18 @@ def embed_tables(model: LearnModel, catalog: Catalog, histories: UserHistories,
     flags = np.zeros(len(histories.users), dtype=bool)
     flags[known] = True
     users[~flags] = user_fallback = fallback_vector(users[flags], fallback)
-    return {"users": EmbeddingTable(histories.users, users, flags, user_fallback),
-            "items": EmbeddingTable(list(catalog.ids), items.astype(np.float32), np.ones(len(catalog.ids), bool),
-                                    fallback_vector(items, fallback))}
+    return {
+        "users": EmbeddingTable(histories.users, users, flags, user_fallback),
+        "items": EmbeddingTable(
+            list(catalog.ids),
+            items.astype(np.float32),
+            np.ones(len(catalog.ids), bool),
+            fallback_vector(items, fallback),
+        ),
+    }
 
 
-def embed_snapshots(model: LearnModel, catalog: Catalog, snapshots: Snapshots,
-                    fallback: np.ndarray) -> EmbeddingTable:
+def embed_snapshots(model: LearnModel, catalog: Catalog, snapshots: Snapshots, fallback: np.ndarray) -> EmbeddingTable:
     """The point-in-time table: each snapshot row's user vector, with its valid_from, history_end and as_of."""
     model.eval()
     dim = model.dim
@@ -114,6 +126,12 @@ def embed_snapshots(model: LearnModel, catalog: Catalog, snapshots: Snapshots,
         data = SequenceData.from_lists([catalog.index(h) for h in snapshots.histories], [[0]] * len(snapshots.rows))
         vectors = user_vectors(model, data).numpy().astype(np.float32)
     rows = snapshots.rows
-    return EmbeddingTable(rows["user_id"].astype(str).tolist(), vectors, np.ones(len(vectors), bool), fallback,
-                          rows["valid_from"].to_numpy(np.int64), rows["history_end"].to_numpy(np.int64),
-                          rows["as_of"].to_numpy(np.int64))
+    return EmbeddingTable(
+        rows["user_id"].astype(str).tolist(),
+        vectors,
+        np.ones(len(vectors), bool),
+        fallback,
+        rows["valid_from"].to_numpy(np.int64),
+        rows["history_end"].to_numpy(np.int64),
+        rows["as_of"].to_numpy(np.int64),
+    )

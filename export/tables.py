@@ -21,9 +21,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,27 +36,27 @@ from learnkit.fsutil import PLAIN_NAME, is_plain_name, json_default, sha256_file
 
 MANIFEST = "manifest.json"
 POINT_IN_TIME_COLUMNS = ("valid_from", "history_end")
-TFRECORD_ROOT = "tfrecord"   # <export>/tfrecord/<table>/...: the TFRecord copy, beside the Parquet tree
+TFRECORD_ROOT = "tfrecord"  # <export>/tfrecord/<table>/...: the TFRecord copy, beside the Parquet tree
 ISO_BASIC = "%Y%m%dT%H%M%SZ"
-MANIFEST_HASH = "manifest_sha256"   # of the manifest without this key: the reader checks it
+MANIFEST_HASH = "manifest_sha256"  # of the manifest without this key: the reader checks it
 LATEST = "LATEST"
-FORMAT_VERSION = 2   # 2: point-in-time rows carry valid_from; as_of is the partition folder only
+FORMAT_VERSION = 2  # 2: point-in-time rows carry valid_from; as_of is the partition folder only
 
 
 @dataclass
 class EmbeddingTable:
     ids: list[str]
-    embeddings: np.ndarray          # [rows, dim] float32
-    has_embedding: np.ndarray       # [rows] bool
+    embeddings: np.ndarray  # [rows, dim] float32
+    has_embedding: np.ndarray  # [rows] bool
     # the vector of rows without an embedding, and of ids a reader does not find (None: zeros)
     fallback: np.ndarray | None = None
     # point-in-time tables, one row per id and refresh: `valid_from`, the time from which the row is the id's
     # vector; `history_end`, the time of the newest event it was built from (always before valid_from); and
     # `as_of`, its snapshot partition's time (a Hive folder `as_of=<label>`, never after valid_from: equal to it
     # for periodic snapshots, the start of the partition's period for refreshes after every event)
-    valid_from: np.ndarray | None = None     # [rows] int64
-    history_end: np.ndarray | None = None    # [rows] int64
-    as_of: np.ndarray | None = None          # [rows] int64
+    valid_from: np.ndarray | None = None  # [rows] int64
+    history_end: np.ndarray | None = None  # [rows] int64
+    as_of: np.ndarray | None = None  # [rows] int64
 
     def __post_init__(self) -> None:
         if self.embeddings.ndim != 2 or len(self.ids) != self.embeddings.shape[0] != len(self.has_embedding):
@@ -77,18 +78,25 @@ def _part(table: EmbeddingTable, rows: np.ndarray) -> pa.Table:
     block = np.ascontiguousarray(table.embeddings[rows], dtype=np.float32)
     # required (non-nullable) fields: no definition levels for a reader to decode; nothing here is ever null
     vector = pa.list_(pa.field("element", pa.float32(), nullable=False), block.shape[1])
-    fields = [pa.field("id", pa.string(), nullable=False), pa.field("embedding", vector, nullable=False),
-              pa.field("has_embedding", pa.bool_(), nullable=False)]
-    columns = {"id": pa.array([table.ids[i] for i in rows], pa.string()),
-               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), type=vector),
-               "has_embedding": pa.array(table.has_embedding[rows].astype(bool))}
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("embedding", vector, nullable=False),
+        pa.field("has_embedding", pa.bool_(), nullable=False),
+    ]
+    columns = {
+        "id": pa.array([table.ids[i] for i in rows], pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), type=vector),
+        "has_embedding": pa.array(table.has_embedding[rows].astype(bool)),
+    }
     if table.partitioned:
         # `as_of` lives in the folder name only: a file column of that name would clash with the Hive
         # partition for every dataset reader
         assert table.valid_from is not None and table.history_end is not None
         fields += [pa.field(c, pa.int64(), nullable=False) for c in POINT_IN_TIME_COLUMNS]
-        columns.update(valid_from=pa.array(table.valid_from[rows], pa.int64()),
-                       history_end=pa.array(table.history_end[rows], pa.int64()))
+        columns.update(
+            valid_from=pa.array(table.valid_from[rows], pa.int64()),
+            history_end=pa.array(table.history_end[rows], pa.int64()),
+        )
     return pa.table(columns, schema=pa.schema(fields))
 
 
@@ -112,16 +120,26 @@ def _partitions(table: EmbeddingTable, rows_per_part: int, ordinal: bool) -> lis
     groups = [("", np.arange(len(table.ids)))]
     if table.partitioned:
         assert table.as_of is not None
-        groups = [(f"as_of={partition_label(v, ordinal)}/", np.flatnonzero(table.as_of == v))
-                  for v in np.unique(table.as_of)]
-    return [(prefix, rows[start:start + rows_per_part]) for prefix, rows in groups
-            for start in range(0, max(len(rows), 1), rows_per_part)]
+        groups = [
+            (f"as_of={partition_label(v, ordinal)}/", np.flatnonzero(table.as_of == v)) for v in np.unique(table.as_of)
+        ]
+    return [
+        (prefix, rows[start : start + rows_per_part])
+        for prefix, rows in groups
+        for start in range(0, max(len(rows), 1), rows_per_part)
+    ]
 
 
-def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: dict[str, Any],
-                 rows_per_part: int = 1_000_000, version: str | None = None,
-                 formats: tuple[str, ...] = ("parquet",),
-                 artefacts: Callable[[Path], dict[str, Any]] | None = None, ordinal_time: bool = False) -> Path:
+def write_export(
+    root: str | Path,
+    tables: dict[str, EmbeddingTable],
+    metadata: dict[str, Any],
+    rows_per_part: int = 1_000_000,
+    version: str | None = None,
+    formats: tuple[str, ...] = ("parquet",),
+    artefacts: Callable[[Path], dict[str, Any]] | None = None,
+    ordinal_time: bool = False,
+) -> Path:
     """Write `tables` (and, through `artefacts(staging_folder)`, any further files such as the towers,
     whose returned description goes into the manifest) as one verified version; returns its folder."""
     root = Path(root)
@@ -131,12 +149,17 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
     final = root / version
     if final.exists():
         raise DataError(f"{final}: export version {version!r} exists already; versions are never overwritten")
-    staging = root / f".{version}.{os.getpid()}.partial"   # private to this writer
+    staging = root / f".{version}.{os.getpid()}.partial"  # private to this writer
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "version": version,
-                                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                "metadata": metadata, "tables": {}, "files": {}}
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "metadata": metadata,
+        "tables": {},
+        "files": {},
+    }
     tfrecord_folders: list[tuple[Path, Path]] = []
     for name, table in tables.items():
         (staging / name).mkdir()
@@ -146,18 +169,26 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
             relative = f"{name}/{prefix}part-{number:05d}.parquet"
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             # plain pages: embeddings neither compress nor repeat, and decoding is what readers pay for
-            pq.write_table(_part(table, rows), staging / relative, compression="none", use_dictionary=["id"],
-                           row_group_size=16_384)
-        tfrecord_folders += [(staging / name / prefix, staging / TFRECORD_ROOT / name / prefix)
-                             for prefix in sorted(parts)]
-        manifest["tables"][name] = {"rows": len(table.ids), "dim": int(table.embeddings.shape[1]),
-                                    "dtype": "float32", "rows_with_embedding": int(table.has_embedding.sum()),
-                                    "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
-                                                "has_embedding": "bool",
-                                                **(dict.fromkeys(POINT_IN_TIME_COLUMNS, "int64")
-                                                   if table.partitioned else {})},
-                                    "formats": sorted(set(formats)),
-                                    "fallback": table.fallback_vector().tolist()}
+            pq.write_table(
+                _part(table, rows), staging / relative, compression="none", use_dictionary=["id"], row_group_size=16_384
+            )
+        tfrecord_folders += [
+            (staging / name / prefix, staging / TFRECORD_ROOT / name / prefix) for prefix in sorted(parts)
+        ]
+        manifest["tables"][name] = {
+            "rows": len(table.ids),
+            "dim": int(table.embeddings.shape[1]),
+            "dtype": "float32",
+            "rows_with_embedding": int(table.has_embedding.sum()),
+            "columns": {
+                "id": "string",
+                "embedding": "fixed_size_list<float32>",
+                "has_embedding": "bool",
+                **(dict.fromkeys(POINT_IN_TIME_COLUMNS, "int64") if table.partitioned else {}),
+            },
+            "formats": sorted(set(formats)),
+            "fallback": table.fallback_vector().tolist(),
+        }
         if table.partitioned:
             manifest["tables"][name]["partitions"] = sorted(p.rstrip("/") for p in parts)
     if "tfrecord" in formats:
@@ -176,7 +207,7 @@ def write_export(root: str | Path, tables: dict[str, EmbeddingTable], metadata: 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        os.rename(staging, final)   # fails rather than merge if another writer took this version first
+        os.rename(staging, final)  # fails rather than merge if another writer took this version first
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"{final}: export version {version!r} was taken by another writer") from exc
@@ -209,8 +240,7 @@ def table_files(folder: Path, manifest: dict[str, Any], name: str, suffix: str) 
     """The verified files of one table in one format: each listed, present and matching its sha256."""
     if name not in manifest["tables"]:
         raise DataError(f"{folder}: no table {name!r} (has {', '.join(manifest['tables'])})")
-    return verified_files(folder, manifest, f"{TFRECORD_ROOT}/{name}/" if suffix == ".tfrecord" else f"{name}/",
-                          suffix)
+    return verified_files(folder, manifest, f"{TFRECORD_ROOT}/{name}/" if suffix == ".tfrecord" else f"{name}/", suffix)
 
 
 def verified_files(folder: Path, manifest: dict[str, Any], prefix: str, suffix: str = "") -> list[Path]:
@@ -230,8 +260,9 @@ def verified_files(folder: Path, manifest: dict[str, Any], prefix: str, suffix: 
     return paths
 
 
-def open_export(root: str | Path, version: str = "latest", expect_version: str | None = None,
-                _staging: bool = False) -> tuple[Path, dict[str, Any]]:
+def open_export(
+    root: str | Path, version: str = "latest", expect_version: str | None = None, _staging: bool = False
+) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest) of one finished export, checked against the expected version."""
     folder = Path(root) if _staging else resolve_version(root, version)
     try:
@@ -239,11 +270,13 @@ def open_export(root: str | Path, version: str = "latest", expect_version: str |
     except json.JSONDecodeError as exc:
         raise DataError(f"{folder / MANIFEST}: not valid JSON ({exc.msg}); the export is corrupt") from exc
     if not isinstance(manifest, dict) or manifest.get(MANIFEST_HASH) != _manifest_hash(manifest):
-        raise DataError(f"{folder / MANIFEST}: its own hash does not match its content (edited or corrupt); "
-                        "export again")
+        raise DataError(
+            f"{folder / MANIFEST}: its own hash does not match its content (edited or corrupt); export again"
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{folder}: export format {manifest.get('format_version')!r}, this reader knows "
-                        f"{FORMAT_VERSION}")
+        raise DataError(
+            f"{folder}: export format {manifest.get('format_version')!r}, this reader knows {FORMAT_VERSION}"
+        )
     if expect_version is not None and manifest["version"] != expect_version:
         raise DataError(f"{folder}: export version {manifest['version']!r}, expected {expect_version!r}")
     return folder, manifest
@@ -255,8 +288,10 @@ def check_rows(where: str, ids: list[str], matrix: np.ndarray, rows: int) -> Non
         raise DataError(f"{where}: {len(ids)} rows, manifest says {rows}")
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
-        raise DataError(f"{where}: {int(bad.sum())} row(s) with NaN or infinite values "
-                        f"(first id {ids[int(np.flatnonzero(bad)[0])]!r})")
+        raise DataError(
+            f"{where}: {int(bad.sum())} row(s) with NaN or infinite values "
+            f"(first id {ids[int(np.flatnonzero(bad)[0])]!r})"
+        )
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
@@ -280,8 +315,14 @@ def resolve_version(root: str | Path, version: str = "latest") -> Path:
     return folder
 
 
-def read_table(root: str | Path, name: str, version: str = "latest", expect_dim: int | None = None,
-               expect_version: str | None = None, _staging: bool = False) -> tuple[EmbeddingTable, dict[str, Any]]:
+def read_table(
+    root: str | Path,
+    name: str,
+    version: str = "latest",
+    expect_dim: int | None = None,
+    expect_version: str | None = None,
+    _staging: bool = False,
+) -> tuple[EmbeddingTable, dict[str, Any]]:
     """Read and verify one table's Parquet copy; raises `DataError` naming the file and the problem."""
     folder, manifest = open_export(root, version, expect_version, _staging)
     paths = table_files(folder, manifest, name, ".parquet")
@@ -300,11 +341,18 @@ def read_table(root: str | Path, name: str, version: str = "latest", expect_dim:
         check_rows(f"{folder}/{name}", ids, matrix, info["rows"])
         return EmbeddingTable(ids, matrix, flags, fallback), manifest
     valid_from = table.column("valid_from").to_numpy()
-    check_rows(f"{folder}/{name}", [f"{i}@{t}" for i, t in zip(ids, valid_from)], matrix, info["rows"])
+    check_rows(f"{folder}/{name}", [f"{i}@{t}" for i, t in zip(ids, valid_from, strict=True)], matrix, info["rows"])
     history_end = table.column("history_end").to_numpy()
-    as_of = np.concatenate([np.full(pq.ParquetFile(p).metadata.num_rows,
-                                    partition_time(p.parent.name.partition("as_of=")[2], str(p)), np.int64)
-                            for p in paths])
+    as_of = np.concatenate(
+        [
+            np.full(
+                pq.ParquetFile(p).metadata.num_rows,
+                partition_time(p.parent.name.partition("as_of=")[2], str(p)),
+                np.int64,
+            )
+            for p in paths
+        ]
+    )
     if (history_end >= valid_from).any():
         raise DataError(f"{folder}/{name}: a snapshot row holds history from at or after its valid_from")
     if (valid_from < as_of).any():

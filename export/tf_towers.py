@@ -1,7 +1,7 @@
 """The TensorFlow side of the tower export, run as a child process (never beside torch):
 
-    python -m export.tf_towers convert MODEL.onnx OUT_DIR INPUT_NAME...   # onnx2tf -> SavedModel
-    python -m export.tf_towers check SAVEDMODEL INPUTS.npz                # max |TF - expected| as JSON
+python -m export.tf_towers convert MODEL.onnx OUT_DIR INPUT_NAME...   # onnx2tf -> SavedModel
+python -m export.tf_towers check SAVEDMODEL INPUTS.npz                # max |TF - expected| as JSON
 """
 
 from __future__ import annotations
@@ -19,8 +19,13 @@ def convert(onnx_path: str, out_dir: str, inputs: list[str]) -> None:
     import onnx2tf
 
     # keep_shape_absolutely_input_names: without it onnx2tf transposes the inputs and the outputs are wrong
-    onnx2tf.convert(input_onnx_file_path=onnx_path, output_folder_path=out_dir, output_signaturedefs=True,
-                    keep_shape_absolutely_input_names=inputs, non_verbose=True)
+    onnx2tf.convert(
+        input_onnx_file_path=onnx_path,
+        output_folder_path=out_dir,
+        output_signaturedefs=True,
+        keep_shape_absolutely_input_names=inputs,
+        non_verbose=True,
+    )
 
 
 def check(saved: str, npz: str) -> float:

@@ -1,8 +1,9 @@
-"""Parquet parts of an embedding table -> `tf.train.Example` TFRecord files, one beside each part.
+"""Parquet parts of an embedding table -> `tf.train.Example` TFRecord files, one per part, in a folder of their own.
 
-Run as `python -m export.tfrecord PARQUET_FOLDER TFRECORD_FOLDER [...]` (a child of the export, so that torch and TensorFlow never
-share a process). Each record: `id` (bytes), `embedding` (float list), `has_embedding` (int64 0/1), and in a
-point-in-time table `valid_from` and `history_end` (int64), as in the Parquet part.
+Run as `python -m export.tfrecord PARQUET_FOLDER TFRECORD_FOLDER [...]` (a child of the export, so that
+torch and TensorFlow never share a process). Each record: `id` (bytes), `embedding` (float list),
+`has_embedding` (int64 0/1), and in a point-in-time table `valid_from` and `history_end` (int64), as in the
+Parquet part.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def convert(folder: Path, out_folder: Path) -> list[Path]:
         times = {c: table.column(c).to_pylist() for c in ("valid_from", "history_end") if c in table.column_names}
         out = out_folder / part.with_suffix(".tfrecord").name
         with tf.io.TFRecordWriter(str(out)) as writer:
-            for row, (key, vector, flag) in enumerate(zip(ids, matrix, flags)):
+            for row, (key, vector, flag) in enumerate(zip(ids, matrix, flags, strict=True)):
                 feature = {
                     "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode("utf-8")])),
                     "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=vector)),
@@ -46,5 +47,5 @@ def convert(folder: Path, out_folder: Path) -> list[Path]:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    for source, target in zip(arguments[::2], arguments[1::2]):
+    for source, target in zip(arguments[::2], arguments[1::2], strict=True):
         convert(Path(source), Path(target))

@@ -68,14 +68,26 @@ class ItemTower(nn.Module):
         return self.user(content[:, None, :], torch.ones(content.shape[0], 1, device=content.device))
 
 
-def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], output: str, path: Path,
-                dynamic_length: bool) -> None:
+def export_onnx(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], output: str, path: Path, dynamic_length: bool
+) -> None:
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=4096)
-    shapes = {name: ({0: batch, 1: length} if dynamic_length and x.ndim > 1 else {0: batch})
-              for name, x in zip(names, inputs)}
+    shapes = {
+        name: ({0: batch, 1: length} if dynamic_length and x.ndim > 1 else {0: batch})
+        for name, x in zip(names, inputs, strict=True)
+    }
     module.eval()
-    torch.onnx.export(module, inputs, str(path), dynamo=True, opset_version=OPSET, external_data=False,
-                      dynamic_shapes=shapes, input_names=names, output_names=[output])
+    torch.onnx.export(
+        module,
+        inputs,
+        str(path),
+        dynamo=True,
+        opset_version=OPSET,
+        external_data=False,
+        dynamic_shapes=shapes,
+        input_names=names,
+        output_names=[output],
+    )
 
 
 def onnx_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -86,8 +98,12 @@ def onnx_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 def tf_child(*args: str) -> str:
     """Run `export.tf_towers` in a TensorFlow child process (onnx2tf calls `onnxsim` from PATH)."""
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     done = run_child([sys.executable, "-m", "export.tf_towers", *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise DataError(f"TensorFlow tower step {args[0]} failed:\n{done.stderr[-3000:]}")
@@ -103,14 +119,27 @@ class TowerParity:
     tf_length: int
 
     def as_metrics(self) -> dict[str, float]:
-        return {"parity_onnx_max_abs": max(self.onnx_user, self.onnx_item),
-                "parity_tf_max_abs": max(self.tf_user, self.tf_item),
-                "parity": {"onnx_user": self.onnx_user, "onnx_item": self.onnx_item, "tf_user": self.tf_user,
-                           "tf_item": self.tf_item}, "tf_user_length": self.tf_length}
+        return {
+            "parity_onnx_max_abs": max(self.onnx_user, self.onnx_item),
+            "parity_tf_max_abs": max(self.tf_user, self.tf_item),
+            "parity": {
+                "onnx_user": self.onnx_user,
+                "onnx_item": self.onnx_item,
+                "tf_user": self.tf_user,
+                "tf_item": self.tf_item,
+            },
+            "tf_user_length": self.tf_length,
+        }
 
 
-def export_towers(model: LearnModel, raw_content: torch.Tensor, histories: list[list[int]], folder: Path,
-                  length: int, tensorflow: bool = True) -> TowerParity:
+def export_towers(
+    model: LearnModel,
+    raw_content: torch.Tensor,
+    histories: list[list[int]],
+    folder: Path,
+    length: int,
+    tensorflow: bool = True,
+) -> TowerParity:
     """Write `user.onnx`, `item.onnx` (and `user_tf/`, `item_tf/` SavedModels) into `folder` and measure
     parity against the PyTorch model on `histories` (catalog indices, newest last) and every item."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,9 +159,13 @@ def export_towers(model: LearnModel, raw_content: torch.Tensor, histories: list[
     item_feeds = {"content": raw.numpy()}
     export_onnx(user, (raw[index[:2]], mask[:2]), ["content", "mask"], "user_embedding", folder / "user.onnx", True)
     export_onnx(item, (raw[:2],), ["content"], "item_embedding", folder / "item.onnx", False)
-    parity = TowerParity(float(np.abs(onnx_outputs(folder / "user.onnx", user_feeds) - want_user).max()),
-                         float(np.abs(onnx_outputs(folder / "item.onnx", item_feeds) - want_item).max()),
-                         float("nan"), float("nan"), length)
+    parity = TowerParity(
+        float(np.abs(onnx_outputs(folder / "user.onnx", user_feeds) - want_user).max()),
+        float(np.abs(onnx_outputs(folder / "item.onnx", item_feeds) - want_item).max()),
+        float("nan"),
+        float("nan"),
+        length,
+    )
     if not tensorflow:
         return parity
     # onnx2tf wants a fixed history length: a second user export at `length`, padded inputs to match
@@ -140,8 +173,14 @@ def export_towers(model: LearnModel, raw_content: torch.Tensor, histories: list[
     fixed_mask = torch.tensor([[1.0] * len(h) + [0.0] * (length - len(h)) for h in histories])
     work = folder / ".work"
     work.mkdir(exist_ok=True)
-    export_onnx(user, (raw[fixed_index[:2]], fixed_mask[:2]), ["content", "mask"], "user_embedding",
-                work / "user_fixed.onnx", False)
+    export_onnx(
+        user,
+        (raw[fixed_index[:2]], fixed_mask[:2]),
+        ["content", "mask"],
+        "user_embedding",
+        work / "user_fixed.onnx",
+        False,
+    )
     shutil.copy(folder / "item.onnx", work / "item_copy.onnx")  # onnx2tf rewrites its input in place
     np.savez(work / "user.npz", content=raw[fixed_index].numpy(), mask=fixed_mask.numpy(), expected=want_user)
     np.savez(work / "item.npz", content=raw.numpy(), expected=want_item)

@@ -73,15 +73,16 @@ class ContentEncoder:
         model = self.model
         if not sentences:
             return np.zeros((0, model.hidden_size), dtype=np.float32)
-        tokens = model.tokenizer(sentences, truncation=True, max_length=self.config.max_tokens,
-                                 add_special_tokens=True)["input_ids"]
+        tokens = model.tokenizer(
+            sentences, truncation=True, max_length=self.config.max_tokens, add_special_tokens=True
+        )["input_ids"]
         # Longest first: batches of similar length waste little on padding, and the peak comes first.
         order = np.argsort([-len(t) for t in tokens], kind="stable")
         out = np.zeros((len(sentences), model.hidden_size), dtype=np.float32)
         bar = progress_bar(total=len(sentences), desc=desc, unit="item", enabled=progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.config.batch_size):
-                batch_idx = order[start:start + self.config.batch_size]
+                batch_idx = order[start : start + self.config.batch_size]
                 batch = model.tokenizer.pad({"input_ids": [tokens[i] for i in batch_idx]}, return_tensors="pt")
                 ids = batch["input_ids"].to(self.config.device)
                 mask = batch["attention_mask"].to(self.config.device)
@@ -122,8 +123,9 @@ class EmbeddingCache:
                 continue
             finite = np.isfinite(matrix).all(axis=1)
             if not finite.all():
-                log.warning("CEG cache part %s: %d vectors with NaN or inf ignored; encoded again", part,
-                            int((~finite).sum()))
+                log.warning(
+                    "CEG cache part %s: %d vectors with NaN or inf ignored; encoded again", part, int((~finite).sum())
+                )
             for i, h in enumerate(part_hashes):
                 if h in wanted and finite[i]:
                     found[h] = matrix[i]
@@ -137,8 +139,10 @@ class EmbeddingCache:
         key_file = self.folder / "key.json"
         if not key_file.exists():
             key_file.write_text(json.dumps(self.key, indent=2, sort_keys=True))
-        write_parquet(self.folder / f"part-{uuid.uuid4().hex}.parquet",
-                      pa.table({"text_hash": hashes, "embedding": _fixed_list(embeddings)}))
+        write_parquet(
+            self.folder / f"part-{uuid.uuid4().hex}.parquet",
+            pa.table({"text_hash": hashes, "embedding": _fixed_list(embeddings)}),
+        )
 
 
 def check_finite(matrix: np.ndarray, where: str, ids: list[str] | None = None) -> None:
@@ -169,23 +173,35 @@ class CegResult:
     dim: int
     seconds: float
     items_per_s: float
-    token_lengths: list[int]      # per item of this shard, before truncation at max_tokens
+    token_lengths: list[int]  # per item of this shard, before truncation at max_tokens
 
 
-def run_ceg(items: pd.DataFrame, encoder_name: str, config: EncoderConfig, template: TemplateConfig,
-            out_dir: Path, cache_root: Path | None, rank: int = 0, world: int = 1,
-            progress: bool = True) -> CegResult:
+def run_ceg(
+    items: pd.DataFrame,
+    encoder_name: str,
+    config: EncoderConfig,
+    template: TemplateConfig,
+    out_dir: Path,
+    cache_root: Path | None,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = True,
+) -> CegResult:
     """Embed this rank's share of `items` and write `out_dir/part-<rank>-of-<world>.parquet`."""
     start = time.perf_counter()
     shard = items.sort_values("item_id", kind="stable").iloc[rank::world].reset_index(drop=True)
     sentences = item_sentences(shard, template)
     hashes = text_hashes(sentences)
     encoder = ContentEncoder(config)
-    cache_key = {"model": encoder.identity.fingerprint, "template": asdict(template),
-                 "pooling": config.pooling, "max_tokens": config.max_tokens}
+    cache_key = {
+        "model": encoder.identity.fingerprint,
+        "template": asdict(template),
+        "pooling": config.pooling,
+        "max_tokens": config.max_tokens,
+    }
     cache = EmbeddingCache(cache_root, cache_key) if cache_root is not None else None
     cached = cache.lookup(hashes) if cache else {}
-    todo = sorted({h: s for h, s in zip(hashes, sentences) if h not in cached}.items())
+    todo = sorted({h: s for h, s in zip(hashes, sentences, strict=True) if h not in cached}.items())
     fresh = encoder.encode([s for _, s in todo], progress=progress, desc=f"CEG {encoder_name}")
     check_finite(fresh, f"CEG {encoder_name} ({encoder.identity.name})")
     if cache:
@@ -201,18 +217,34 @@ def run_ceg(items: pd.DataFrame, encoder_name: str, config: EncoderConfig, templ
     for stale in out_dir.glob("part-*.parquet"):  # parts of an earlier run with another world size
         if not stale.name.endswith(f"-of-{world:05d}.parquet"):
             stale.unlink(missing_ok=True)
-    meta = {"encoder": encoder_name, "model": encoder.identity.name, "fingerprint": encoder.identity.fingerprint,
-            "pooling": config.pooling, "max_tokens": config.max_tokens, "dtype": config.dtype,
-            "template": asdict(template), "dim": dim}
-    write_parquet(out_dir / f"part-{rank:05d}-of-{world:05d}.parquet",
-                  pa.table({"item_id": shard["item_id"].astype(str).tolist(), "embedding": _fixed_list(matrix),
-                            "text_hash": hashes}),
-                  metadata={"learnkit.ceg": json.dumps(meta, sort_keys=True)})
+    meta = {
+        "encoder": encoder_name,
+        "model": encoder.identity.name,
+        "fingerprint": encoder.identity.fingerprint,
+        "pooling": config.pooling,
+        "max_tokens": config.max_tokens,
+        "dtype": config.dtype,
+        "template": asdict(template),
+        "dim": dim,
+    }
+    write_parquet(
+        out_dir / f"part-{rank:05d}-of-{world:05d}.parquet",
+        pa.table(
+            {"item_id": shard["item_id"].astype(str).tolist(), "embedding": _fixed_list(matrix), "text_hash": hashes}
+        ),
+        metadata={"learnkit.ceg": json.dumps(meta, sort_keys=True)},
+    )
     seconds = time.perf_counter() - start
-    return CegResult(encoder=encoder_name, items=len(shard), encoded=len(todo),
-                     from_cache=sum(h in cached for h in hashes),
-                     dim=dim, seconds=seconds, items_per_s=len(todo) / seconds if todo else 0.0,
-                     token_lengths=encoder.token_lengths(sentences))
+    return CegResult(
+        encoder=encoder_name,
+        items=len(shard),
+        encoded=len(todo),
+        from_cache=sum(h in cached for h in hashes),
+        dim=dim,
+        seconds=seconds,
+        items_per_s=len(todo) / seconds if todo else 0.0,
+        token_lengths=encoder.token_lengths(sentences),
+    )
 
 
 def read_embeddings(folder: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -226,8 +258,9 @@ def read_embeddings(folder: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
     tables = [pq.read_table(p) for p in parts]
     meta = json.loads(tables[0].schema.metadata[b"learnkit.ceg"])
     table = pa.concat_tables(tables)
-    ids = pd.DataFrame({"item_id": table.column("item_id").to_pylist(),
-                        "text_hash": table.column("text_hash").to_pylist()})
+    ids = pd.DataFrame(
+        {"item_id": table.column("item_id").to_pylist(), "text_hash": table.column("text_hash").to_pylist()}
+    )
     matrix = _matrix(table.column("embedding"))
     if matrix.shape[1] != meta["dim"]:
         raise DataError(f"{folder}: embeddings are {matrix.shape[1]} wide, the metadata says {meta['dim']}")

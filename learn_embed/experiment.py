@@ -38,7 +38,7 @@ class Catalog:
     position: dict[str, int]
 
     @classmethod
-    def from_ids(cls, ids: list[str]) -> "Catalog":
+    def from_ids(cls, ids: list[str]) -> Catalog:
         return cls(ids, {item: i for i, item in enumerate(ids)})
 
     def index(self, items: list[str]) -> list[int]:
@@ -47,8 +47,12 @@ class Catalog:
 
 def examples_to_data(examples: pd.DataFrame, catalog: Catalog, aligned: bool = False, window: int = 1) -> SequenceData:
     """`aligned`: next-item training rows (target[t] follows history[t]); see `SequenceData.from_lists`."""
-    return SequenceData.from_lists([catalog.index(h) for h in examples["history"]],
-                                   [catalog.index(t) for t in examples["target"]], aligned=aligned, window=window)
+    return SequenceData.from_lists(
+        [catalog.index(h) for h in examples["history"]],
+        [catalog.index(t) for t in examples["target"]],
+        aligned=aligned,
+        window=window,
+    )
 
 
 @torch.no_grad()
@@ -67,26 +71,28 @@ def user_vectors(model: LearnModel, data: SequenceData, batch: int = 512) -> tor
 @torch.no_grad()
 def item_vectors(model: LearnModel, items: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     device = next(model.parameters()).device
-    return torch.cat([model.item_embeddings(items[s:s + batch].to(device)).cpu()
-                      for s in range(0, len(items), batch)])
+    return torch.cat(
+        [model.item_embeddings(items[s : s + batch].to(device)).cpu() for s in range(0, len(items), batch)]
+    )
 
 
 @dataclass
 class Scores:
     """One method's full ranking of the test users, scored on all their targets and on the cold ones."""
 
-    users: list[str]                       # test users, in the examples' order
-    per_user: dict[str, np.ndarray]        # figure -> [users]
-    cold_users: list[str]                  # users with at least one cold target
-    cold_per_user: dict[str, np.ndarray]   # figure -> [cold users], scored on the cold targets only
+    users: list[str]  # test users, in the examples' order
+    per_user: dict[str, np.ndarray]  # figure -> [users]
+    cold_users: list[str]  # users with at least one cold target
+    cold_per_user: dict[str, np.ndarray]  # figure -> [cold users], scored on the cold targets only
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_user.items()}
 
     def cold_means(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {"users": len(self.cold_users)}
-        out.update({name: float(values.mean()) if len(values) else float("nan")
-                    for name, values in self.cold_per_user.items()})
+        out.update(
+            {name: float(values.mean()) if len(values) else float("nan") for name, values in self.cold_per_user.items()}
+        )
         return out
 
     def to_frame(self) -> pd.DataFrame:
@@ -96,15 +102,26 @@ class Scores:
         return frame.merge(cold, on="user_id", how="left")
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "Scores":
+    def from_frame(cls, frame: pd.DataFrame) -> Scores:
         figures = [c for c in frame.columns if c != "user_id" and not c.startswith("cold_")]
         cold = frame.dropna(subset=[f"cold_{figures[0]}"]) if figures else frame.iloc[:0]
-        return cls(frame["user_id"].tolist(), {f: frame[f].to_numpy() for f in figures},
-                   cold["user_id"].tolist(), {f: cold[f"cold_{f}"].to_numpy() for f in figures})
+        return cls(
+            frame["user_id"].tolist(),
+            {f: frame[f].to_numpy() for f in figures},
+            cold["user_id"].tolist(),
+            {f: cold[f"cold_{f}"].to_numpy() for f in figures},
+        )
 
 
-def evaluate(users: torch.Tensor, gallery_vectors: torch.Tensor, gallery: np.ndarray, examples: pd.DataFrame,
-             catalog: Catalog, config: EvalConfig, cold_items: set[int] | None = None) -> Scores:
+def evaluate(
+    users: torch.Tensor,
+    gallery_vectors: torch.Tensor,
+    gallery: np.ndarray,
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    config: EvalConfig,
+    cold_items: set[int] | None = None,
+) -> Scores:
     """Full ranking of `gallery` for each user of `examples` (dot product, the user's history excluded when
     configured), scored on all targets and on the targets in `cold_items` (catalog indices)."""
     slot = {int(item): g for g, item in enumerate(gallery)}
@@ -116,14 +133,23 @@ def evaluate(users: torch.Tensor, gallery_vectors: torch.Tensor, gallery: np.nda
     per_user = per_user_metrics(ranked, [[slot[p] for p in t if p in slot] or [-1] for t in targets], config.ks)
     cold = cold_items or set()
     cold_rows = [u for u, t in enumerate(targets) if any(p in cold and p in slot for p in t)]
-    cold_per_user = per_user_metrics(ranked[cold_rows], [[slot[p] for p in targets[u] if p in cold and p in slot]
-                                                         for u in cold_rows], config.ks)
+    cold_per_user = per_user_metrics(
+        ranked[cold_rows], [[slot[p] for p in targets[u] if p in cold and p in slot] for u in cold_rows], config.ks
+    )
     user_ids = examples["user_id"].tolist()
     return Scores(user_ids, per_user, [user_ids[u] for u in cold_rows], cold_per_user)
 
 
-def reference_scores(kind: str, item_counts: np.ndarray, gallery: np.ndarray, examples: pd.DataFrame,
-                     catalog: Catalog, config: EvalConfig, cold_items: set[int], seed: int) -> Scores:
+def reference_scores(
+    kind: str,
+    item_counts: np.ndarray,
+    gallery: np.ndarray,
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    config: EvalConfig,
+    cold_items: set[int],
+    seed: int,
+) -> Scores:
     """The reference rows, ranked by the same evaluator: `popularity` (training-event counts, the same list
     for everyone) or `random` (a fixed random score per user and item)."""
     n = len(examples)
@@ -144,20 +170,56 @@ def gallery_items(catalog: Catalog, events: pd.DataFrame, kind: str) -> np.ndarr
     return np.array(sorted(set(catalog.index(events["item_id"].unique().tolist()))))
 
 
-def run_learn(name: str, method: MethodConfig, model_config: PchConfig, train_config: TrainConfig,
-              eval_config: EvalConfig, examples: pd.DataFrame, catalog: Catalog, gallery: np.ndarray,
-              content: dict[str, torch.Tensor], out_dir: Path, resume: bool, aligned: bool,
-              cold_items: set[int]) -> tuple[dict[str, Any], Scores]:
+def run_learn(
+    name: str,
+    method: MethodConfig,
+    model_config: PchConfig,
+    train_config: TrainConfig,
+    eval_config: EvalConfig,
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    gallery: np.ndarray,
+    content: dict[str, torch.Tensor],
+    out_dir: Path,
+    resume: bool,
+    aligned: bool,
+    cold_items: set[int],
+) -> tuple[dict[str, Any], Scores]:
     """Train one method (its first seed is the model that is kept and exported; `method.extra_seeds` train
     again from other seeds for the spread) and score it on the test users."""
-    figures, scores = _train_and_score(name, method, model_config, train_config, eval_config, examples, catalog,
-                                       gallery, content, out_dir, resume, aligned, cold_items)
+    figures, scores = _train_and_score(
+        name,
+        method,
+        model_config,
+        train_config,
+        eval_config,
+        examples,
+        catalog,
+        gallery,
+        content,
+        out_dir,
+        resume,
+        aligned,
+        cold_items,
+    )
     if method.extra_seeds:
         runs = {train_config.seed: figures}
         for seed in method.extra_seeds:
-            again, _ = _train_and_score(f"{name} seed {seed}", method, model_config,
-                                        replace(train_config, seed=seed), eval_config, examples, catalog, gallery,
-                                        content, out_dir / f"seed-{seed}", resume, aligned, cold_items)
+            again, _ = _train_and_score(
+                f"{name} seed {seed}",
+                method,
+                model_config,
+                replace(train_config, seed=seed),
+                eval_config,
+                examples,
+                catalog,
+                gallery,
+                content,
+                out_dir / f"seed-{seed}",
+                resume,
+                aligned,
+                cold_items,
+            )
             runs[seed] = again
         figures["seeds"] = seed_summary(runs)
     return figures, scores
@@ -169,15 +231,29 @@ def seed_summary(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"seeds": list(runs)}
     for figure in names:
         values = np.array([runs[s][figure] for s in runs])
-        out[figure] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                       "values": [float(v) for v in values]}
+        out[figure] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "values": [float(v) for v in values],
+        }
     return out
 
 
-def _train_and_score(name: str, method: MethodConfig, model_config: PchConfig, train_config: TrainConfig,
-                     eval_config: EvalConfig, examples: pd.DataFrame, catalog: Catalog, gallery: np.ndarray,
-                     content: dict[str, torch.Tensor], out_dir: Path, resume: bool, aligned: bool,
-                     cold_items: set[int]) -> tuple[dict[str, Any], Scores]:
+def _train_and_score(
+    name: str,
+    method: MethodConfig,
+    model_config: PchConfig,
+    train_config: TrainConfig,
+    eval_config: EvalConfig,
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    gallery: np.ndarray,
+    content: dict[str, torch.Tensor],
+    out_dir: Path,
+    resume: bool,
+    aligned: bool,
+    cold_items: set[int],
+) -> tuple[dict[str, Any], Scores]:
     torch.manual_seed(train_config.seed)
     matrix = content[method.encoder] if method.input == "content" else None
     model = LearnModel(model_config, len(catalog.ids), matrix)
@@ -189,8 +265,9 @@ def _train_and_score(name: str, method: MethodConfig, model_config: PchConfig, t
     def monitor(epoch: int, current: LearnModel) -> dict[str, float]:
         if valid_data is None:
             return {}
-        scores = evaluate(user_vectors(current, valid_data),
-                          item_vectors(current, gallery_t), gallery, valid, catalog, eval_config).means()
+        scores = evaluate(
+            user_vectors(current, valid_data), item_vectors(current, gallery_t), gallery, valid, catalog, eval_config
+        ).means()
         return {"epoch": epoch + 1, eval_config.monitor_metric: scores[eval_config.monitor_metric]}
 
     result = train(model, train_data, train_config, out_dir, resume=resume, on_epoch_end=monitor, desc=name)
@@ -199,21 +276,35 @@ def _train_and_score(name: str, method: MethodConfig, model_config: PchConfig, t
     users = user_vectors(model, examples_to_data(test, catalog))
     scores = evaluate(users, item_vectors(model, gallery_t), gallery, test, catalog, eval_config, cold_items)
     eval_s = time.perf_counter() - started
-    return {**scores.means(), "cold_items": scores.cold_means(), "training": {
-        "epochs": result.epochs, "max_epochs": train_config.epochs, "steps": result.steps,
-        "loss": result.loss, "window": train_config.window, "temperature": train_config.temperature,
-        "dropout": model_config.dropout, "losses": [round(x, 5) for x in result.losses],
-        # converged: validation stopped improving (early stopping), not merely "the loss went down"
-        "converged": result.stopped_early, "sequences_per_s": round(result.sequences_per_s, 1),
-        "resumed_from_step": result.resumed_from, "valid": result.epoch_metrics, "best_epoch": result.best_epoch,
-        "parameters": sum(p.numel() for p in model.parameters()), "eval_users_per_s": round(len(test) / eval_s, 1),
-        "model": asdict(model_config)}}, scores
+    return {
+        **scores.means(),
+        "cold_items": scores.cold_means(),
+        "training": {
+            "epochs": result.epochs,
+            "max_epochs": train_config.epochs,
+            "steps": result.steps,
+            "loss": result.loss,
+            "window": train_config.window,
+            "temperature": train_config.temperature,
+            "dropout": model_config.dropout,
+            "losses": [round(x, 5) for x in result.losses],
+            # converged: validation stopped improving (early stopping), not merely "the loss went down"
+            "converged": result.stopped_early,
+            "sequences_per_s": round(result.sequences_per_s, 1),
+            "resumed_from_step": result.resumed_from,
+            "valid": result.epoch_metrics,
+            "best_epoch": result.best_epoch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "eval_users_per_s": round(len(test) / eval_s, 1),
+            "model": asdict(model_config),
+        },
+    }, scores
 
 
 def history_text(sentences: list[str], token_counts: list[int], budget: int) -> str:
     """The newest history items whose sentences fit in `budget` tokens, oldest first."""
     kept, used = [], 0
-    for sentence, count in zip(reversed(sentences), reversed(token_counts)):
+    for sentence, count in zip(reversed(sentences), reversed(token_counts), strict=True):
         if kept and used + count > budget:
             break
         kept.append(sentence)
@@ -221,17 +312,26 @@ def history_text(sentences: list[str], token_counts: list[int], budget: int) -> 
     return " ".join(reversed(kept))
 
 
-def run_baseline_v1(method: MethodConfig, encoder_config: EncoderConfig, template: TemplateConfig,
-                    items: pd.DataFrame, examples: pd.DataFrame, catalog: Catalog, gallery: np.ndarray,
-                    item_matrix: torch.Tensor, eval_config: EvalConfig, seed: int,
-                    cold_items: set[int]) -> tuple[dict[str, Any], Scores]:
+def run_baseline_v1(
+    method: MethodConfig,
+    encoder_config: EncoderConfig,
+    template: TemplateConfig,
+    items: pd.DataFrame,
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    gallery: np.ndarray,
+    item_matrix: torch.Tensor,
+    eval_config: EvalConfig,
+    seed: int,
+    cold_items: set[int],
+) -> tuple[dict[str, Any], Scores]:
     """Paper Baseline-v1: the frozen LLM reads the concatenated text of the user's history (cut to its
     context, newest items kept) and its pooled output is the user embedding; items are embedded alone."""
     test = examples[examples.part == "test"]
     if len(test) > method.max_users:
         test = test.sample(n=method.max_users, random_state=seed)
     ordered = items.set_index("item_id").loc[catalog.ids].reset_index()
-    sentence_of = dict(zip(catalog.ids, item_sentences(ordered, template)))
+    sentence_of = dict(zip(catalog.ids, item_sentences(ordered, template), strict=True))
     encoder = ContentEncoder(replace(encoder_config, max_tokens=method.context_tokens, batch_size=4))
     tokenizer = encoder.model.tokenizer
     counts = {i: len(tokenizer(s, add_special_tokens=False)["input_ids"]) for i, s in sentence_of.items()}
@@ -243,9 +343,16 @@ def run_baseline_v1(method: MethodConfig, encoder_config: EncoderConfig, templat
     started = time.perf_counter()
     users = torch.from_numpy(encoder.encode(texts, desc="baseline_v1 users"))
     scores = evaluate(users, item_matrix[torch.from_numpy(gallery)], gallery, test, catalog, eval_config, cold_items)
-    return {**scores.means(), "cold_items": scores.cold_means(), "training": {
-        "users_evaluated": len(test), "histories_cut_to_context": truncated, "context_tokens": method.context_tokens,
-        "eval_users_per_s": round(len(test) / (time.perf_counter() - started), 2)}}, scores
+    return {
+        **scores.means(),
+        "cold_items": scores.cold_means(),
+        "training": {
+            "users_evaluated": len(test),
+            "histories_cut_to_context": truncated,
+            "context_tokens": method.context_tokens,
+            "eval_users_per_s": round(len(test) / (time.perf_counter() - started), 2),
+        },
+    }, scores
 
 
 def load_content(ceg_dir: Path, encoders: list[str], catalog: Catalog) -> dict[str, torch.Tensor]:

@@ -15,22 +15,23 @@ def normalise(matrix: np.ndarray, centre: bool = False) -> np.ndarray:
     return m / np.maximum(norms, 1e-12)
 
 
-def nearest_neighbours(matrix: np.ndarray, k: int, queries: np.ndarray | None = None,
-                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    matrix: np.ndarray, k: int, queries: np.ndarray | None = None, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k neighbours by cosine of each query row (itself excluded): (indices, similarities)."""
     queries = np.arange(len(matrix)) if queries is None else np.asarray(queries)
     k = min(k, len(matrix) - 1)
     idx_out = np.zeros((len(queries), k), dtype=np.int64)
     sim_out = np.zeros((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk]
+        q = queries[start : start + chunk]
         sims = matrix[q] @ matrix.T
         sims[np.arange(len(q)), q] = -np.inf
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_sims, axis=1, kind="stable")
-        idx_out[start:start + len(q)] = np.take_along_axis(top, order, axis=1)
-        sim_out[start:start + len(q)] = np.take_along_axis(top_sims, order, axis=1)
+        idx_out[start : start + len(q)] = np.take_along_axis(top, order, axis=1)
+        sim_out[start : start + len(q)] = np.take_along_axis(top_sims, order, axis=1)
     return idx_out, sim_out
 
 
@@ -39,5 +40,5 @@ def label_share_at_k(matrix: np.ndarray, labels: list[frozenset[str]], k: int) -
     has = np.array([bool(lab) for lab in labels])
     queries = np.flatnonzero(has)
     neighbours, _ = nearest_neighbours(matrix, k, queries)
-    shares = [np.mean([bool(labels[q] & labels[n]) for n in row]) for q, row in zip(queries, neighbours)]
+    shares = [np.mean([bool(labels[q] & labels[n]) for n in row]) for q, row in zip(queries, neighbours, strict=True)]
     return float(np.mean(shares))

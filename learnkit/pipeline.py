@@ -16,16 +16,16 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from learnkit import __version__
 from learnkit.config import Config
 from learnkit.configload import differing_keys, to_mapping
 from learnkit.errors import LearnKitError
-from learnkit.fsutil import (json_default, read_json, remove_leftovers, remove_path, sha256_file, stable_hash,
-                             write_json)
+from learnkit.fsutil import json_default, read_json, remove_leftovers, remove_path, sha256_file, stable_hash, write_json
 from learnkit.report import write_run_report
 from learnkit.summary import run_summary
 
@@ -37,8 +37,8 @@ LOCK = ".lock"
 
 @dataclass
 class StageOutput:
-    metrics: dict[str, Any]     # nested, placed under the stage's own key in metrics.json
-    report: str = ""            # a markdown section of report.md
+    metrics: dict[str, Any]  # nested, placed under the stage's own key in metrics.json
+    report: str = ""  # a markdown section of report.md
 
 
 @dataclass
@@ -90,8 +90,13 @@ def outputs_digest(folder: Path) -> str:
 
 def _inputs(stage: Stage, config: Config, upstream: dict[str, Any]) -> dict[str, Any]:
     """Everything the fingerprint covers, as plain JSON values (so that a recorded copy compares equal)."""
-    inputs = {"stage": stage.name, "version": __version__, "config": to_mapping(stage.config_section(config)),
-              "external": stage.external_inputs(config), "upstream": upstream}
+    inputs = {
+        "stage": stage.name,
+        "version": __version__,
+        "config": to_mapping(stage.config_section(config)),
+        "external": stage.external_inputs(config),
+        "upstream": upstream,
+    }
     return json.loads(json.dumps(inputs, sort_keys=True, default=json_default))
 
 
@@ -108,8 +113,7 @@ def _barrier(world: int) -> None:
             dist.barrier()
 
 
-def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint: str, resume: bool,
-             rank: int) -> None:
+def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint: str, resume: bool, rank: int) -> None:
     """Refuse a resume of another config; clear an earlier run's outputs before a fresh one."""
     started = stage_dir / STARTED
     if resume:
@@ -120,7 +124,8 @@ def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint:
             keys = differing_keys(previous.get("inputs", {}), inputs)
             raise LearnKitError(
                 f"cannot resume stage '{stage.name}' in {stage_dir}: the interrupted run had another config or "
-                f"other inputs (differing: {', '.join(keys) or 'unrecorded'}); run it again without --resume")
+                f"other inputs (differing: {', '.join(keys) or 'unrecorded'}); run it again without --resume"
+            )
     if rank != 0:
         return
     if not resume and stage.clears_on_rerun and stage_dir.exists():
@@ -134,8 +139,9 @@ def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint:
     write_json(started, {"fingerprint": fingerprint, "inputs": inputs})
 
 
-def run_stage(config: Config, name: str, force: bool = False,
-              options: dict[str, Any] | None = None) -> tuple[StageOutput, bool]:
+def run_stage(
+    config: Config, name: str, force: bool = False, options: dict[str, Any] | None = None
+) -> tuple[StageOutput, bool]:
     """Run one stage (or reuse its finished output). Returns (output, skipped)."""
     stages = _stages()
     stage = stages[name]
@@ -148,8 +154,10 @@ def run_stage(config: Config, name: str, force: bool = False,
         record = _record(run_dir, dep)
         if record is None:
             source = config.source
-            raise LearnKitError(f"stage '{name}' needs stage '{dep}' first: run "
-                                f"`learn-kit run {source} --only {dep}` or `learn-kit run {source}`")
+            raise LearnKitError(
+                f"stage '{name}' needs stage '{dep}' first: run "
+                f"`learn-kit run {source} --only {dep}` or `learn-kit run {source}`"
+            )
         upstream[dep] = {"fingerprint": record["fingerprint"], "outputs": outputs_digest(run_dir / dep)}
     inputs = _inputs(stage, config, upstream)
     fingerprint = stable_hash(inputs)
@@ -165,12 +173,21 @@ def run_stage(config: Config, name: str, force: bool = False,
     _barrier(world)
     log.info("stage %s: running", name)
     started = time.perf_counter()
-    output = stage.run(Context(config=config, run_dir=run_dir, stage_dir=stage_dir, rank=rank, world=world,
-                               options=options))
+    output = stage.run(
+        Context(config=config, run_dir=run_dir, stage_dir=stage_dir, rank=rank, world=world, options=options)
+    )
     if rank == 0:
-        write_json(stage_dir / FINISHED, {"fingerprint": fingerprint, "outputs": outputs_digest(stage_dir),
-                                          "metrics": output.metrics, "report": output.report,
-                                          "upstream": upstream, "seconds": round(time.perf_counter() - started, 3)})
+        write_json(
+            stage_dir / FINISHED,
+            {
+                "fingerprint": fingerprint,
+                "outputs": outputs_digest(stage_dir),
+                "metrics": output.metrics,
+                "report": output.report,
+                "upstream": upstream,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
     return output, False
 
 
@@ -190,8 +207,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise LearnKitError(f"{run_dir} is in use by another learn-kit run ({holder}); wait for it to end, "
-                                "or give this config another `name`") from None
+            raise LearnKitError(
+                f"{run_dir} is in use by another learn-kit run ({holder}); wait for it to end, "
+                "or give this config another `name`"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

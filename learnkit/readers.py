@@ -12,8 +12,9 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -73,9 +74,16 @@ class _Lines:
             yield line
 
 
-def read_delimited(path: str | Path, table: str, log: RejectLog, *, sep: str = "\t",
-                   names: list[str] | None = None, encoding: str = "utf-8",
-                   strip_types: bool = False) -> pd.DataFrame:
+def read_delimited(
+    path: str | Path,
+    table: str,
+    log: RejectLog,
+    *,
+    sep: str = "\t",
+    names: list[str] | None = None,
+    encoding: str = "utf-8",
+    strip_types: bool = False,
+) -> pd.DataFrame:
     """Read a delimited text file into a frame of strings plus `_file` and `_row`.
 
     With `names=None` the first line is the header (`strip_types` drops RecBole's `:type` suffixes).
@@ -88,8 +96,7 @@ def read_delimited(path: str | Path, table: str, log: RejectLog, *, sep: str = "
     path = Path(path)
     lines = _Lines(path, encoding)
     quoted = sep == ","
-    reader = csv.reader(lines, delimiter=sep, strict=quoted,
-                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+    reader = csv.reader(lines, delimiter=sep, strict=quoted, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
     record_start = 1
     try:
         if names is None:
@@ -108,22 +115,35 @@ def read_delimited(path: str | Path, table: str, log: RejectLog, *, sep: str = "
                 continue
             row_no += 1
             if len(record) != len(names):
-                log.add(table, str(path), row_no, "*",
-                        f"row has {len(record)} fields, expected {len(names)} (line {start}; truncated or "
-                        "malformed)", sep.join(record))
+                log.add(
+                    table,
+                    str(path),
+                    row_no,
+                    "*",
+                    f"row has {len(record)} fields, expected {len(names)} (line {start}; truncated or malformed)",
+                    sep.join(record),
+                )
                 continue
             records.append(record)
             rows.append(row_no)
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
-            raise DataError(f"{path}: the quote opened in the record at line {record_start} is never closed "
-                            "(every later line would be swallowed into one field); fix the quoting") from exc
+            raise DataError(
+                f"{path}: the quote opened in the record at line {record_start} is never closed "
+                "(every later line would be swallowed into one field); fix the quoting"
+            ) from exc
         raise DataError(f"{path}: unreadable at line {reader.line_num}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid {encoding} text ({exc})") from exc
     if not lines.last_complete and rows and rows[-1] == row_no:
-        log.add(table, str(path), row_no, "*", "last line has no line break: the file looks cut short (end a "
-                "complete file with a newline)", sep.join(records.pop()))
+        log.add(
+            table,
+            str(path),
+            row_no,
+            "*",
+            "last line has no line break: the file looks cut short (end a complete file with a newline)",
+            sep.join(records.pop()),
+        )
         rows.pop()
     if not records and not log.count(table):
         raise DataError(f"{path}: has a header but no rows")
@@ -164,8 +184,7 @@ def read_parquet_rows(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Parquet file (truncated or corrupt?): {exc}") from exc
     if table.num_rows == 0:
         raise DataError(f"{path}: has a schema but no rows")
-    frame = pd.DataFrame({name: pd.Series(table.column(name).to_pylist(), dtype=object)
-                          for name in table.column_names})
+    frame = pd.DataFrame({name: pd.Series(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
     frame["_file"] = str(path)
     frame["_row"] = range(1, len(frame) + 1)
     return frame

@@ -48,24 +48,53 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
         if isinstance(v, float):
             return f"{v:.4g}"
         return str(v).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-_TAGS = {"h1", "h2", "h3", "h4", "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li",
-         "table", "thead", "tbody", "tr", "th", "td", "img", "a"}
+_TAGS = {
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "p",
+    "br",
+    "hr",
+    "em",
+    "strong",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "img",
+    "a",
+}
 _IMAGE = re.compile(r'<img alt="([^"]*)" src="([^"]+)"\s*/?>')
 
 
 def render_html(text: str, base: Path) -> str:
     """Markdown -> sanitised HTML, with every image under `base` embedded as a data URI."""
     md = markdown.Markdown(extensions=["tables", "fenced_code"])
-    md.preprocessors.deregister("html_block")   # raw HTML stays text, escaped
+    md.preprocessors.deregister("html_block")  # raw HTML stays text, escaped
     md.inlinePatterns.deregister("html")
     body = _IMAGE.sub(lambda m: _embedded_image(m.group(1), m.group(2), base), md.convert(text))
-    return nh3.clean(body, tags=_TAGS, attributes={"img": {"alt", "src"}, "a": {"href"}},
-                     url_schemes={"http", "https", "data"}, attribute_filter=_only_png_data)
+    return nh3.clean(
+        body,
+        tags=_TAGS,
+        attributes={"img": {"alt", "src"}, "a": {"href"}},
+        url_schemes={"http", "https", "data"},
+        attribute_filter=_only_png_data,
+    )
 
 
 def _embedded_image(alt: str, src: str, base: Path) -> str:
@@ -88,5 +117,8 @@ def write_run_report(run_dir: Path, title: str, sections: list[str], metrics: di
     text = f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections if s.strip()) + "\n"
     write_text(run_dir / "report.md", text)
     body = render_html(text, run_dir)
-    write_text(run_dir / "report.html", f"<!doctype html><html><head><meta charset='utf-8'>"
-               f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    write_text(
+        run_dir / "report.html",
+        f"<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>\n",
+    )

@@ -29,8 +29,8 @@ EVENT_COLUMNS = ("user_id", "item_id", "ts", "event", "label", "value", "rating"
 ORIGIN_COLUMNS = ("_file", "_row")
 
 # Timestamps before 1990 or after 2100 are almost always a unit error (ms or us instead of seconds).
-DEFAULT_MIN_TS = 631_152_000        # 1990-01-01
-DEFAULT_MAX_TS = 4_102_444_800      # 2100-01-01
+DEFAULT_MIN_TS = 631_152_000  # 1990-01-01
+DEFAULT_MAX_TS = 4_102_444_800  # 2100-01-01
 DEFAULT_MAX_PRICE = 1_000_000.0
 DEFAULT_MAX_TEXT_CHARS = 20_000
 # C0 control characters other than tab, line feed and carriage return, and DEL: never part of real text
@@ -56,11 +56,20 @@ class RejectLog:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, table: str, file: str, row: int, column: str, reason: str, value: Any = None) -> None:
-        self.rows.append({"table": table, "file": str(file), "row": int(row), "column": column,
-                          "reason": reason, "value": _short(value)})
+        self.rows.append(
+            {
+                "table": table,
+                "file": str(file),
+                "row": int(row),
+                "column": column,
+                "reason": reason,
+                "value": _short(value),
+            }
+        )
 
-    def add_many(self, table: str, frame: pd.DataFrame, mask: np.ndarray, column: str,
-                 reasons: Any, values: Any = None) -> None:
+    def add_many(
+        self, table: str, frame: pd.DataFrame, mask: np.ndarray, column: str, reasons: Any, values: Any = None
+    ) -> None:
         """Log every row of `frame` where `mask` holds; `reasons`/`values` are scalars or arrays."""
         idx = np.flatnonzero(mask)
         if not len(idx):
@@ -81,8 +90,7 @@ class RejectLog:
     def frame(self) -> pd.DataFrame:
         columns = ["table", "file", "row", "column", "reason", "value"]
         df = pd.DataFrame(self.sorted_rows(), columns=columns)
-        return df.astype({"table": str, "file": str, "row": "int64", "column": str, "reason": str,
-                          "value": str})
+        return df.astype({"table": str, "file": str, "row": "int64", "column": str, "reason": str, "value": str})
 
     def count(self, table: str | None = None) -> int:
         return sum(1 for r in self.rows if table is None or r["table"] == table)
@@ -100,12 +108,15 @@ class RejectLog:
 
     def raise_if_any(self, on_error: OnError, shown: int = 5) -> None:
         if on_error == "fail" and self.rows:
-            lines = [f"  {r['file']} row {r['row']} column '{r['column']}': {r['reason']}"
-                     + (f" (value {r['value']!r})" if r["value"] not in (None, "") else "")
-                     for r in self.sorted_rows()[:shown]]
+            lines = [
+                f"  {r['file']} row {r['row']} column '{r['column']}': {r['reason']}"
+                + (f" (value {r['value']!r})" if r["value"] not in (None, "") else "")
+                for r in self.sorted_rows()[:shown]
+            ]
             more = f"\n  ... and {len(self.rows) - shown} more" if len(self.rows) > shown else ""
-            raise DataError(f"{len(self.rows)} invalid row(s); fix the input or use --on-error drop:\n"
-                            + "\n".join(lines) + more)
+            raise DataError(
+                f"{len(self.rows)} invalid row(s); fix the input or use --on-error drop:\n" + "\n".join(lines) + more
+            )
 
 
 def _short(value: Any, limit: int = 120) -> str | None:
@@ -124,8 +135,10 @@ def _reason_kind(reason: str) -> str:
 def require_columns(frame: pd.DataFrame, required: tuple[str, ...], file: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{file}: missing required column(s) {', '.join(missing)} "
-                        f"(found: {', '.join(c for c in frame.columns if not c.startswith('_'))})")
+        raise DataError(
+            f"{file}: missing required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(c for c in frame.columns if not c.startswith('_'))})"
+        )
 
 
 def _is_missing(value: Any) -> bool:
@@ -161,8 +174,9 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return numbers, missing, error
 
 
-def _text_problems(values: pd.Series, required: bool,
-                   max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> tuple[np.ndarray, np.ndarray]:
+def _text_problems(
+    values: pd.Series, required: bool, max_chars: int = DEFAULT_MAX_TEXT_CHARS
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: (text with its whitespace runs collapsed, or None; reason or None). A value that is not
     text is refused, not converted; undecodable bytes arrive as surrogates."""
     texts = np.full(len(values), None, dtype=object)
@@ -250,11 +264,15 @@ def validate_items(raw: pd.DataFrame, file: str, rules: ValidationRules, log: Re
         price, missing, error = parse_numbers(raw["price"])
         reason = np.full(len(raw), None, dtype=object)
         reason[error != None] = error[error != None]  # noqa: E711
-        checks = [(np.isnan(price) & ~missing & (error == None), "price is NaN (leave it empty when unknown)"),  # noqa: E711
-                  (np.isinf(price), "price is infinite"),
-                  (price < 0, "price is negative"),
-                  (np.isfinite(price) & (price > rules.max_price),
-                   f"price is implausibly large (> max_price {rules.max_price:g})")]
+        checks = [
+            (np.isnan(price) & ~missing & (error == None), "price is NaN (leave it empty when unknown)"),  # noqa: E711
+            (np.isinf(price), "price is infinite"),
+            (price < 0, "price is negative"),
+            (
+                np.isfinite(price) & (price > rules.max_price),
+                f"price is implausibly large (> max_price {rules.max_price:g})",
+            ),
+        ]
         for mask, text in checks:
             reason[mask & (reason == None)] = text  # noqa: E711
         has = (reason != None) & ~bad  # noqa: E711
@@ -282,14 +300,15 @@ def validate_items(raw: pd.DataFrame, file: str, rules: ValidationRules, log: Re
 
 def _first_rows(raw: pd.DataFrame, keys: pd.Series, ok: np.ndarray) -> dict[Any, int]:
     first: dict[Any, int] = {}
-    for key, row, good in zip(keys.tolist(), raw["_row"].tolist(), ok):
+    for key, row, good in zip(keys.tolist(), raw["_row"].tolist(), ok, strict=True):
         if good and key not in first:
             first[key] = row
     return first
 
 
-def validate_events(raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: ValidationRules,
-                    log: RejectLog) -> pd.DataFrame:
+def validate_events(
+    raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: ValidationRules, log: RejectLog
+) -> pd.DataFrame:
     require_columns(raw, ("user_id", "item_id", "ts", "label"), file)
     raw = raw.reset_index(drop=True)
     n = len(raw)
@@ -298,8 +317,14 @@ def validate_events(raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: Va
     def reject(mask: np.ndarray, column: str, reasons: Any, values: Any = None) -> None:
         nonlocal bad
         mask = mask & ~bad
-        log.add_many("events", raw, mask, column, reasons,
-                     raw[column].to_numpy() if values is None and column in raw.columns else values)
+        log.add_many(
+            "events",
+            raw,
+            mask,
+            column,
+            reasons,
+            raw[column].to_numpy() if values is None and column in raw.columns else values,
+        )
         bad |= mask
 
     users, reason = _ids(raw["user_id"])
@@ -317,8 +342,7 @@ def validate_events(raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: Va
     reject(finite & (ts != np.round(ts)), "ts", "timestamp is not a whole number of seconds")
     if not rules.ordinal_time:
         out_of_range = finite & ((ts < rules.min_ts) | (ts > rules.max_ts))
-        reject(out_of_range, "ts", f"timestamp out of range [{rules.min_ts}, {rules.max_ts}] "
-               "(unix seconds expected)")
+        reject(out_of_range, "ts", f"timestamp out of range [{rules.min_ts}, {rules.max_ts}] (unix seconds expected)")
 
     rating = np.full(n, np.nan)
     if "rating" in raw.columns:
@@ -351,22 +375,25 @@ def validate_events(raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: Va
     frame = pd.DataFrame({"user_id": users, "item_id": item_ids, "ts": ts, "event": events})
     dup = frame.duplicated(keep="first").to_numpy() & ~bad
     if dup.any():
-        keys = pd.Series(list(zip(users, item_ids, ts, events)))
+        keys = pd.Series(list(zip(users, item_ids, ts, events, strict=True)))
         first_row = _first_rows(raw, keys, ~bad)
-        reasons = [f"duplicate event: same user_id, item_id, ts and event as row {first_row.get(k)}"
-                   for k in keys.tolist()]
+        reasons = [
+            f"duplicate event: same user_id, item_id, ts and event as row {first_row.get(k)}" for k in keys.tolist()
+        ]
         reject(dup, "item_id", reasons, item_ids)
 
     keep = ~bad
-    events_df = pd.DataFrame({
-        "user_id": pd.Series(users[keep], dtype=object),
-        "item_id": pd.Series(item_ids[keep], dtype=object),
-        "ts": ts[keep].astype("int64"),
-        "event": pd.Series(events[keep], dtype=object),
-        "label": label[keep].astype("int8"),
-        "value": value[keep].astype("float64"),
-        "rating": rating[keep].astype("float64"),
-    })
+    events_df = pd.DataFrame(
+        {
+            "user_id": pd.Series(users[keep], dtype=object),
+            "item_id": pd.Series(item_ids[keep], dtype=object),
+            "ts": ts[keep].astype("int64"),
+            "event": pd.Series(events[keep], dtype=object),
+            "label": label[keep].astype("int8"),
+            "value": value[keep].astype("float64"),
+            "rating": rating[keep].astype("float64"),
+        }
+    )
     extras = [c for c in raw.columns if c not in EVENT_COLUMNS and not c.startswith("_")]
     for c in extras:
         events_df[c] = raw[c].to_numpy()[keep]
@@ -382,8 +409,9 @@ def validate_users(raw: pd.DataFrame, file: str, log: RejectLog) -> pd.DataFrame
     dup = pd.Series(ids).duplicated(keep="first").to_numpy() & ~bad
     if dup.any():
         first_row = _first_rows(raw, pd.Series(ids), ~bad)
-        log.add_many("users", raw, dup, "user_id",
-                     [f"duplicate user_id (first at row {first_row.get(v)})" for v in ids], ids)
+        log.add_many(
+            "users", raw, dup, "user_id", [f"duplicate user_id (first at row {first_row.get(v)})" for v in ids], ids
+        )
     keep = ~(bad | dup)
     users = raw.loc[keep, [c for c in raw.columns if not c.startswith("_")]].reset_index(drop=True)
     users["user_id"] = pd.Series(ids[keep], dtype=object)

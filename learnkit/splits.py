@@ -74,8 +74,7 @@ class SplitConfig:
 
 def user_bucket(user_ids: pd.Series, salt: str) -> np.ndarray:
     """A stable number in [0, 1) per user from a salted sha256 (independent of row order)."""
-    return np.array([int(hashlib.sha256(f"{salt}:{u}".encode()).hexdigest()[:12], 16) / 16**12
-                     for u in user_ids])
+    return np.array([int(hashlib.sha256(f"{salt}:{u}".encode()).hexdigest()[:12], 16) / 16**12 for u in user_ids])
 
 
 def _ordered(events: pd.DataFrame, positives_only: bool) -> pd.DataFrame:
@@ -108,8 +107,9 @@ def sequence_rows(user: str, sequence: list[str], history_max: int) -> list[Row]
     return rows
 
 
-def make_split(events: pd.DataFrame, config: SplitConfig,
-               in_test_period: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+def make_split(
+    events: pd.DataFrame, config: SplitConfig, in_test_period: np.ndarray | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Returns (examples, stats); examples has columns user_id, history, target, part.
     `in_test_period` ([events] bool, aligned with `events`) is needed by `boundary: test_period`."""
     if config.boundary == "test_period" and config.kind == "temporal":
@@ -127,11 +127,14 @@ def make_split(events: pd.DataFrame, config: SplitConfig,
         rows, skipped, _ = _test_period_rows(sequences, config, _own_last_fraction(config.target_fraction))
     elif config.kind == "temporal":
         users = pd.Series(sorted(ordered["user_id"].unique()))
-        bucket = dict(zip(users, user_bucket(users, config.salt)))
+        bucket = dict(zip(users, user_bucket(users, config.salt), strict=True))
         cutoff = None
         if config.boundary == "global_time":
-            cutoff = config.cutoff_ts if config.cutoff_ts is not None else int(
-                np.quantile(ordered["ts"].to_numpy(), config.cutoff_quantile))
+            cutoff = (
+                config.cutoff_ts
+                if config.cutoff_ts is not None
+                else int(np.quantile(ordered["ts"].to_numpy(), config.cutoff_quantile))
+            )
             stats["cutoff_ts"] = int(cutoff)
         for user, group in sequences:
             items, ts = group["item_id"].tolist(), group["ts"].to_numpy()
@@ -139,15 +142,18 @@ def make_split(events: pd.DataFrame, config: SplitConfig,
                 split_at = int(np.searchsorted(ts, cutoff, side="left"))
             else:
                 split_at = len(items) - max(1, int(round(config.target_fraction * len(items))))
-            history, target = items[:split_at][-config.history_max:], items[split_at:][: config.target_max]
+            history, target = items[:split_at][-config.history_max :], items[split_at:][: config.target_max]
             if not history or not target:
                 skipped += 1
                 continue
             b = bucket[user]
-            part = "test" if b < config.test_users else (
-                "valid" if b < config.test_users + config.valid_users else "train")
+            part = (
+                "test"
+                if b < config.test_users
+                else ("valid" if b < config.test_users + config.valid_users else "train")
+            )
             if part == "train" and config.train_examples == "sequence":
-                rows += sequence_rows(user, items[:split_at + len(target)], config.history_max)
+                rows += sequence_rows(user, items[: split_at + len(target)], config.history_max)
                 continue
             rows.append((user, history, target, part))
             if part == "train":  # earlier cuts of the same user's sequence: more training examples
@@ -156,7 +162,7 @@ def make_split(events: pd.DataFrame, config: SplitConfig,
                     at = split_at - cut * stride
                     if at < 1:
                         break
-                    rows.append((user, items[:at][-config.history_max:], items[at:at + stride], part))
+                    rows.append((user, items[:at][-config.history_max :], items[at : at + stride], part))
     elif config.kind == "leave_one_out":
         for user, group in sequences:
             items = group["item_id"].tolist()
@@ -170,9 +176,9 @@ def make_split(events: pd.DataFrame, config: SplitConfig,
         for user, group in sequences:
             parts = group["split"].tolist()
             items = group["item_id"].tolist()
-            train = [i for i, p in zip(items, parts) if p == "train"]
-            valid = [i for i, p in zip(items, parts) if p == "valid"]
-            test = [i for i, p in zip(items, parts) if p == "test"]
+            train = [i for i, p in zip(items, parts, strict=True) if p == "train"]
+            valid = [i for i, p in zip(items, parts, strict=True) if p == "valid"]
+            test = [i for i, p in zip(items, parts, strict=True) if p == "test"]
             if len(train) < 2 or len(valid) != 1 or len(test) != 1:
                 skipped += 1
                 continue
@@ -181,8 +187,9 @@ def make_split(events: pd.DataFrame, config: SplitConfig,
     if examples.empty:
         raise DataError(f"split {config.kind!r} left no examples (users skipped: {skipped})")
     counts = examples["part"].value_counts()
-    stats.update({"users_skipped": skipped, **{f"{p}_examples": int(counts.get(p, 0))
-                                                for p in ("train", "valid", "test")}})
+    stats.update(
+        {"users_skipped": skipped, **{f"{p}_examples": int(counts.get(p, 0)) for p in ("train", "valid", "test")}}
+    )
     return examples, stats
 
 
@@ -195,22 +202,24 @@ def _own_last_fraction(fraction: float):
         n = len(group)
         n_target = max(1, int(round(fraction * n))) if n >= 2 else 0
         return np.arange(n) >= n - n_target
+
     return split
 
 
-def _test_period_rows(sequences: "pd.core.groupby.DataFrameGroupBy", config: SplitConfig,
-                      is_target) -> tuple[list[Row], int, int]:
+def _test_period_rows(
+    sequences: pd.core.groupby.DataFrameGroupBy, config: SplitConfig, is_target
+) -> tuple[list[Row], int, int]:
     """Every user with events before their targets (`is_target(group)`: [events] bool) and targets is a
     test example; training and validation only ever see the events before the targets."""
     rows: list[Row] = []
     skipped = without_history = 0
     users = pd.Series(sorted(sequences.groups))
-    bucket = dict(zip(users, user_bucket(users, config.salt)))
+    bucket = dict(zip(users, user_bucket(users, config.salt), strict=True))
     for user, group in sequences:
         in_test = is_target(group)
         items = group["item_id"].tolist()
-        before = [i for i, t in zip(items, in_test) if not t]
-        during = [i for i, t in zip(items, in_test) if t]
+        before = [i for i, t in zip(items, in_test, strict=True) if not t]
+        during = [i for i, t in zip(items, in_test, strict=True) if t]
         if not before:
             without_history += int(bool(during))
             skipped += 1
@@ -219,10 +228,10 @@ def _test_period_rows(sequences: "pd.core.groupby.DataFrameGroupBy", config: Spl
         if bucket[user] < config.valid_users and len(before) >= 2:
             n_valid = min(len(before) - 1, max(1, int(round(config.target_fraction * len(before)))))
             train = before[:-n_valid]
-            rows.append((user, train[-config.history_max:], before[-n_valid:][: config.target_max], "valid"))
+            rows.append((user, train[-config.history_max :], before[-n_valid:][: config.target_max], "valid"))
         rows += _train_rows(user, train, config)
         if during:
-            rows.append((user, before[-config.history_max:], during[: config.target_max], "test"))
+            rows.append((user, before[-config.history_max :], during[: config.target_max], "test"))
     return rows, skipped, without_history
 
 
@@ -237,16 +246,15 @@ def _train_rows(user: str, train: list[str], config: SplitConfig) -> list[Row]:
         at = len(train) - (cut + 1) * n_target
         if at < 1:
             break
-        rows.append((user, train[:at][-config.history_max:], train[at:at + n_target], "train"))
+        rows.append((user, train[:at][-config.history_max :], train[at : at + n_target], "train"))
     return rows
 
 
 def _leave_one_out(user: str, train: list[str], valid: str, test: str, config: SplitConfig) -> list[Row]:
     rows = _train_rows(user, train, config)
-    rows.append((user, train[-config.history_max:], [valid], "valid"))
-    rows.append((user, (train + [valid])[-config.history_max:], [test], "test"))
+    rows.append((user, train[-config.history_max :], [valid], "valid"))
+    rows.append((user, (train + [valid])[-config.history_max :], [test], "test"))
     return rows
-
 
 
 def training_item_counts(examples: pd.DataFrame, train_examples: str) -> pd.Series:
@@ -264,5 +272,5 @@ def training_item_counts(examples: pd.DataFrame, train_examples: str) -> pd.Seri
         items = [i for t in train["target"] for i in t] + [h[0] for h in oldest["history"]]
     else:
         newest = train.groupby("user_id", sort=False).head(1)
-        items = [i for h, t in zip(newest["history"], newest["target"]) for i in list(h) + list(t)]
+        items = [i for h, t in zip(newest["history"], newest["target"], strict=True) for i in list(h) + list(t)]
     return pd.Series(items, dtype="object").value_counts()

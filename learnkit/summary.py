@@ -30,42 +30,55 @@ def run_summary(metrics: dict[str, Any]) -> str:
     lines = []
     data = metrics.get("data")
     if data:
-        lines.append(f"- **Data**: {data.get('items', 0):,} items, {data.get('events', 0):,} events, "
-                     f"{data.get('rejected', 0)} rejected rows.")
+        lines.append(
+            f"- **Data**: {data.get('items', 0):,} items, {data.get('events', 0):,} events, "
+            f"{data.get('rejected', 0)} rejected rows."
+        )
     retrieval = metrics.get("retrieval")
     if retrieval:
         references = ("popularity", "random")
-        methods = {k: v for k, v in retrieval.items()
-                   if isinstance(v, dict) and "N@10" in v and k not in references}
+        methods = {k: v for k, v in retrieval.items() if isinstance(v, dict) and "N@10" in v and k not in references}
         if methods:
             key = "R@50" if all("R@50" in v for v in methods.values()) else "N@10"
             best = max(methods, key=lambda k: methods[k][key])
-            lines.append(f"- **Retrieval** ({len(methods)} methods, full ranking): best {key} is `{best}` "
-                         f"({methods[best][key]:.4f}); " + ", ".join(f"`{k}` {v[key]:.4f}" for k, v in methods.items()
-                                                                     if k != best)
-                         + "".join(f"; *{r}* {retrieval[r][key]:.4f}" for r in references if r in retrieval) + ".")
+            lines.append(
+                f"- **Retrieval** ({len(methods)} methods, full ranking): best {key} is `{best}` "
+                f"({methods[best][key]:.4f}); "
+                + ", ".join(f"`{k}` {v[key]:.4f}" for k, v in methods.items() if k != best)
+                + "".join(f"; *{r}* {retrieval[r][key]:.4f}" for r in references if r in retrieval)
+                + "."
+            )
             below = retrieval.get("below_popularity") or {}
             if below:
-                lines.append("- **Below popularity** (a bug to find, not a finding): "
-                             + ", ".join(f"`{k}` on {', '.join(v)}" for k, v in below.items()) + ".")
+                lines.append(
+                    "- **Below popularity** (a bug to find, not a finding): "
+                    + ", ".join(f"`{k}` on {', '.join(v)}" for k, v in below.items())
+                    + "."
+                )
     export = metrics.get("export")
     if export:
-        lines.append(f"- **Export** `{export['version']}` of `{export['method']}`: {export['rows_users']:,} users "
-                     f"({export['users_with_embedding']:,} with history before the test period), "
-                     f"{export['rows_items']:,} items, {export['dim']}-d.")
+        lines.append(
+            f"- **Export** `{export['version']}` of `{export['method']}`: {export['rows_users']:,} users "
+            f"({export['users_with_embedding']:,} with history before the test period), "
+            f"{export['rows_items']:,} items, {export['dim']}-d."
+        )
     ranking = metrics.get("ranking")
     if ranking:
         delta = ranking["delta"]
         verdict = {1: "LEARN is better", -1: "the baseline is better", 0: "no clear difference"}
-        lines.append(f"- **Ranking** (LEARN - baseline, 95% interval over users): UAUC {_pp(delta['UAUC']['value'])} "
-                     f"[{_pp(delta['UAUC']['ci_low'])}, {_pp(delta['UAUC']['ci_high'])}], "
-                     f"WUAUC {_pp(delta['WUAUC']['value'])}, AUC {_pp(delta['AUC']['value'])}: "
-                     f"{verdict[_significant(delta['UAUC'])]} on UAUC.")
+        lines.append(
+            f"- **Ranking** (LEARN - baseline, 95% interval over users): UAUC {_pp(delta['UAUC']['value'])} "
+            f"[{_pp(delta['UAUC']['ci_low'])}, {_pp(delta['UAUC']['ci_high'])}], "
+            f"WUAUC {_pp(delta['WUAUC']['value'])}, AUC {_pp(delta['AUC']['value'])}: "
+            f"{verdict[_significant(delta['UAUC'])]} on UAUC."
+        )
         with_similarity = ranking.get("deltas", {}).get("learn_similarity")
         if with_similarity:
             uauc = with_similarity["UAUC"]
-            lines.append(f"  With the LEARN similarity as an input: UAUC {_pp(uauc['value'])} [{_pp(uauc['ci_low'])}, "
-                         f"{_pp(uauc['ci_high'])}] against the baseline: {verdict[_significant(uauc)]} on UAUC.")
+            lines.append(
+                f"  With the LEARN similarity as an input: UAUC {_pp(uauc['value'])} [{_pp(uauc['ci_low'])}, "
+                f"{_pp(uauc['ci_high'])}] against the baseline: {verdict[_significant(uauc)]} on UAUC."
+            )
         better, worse = [], []
         for kind in ("user", "item"):
             for segment, figures in delta["segments"][kind].items():
@@ -74,23 +87,36 @@ def run_summary(metrics: dict[str, Any]) -> str:
                 name = f"{SEGMENT_NAMES[segment]} {kind}s"
                 better += [f"{name} ({', '.join(up)})"] if up else []
                 worse += [f"{name} ({', '.join(down)})"] if down else []
-        lines.append("  Segments where the interval excludes zero: LEARN better for "
-                     + (", ".join(better) or "none") + "; baseline better for " + (", ".join(worse) or "none") + ".")
+        lines.append(
+            "  Segments where the interval excludes zero: LEARN better for "
+            + (", ".join(better) or "none")
+            + "; baseline better for "
+            + (", ".join(worse) or "none")
+            + "."
+        )
     ab = metrics.get("ab")
     if ab:
         parts = []
         for name in ("replay", "simulated"):
             b = ab[name]
             if cannot_tell(b):
-                parts.append(f"{name}: cannot tell (re-ranking can change only "
-                             f"{100 * (b.get('rerankable_share') or 0):.0f}% of the requests)")
+                parts.append(
+                    f"{name}: cannot tell (re-ranking can change only "
+                    f"{100 * (b.get('rerankable_share') or 0):.0f}% of the requests)"
+                )
                 continue
             sign = _significant(b)
             p_value = "n/a" if b["p_value"] is None else "< 0.001" if b["p_value"] < 0.001 else f"= {b['p_value']:.3f}"
-            parts.append(f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
-                         f"p {p_value}" + (" (the interval excludes zero)" if sign else "")
-                         + f"; smallest lift this traffic detects at 80% power ±{_pct(b['min_detectable_lift']).lstrip('+')}")
-        lines.append("- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
-                     + "; ".join(parts) + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
-                     f"over {ab['aa']['runs']} salts (nominal 5%).")
+            parts.append(
+                f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
+                f"p {p_value}"
+                + (" (the interval excludes zero)" if sign else "")
+                + f"; smallest lift this traffic detects at 80% power ±{_pct(b['min_detectable_lift']).lstrip('+')}"
+            )
+        lines.append(
+            "- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
+            + "; ".join(parts)
+            + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
+            f"over {ab['aa']['runs']} salts (nominal 5%)."
+        )
     return "## Summary\n\n" + "\n".join(lines) + "\n" if lines else ""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import string
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 

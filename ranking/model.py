@@ -54,9 +54,11 @@ class AttributeEmbedding(tf.keras.layers.Layer):
         super().__init__(name=name)
         keys = sorted(values)
         self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string),
-                                                tf.constant([values[k] for k in keys], tf.string)),
-            default_value="")
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, tf.string), tf.constant([values[k] for k in keys], tf.string)
+            ),
+            default_value="",
+        )
         self.embed = IdEmbedding(sorted(set(values.values())), dim, name=f"{name}_values")
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:
@@ -71,10 +73,12 @@ class LearnLookup(tf.keras.layers.Layer):
         n = len(table.ids)
         self.index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(table.ids, tf.string), tf.range(n, dtype=tf.int64)),
-            default_value=n)
+            default_value=n,
+        )
         # the vectors are features, not weights: frozen, saved with the model, looked up by row
-        self.vectors = tf.Variable(np.vstack([table.vectors, table.fallback[None]]).astype(np.float32),
-                                   trainable=False, name="vectors")
+        self.vectors = tf.Variable(
+            np.vstack([table.vectors, table.fallback[None]]).astype(np.float32), trainable=False, name="vectors"
+        )
         self.flags = tf.Variable(np.r_[table.flags, 0.0].astype(np.float32), trainable=False, name="flags")
 
     def call(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -91,21 +95,31 @@ def _task(name: str) -> tfrs.tasks.Ranking:
     # right when a tf.distribute strategy sums the replicas' gradients
     return tfrs.tasks.Ranking(
         loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
-        metrics=[tf.keras.metrics.AUC(from_logits=True, name=f"{name}_auc")], name=name)
+        metrics=[tf.keras.metrics.AUC(from_logits=True, name=f"{name}_auc")],
+        name=name,
+    )
 
 
 class Ranker(tfrs.Model):
-    def __init__(self, vocabulary: Vocabulary, config: RankingModelConfig,
-                 users: FeatureTable | None = None, items: FeatureTable | None = None, similarity: bool = False) -> None:
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        config: RankingModelConfig,
+        users: FeatureTable | None = None,
+        items: FeatureTable | None = None,
+        similarity: bool = False,
+    ) -> None:
         super().__init__()
         self.config = config
         self.similarity = similarity
         self.user_id = IdEmbedding(vocabulary.users, config.id_dim, "user_id")
         self.item_id = IdEmbedding(vocabulary.items, config.id_dim, "item_id")
-        self.user_attributes = [AttributeEmbedding(vocabulary.user_attributes[c], config.id_dim, f"user_{c}")
-                                for c in config.user_features]
-        self.item_attributes = [AttributeEmbedding(vocabulary.item_attributes[c], config.id_dim, f"item_{c}")
-                                for c in config.item_features]
+        self.user_attributes = [
+            AttributeEmbedding(vocabulary.user_attributes[c], config.id_dim, f"user_{c}") for c in config.user_features
+        ]
+        self.item_attributes = [
+            AttributeEmbedding(vocabulary.item_attributes[c], config.id_dim, f"item_{c}") for c in config.item_features
+        ]
         self.uses_learn = users is not None and items is not None
         if self.uses_learn:
             assert users is not None and items is not None
@@ -154,8 +168,12 @@ class Ranker(tfrs.Model):
             loss += self.config.aux_weight * aux
         return loss
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.string, name="item_id")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None], tf.string, name="item_id"),
+        ]
+    )
     def serve(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
         """The serving signature: raw ids in, conversion probability out."""
         return {"probability": tf.sigmoid(self({"user_id": user_id, "item_id": item_id})["logit"])}

@@ -26,9 +26,9 @@ COLUMNS = ["user_id", "item_id", "ts", "label", "value", "part"]
 
 @dataclass
 class Samples:
-    rows: pd.DataFrame   # COLUMNS
-    negatives: str       # "logged" or "sampled"
-    description: str     # one sentence for the report, with any draws given up
+    rows: pd.DataFrame  # COLUMNS
+    negatives: str  # "logged" or "sampled"
+    description: str  # one sentence for the report, with any draws given up
 
 
 def item_values(items: pd.DataFrame) -> pd.Series:
@@ -37,8 +37,15 @@ def item_values(items: pd.DataFrame) -> pd.Series:
     return price.reindex(items["item_id"]).fillna(1.0).astype(float)
 
 
-def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, first_seen: pd.Series,
-          owned_since: dict[tuple[str, str], int], exponent: float, rng: np.random.Generator) -> pd.DataFrame:
+def _draw(
+    positives: pd.DataFrame,
+    period: pd.DataFrame,
+    per_positive: int,
+    first_seen: pd.Series,
+    owned_since: dict[tuple[str, str], int],
+    exponent: float,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     """`per_positive` items per positive, weighted by (events in `period`) ** exponent, each existing before
     the positive's time and not yet the user's; a draw is given up (left out) only when 50 redraws clash."""
     counts = period["item_id"].value_counts()
@@ -54,16 +61,25 @@ def _draw(positives: pd.DataFrame, period: pd.DataFrame, per_positive: int, firs
 
     def clashes(index: np.ndarray, picks: np.ndarray) -> np.ndarray:
         not_yet = born[picks] >= at[index]
-        had = np.fromiter((owned_since.get((u, i), never) <= t for u, i, t in zip(users[index], pool[picks], at[index])),
-                          bool, len(index))
+        had = np.fromiter(
+            (owned_since.get((u, i), never) <= t for u, i, t in zip(users[index], pool[picks], at[index], strict=True)),
+            bool,
+            len(index),
+        )
         return not_yet | had
 
     picks, kept = draw_avoiding(len(owner), len(pool), weights / weights.sum(), clashes, rng)
     return pd.DataFrame({"row": owner[kept], "user_id": users[kept], "item_id": pool[picks[kept]]})
 
 
-def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: int, seed: int,
-                      exponent: float = 1.0, ordinal_time: bool = False) -> tuple[pd.DataFrame, int]:
+def sampled_negatives(
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    per_positive: int,
+    seed: int,
+    exponent: float = 1.0,
+    ordinal_time: bool = False,
+) -> tuple[pd.DataFrame, int]:
     """(negatives, draws given up). Training negatives follow the popularity of the training events, test
     negatives that of the test period: drawn from all events, an item that sells mostly in the test period
     would look like a negative in training and the test would reward guessing against it."""
@@ -82,37 +98,55 @@ def sampled_negatives(events: pd.DataFrame, items: pd.DataFrame, per_positive: i
         drawn = _draw(positives, period, per_positive, first_seen, owned_since, exponent, rng)
         given_up += len(positives) * per_positive - len(drawn)
         source = positives.iloc[drawn["row"].to_numpy()]
-        out.append(source.drop(columns=["item_id", "label", "value"]).assign(
-            item_id=drawn["item_id"].to_numpy(), label=np.int8(0),
-            value=values.reindex(drawn["item_id"]).to_numpy())[list(events.columns)])
+        out.append(
+            source.drop(columns=["item_id", "label", "value"]).assign(
+                item_id=drawn["item_id"].to_numpy(), label=np.int8(0), value=values.reindex(drawn["item_id"]).to_numpy()
+            )[list(events.columns)]
+        )
     return pd.concat(out, ignore_index=True), given_up
 
 
-def ranking_samples(events: pd.DataFrame, items: pd.DataFrame, in_test: np.ndarray, config: RankingSamplesConfig,
-                    seed: int, in_valid: np.ndarray | None = None, ordinal_time: bool = False) -> Samples:
+def ranking_samples(
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    in_test: np.ndarray,
+    config: RankingSamplesConfig,
+    seed: int,
+    in_valid: np.ndarray | None = None,
+    ordinal_time: bool = False,
+) -> Samples:
     """`in_test` marks the events of the test period; `in_valid` (optional) the validation events."""
     has_negatives = bool((events["label"] == 0).any())
     mode = config.negatives if config.negatives != "auto" else ("logged" if has_negatives else "sampled")
     base = events[["user_id", "item_id", "ts", "label", "value"]].assign(
-        _test=np.asarray(in_test, bool), _valid=np.zeros(len(events), bool) if in_valid is None else in_valid)
+        _test=np.asarray(in_test, bool), _valid=np.zeros(len(events), bool) if in_valid is None else in_valid
+    )
     if mode == "logged":
         if not has_negatives:
             raise DataError("ranking.samples.negatives is 'logged' but the events have no label-0 rows")
         rows = base.copy()
-        description = (f"logged exposures: {int((rows.label == 1).sum()):,} conversions and "
-                       f"{int((rows.label == 0).sum()):,} logged non-conversions")
+        description = (
+            f"logged exposures: {int((rows.label == 1).sum()):,} conversions and "
+            f"{int((rows.label == 0).sum()):,} logged non-conversions"
+        )
     else:
         positives = base[base["label"] == 1]
-        negatives, given_up = sampled_negatives(base, items, config.negatives_per_positive, seed,
-                                                config.popularity_exponent, ordinal_time)
+        negatives, given_up = sampled_negatives(
+            base, items, config.negatives_per_positive, seed, config.popularity_exponent, ordinal_time
+        )
         rows = pd.concat([positives, negatives], ignore_index=True)
-        description = (f"sampled exposures: {len(positives):,} conversions, each with "
-                       f"{config.negatives_per_positive} non-converted items drawn at the conversion's time with "
-                       f"weights (events in the same period, training or test) ** {config.popularity_exponent:g}, "
-                       + ("from every item with an event (ordinal time: positions of different users' sequences "
-                          "do not order items) not already the user's at that position" if ordinal_time else
-                          "from the items first seen before that time and not already the user's")
-                       + (f"; {given_up:,} draws given up (no such item found in 50 tries)" if given_up else ""))
+        description = (
+            f"sampled exposures: {len(positives):,} conversions, each with "
+            f"{config.negatives_per_positive} non-converted items drawn at the conversion's time with "
+            f"weights (events in the same period, training or test) ** {config.popularity_exponent:g}, "
+            + (
+                "from every item with an event (ordinal time: positions of different users' sequences "
+                "do not order items) not already the user's at that position"
+                if ordinal_time
+                else "from the items first seen before that time and not already the user's"
+            )
+            + (f"; {given_up:,} draws given up (no such item found in 50 tries)" if given_up else "")
+        )
     rows = rows.sort_values(["ts", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
     train = ~rows["_test"].to_numpy()
     if not train.any() or train.all():

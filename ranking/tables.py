@@ -25,10 +25,10 @@ BATCH = 4096
 
 @dataclass
 class FeatureTable:
-    ids: np.ndarray        # [rows] bytes
-    vectors: np.ndarray    # [rows, dim] float32
-    flags: np.ndarray      # [rows] float32, 1 = has an embedding, 0 = fallback row
-    fallback: np.ndarray   # [dim]: the vector of ids not in the table
+    ids: np.ndarray  # [rows] bytes
+    vectors: np.ndarray  # [rows, dim] float32
+    flags: np.ndarray  # [rows] float32, 1 = has an embedding, 0 = fallback row
+    fallback: np.ndarray  # [dim]: the vector of ids not in the table
     version: str
 
     @property
@@ -37,11 +37,16 @@ class FeatureTable:
 
 
 def tfrecord_dataset(files: list[Path], dim: int) -> tf.data.Dataset:
-    spec = {"id": tf.io.FixedLenFeature([], tf.string),
-            "embedding": tf.io.FixedLenFeature([dim], tf.float32),
-            "has_embedding": tf.io.FixedLenFeature([], tf.int64)}
-    return (tf.data.TFRecordDataset([str(f) for f in files]).batch(BATCH)
-            .map(lambda records: tf.io.parse_example(records, spec)))
+    spec = {
+        "id": tf.io.FixedLenFeature([], tf.string),
+        "embedding": tf.io.FixedLenFeature([dim], tf.float32),
+        "has_embedding": tf.io.FixedLenFeature([], tf.int64),
+    }
+    return (
+        tf.data.TFRecordDataset([str(f) for f in files])
+        .batch(BATCH)
+        .map(lambda records: tf.io.parse_example(records, spec))
+    )
 
 
 def parquet_dataset(files: list[Path], dim: int) -> tf.data.Dataset:
@@ -51,17 +56,23 @@ def parquet_dataset(files: list[Path], dim: int) -> tf.data.Dataset:
         for path in files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
                 vectors = batch.column("embedding").values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-                yield {"id": np.array(batch.column("id").to_pylist(), dtype=object),
-                       "embedding": vectors.astype(np.float32),
-                       "has_embedding": batch.column("has_embedding").to_numpy(zero_copy_only=False).astype(np.int64)}
+                yield {
+                    "id": np.array(batch.column("id").to_pylist(), dtype=object),
+                    "embedding": vectors.astype(np.float32),
+                    "has_embedding": batch.column("has_embedding").to_numpy(zero_copy_only=False).astype(np.int64),
+                }
 
-    spec = {"id": tf.TensorSpec([None], tf.string), "embedding": tf.TensorSpec([None, dim], tf.float32),
-            "has_embedding": tf.TensorSpec([None], tf.int64)}
+    spec = {
+        "id": tf.TensorSpec([None], tf.string),
+        "embedding": tf.TensorSpec([None, dim], tf.float32),
+        "has_embedding": tf.TensorSpec([None], tf.int64),
+    }
     return tf.data.Dataset.from_generator(batches, output_signature=spec)
 
 
-def read_feature_table(export_root: str | Path, name: str, fmt: str = "tfrecord", version: str = "latest",
-                       expect_dim: int | None = None) -> FeatureTable:
+def read_feature_table(
+    export_root: str | Path, name: str, fmt: str = "tfrecord", version: str = "latest", expect_dim: int | None = None
+) -> FeatureTable:
     folder, manifest = open_export(export_root, version)
     files = table_files(folder, manifest, name, {"tfrecord": ".tfrecord", "parquet": ".parquet"}[fmt])
     info = manifest["tables"][name]
@@ -76,8 +87,13 @@ def read_feature_table(export_root: str | Path, name: str, fmt: str = "tfrecord"
     id_array = np.concatenate(ids) if ids else np.array([], dtype=object)
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, info["dim"]), np.float32)
     check_rows(f"{folder}/{name} ({fmt})", [i.decode() for i in id_array], matrix, info["rows"])
-    return FeatureTable(id_array, matrix, np.concatenate(flags).astype(np.float32) if flags else np.zeros(0, np.float32),
-                        np.asarray(info["fallback"], np.float32), manifest["version"])
+    return FeatureTable(
+        id_array,
+        matrix,
+        np.concatenate(flags).astype(np.float32) if flags else np.zeros(0, np.float32),
+        np.asarray(info["fallback"], np.float32),
+        manifest["version"],
+    )
 
 
 def item_tower(export_root: str | Path, version: str = "latest"):
@@ -94,8 +110,9 @@ def item_tower(export_root: str | Path, version: str = "latest"):
     return embed
 
 
-def embed_new_items(export_root: str | Path, items: pd.DataFrame, version: str = "latest",
-                    batch_size: int = 64) -> np.ndarray:
+def embed_new_items(
+    export_root: str | Path, items: pd.DataFrame, version: str = "latest", batch_size: int = 64
+) -> np.ndarray:
     """LEARN item embeddings [n, dim] float32 of `items` (canonical items schema: `item_id`, `title`, and
     optionally `category`, `brand`, `price`, `keywords`, `attributes`), in their order, from their text alone:
     the export's sentence template, its tokenizer (`tokenizers`), its CEG model (ONNX Runtime) and its TF item
@@ -104,16 +121,21 @@ def embed_new_items(export_root: str | Path, items: pd.DataFrame, version: str =
     files = verified_files(folder, manifest, "towers/")
     names = {f.name for f in files}
     if not {MODEL, TOKENIZER, SETTINGS} <= names:
-        raise DataError(f"{folder}: no content model in this export (towers/{MODEL} and its tokenizer); export "
-                        "with a content method and export.content_model: true")
+        raise DataError(
+            f"{folder}: no content model in this export (towers/{MODEL} and its tokenizer); export "
+            "with a content method and export.content_model: true"
+        )
     rejects = RejectLog()
     where = "embed_new_items(items)"
-    checked = validate_items(items.assign(_file=where, _row=np.arange(1, len(items) + 1)), where,
-                             ValidationRules(), rejects)
+    checked = validate_items(
+        items.assign(_file=where, _row=np.arange(1, len(items) + 1)), where, ValidationRules(), rejects
+    )
     if rejects.rows:
         first = rejects.rows[0]
-        raise DataError(f"{where}: row {first['row']} field {first['column']!r}: {first['reason']}"
-                        + (f" ({len(rejects.rows) - 1} more)" if len(rejects.rows) > 1 else ""))
+        raise DataError(
+            f"{where}: row {first['row']} field {first['column']!r}: {first['reason']}"
+            + (f" ({len(rejects.rows) - 1} more)" if len(rejects.rows) > 1 else "")
+        )
     template = from_mapping(TemplateConfig, manifest["metadata"]["template"], "template", f"{folder}/manifest.json")
     content = embed_text(folder / "towers", item_sentences(checked, template), batch_size)
     return item_tower(export_root, manifest["version"])(content).astype(np.float32)

@@ -35,13 +35,16 @@ def strategy_for(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def features_of(rows: pd.DataFrame, columns: dict[str, np.ndarray] | None = None,
-                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def features_of(
+    rows: pd.DataFrame, columns: dict[str, np.ndarray] | None = None, mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The model inputs of `rows`, plus precomputed `columns` (aligned with the whole frame the rows were
     selected from by `mask`): the point-in-time LEARN vectors, read as they are instead of looked up."""
-    out = {"user_id": rows["user_id"].to_numpy(dtype=str).astype(object),
-           "item_id": rows["item_id"].to_numpy(dtype=str).astype(object),
-           "label": rows["label"].to_numpy(dtype=np.float32)}
+    out = {
+        "user_id": rows["user_id"].to_numpy(dtype=str).astype(object),
+        "item_id": rows["item_id"].to_numpy(dtype=str).astype(object),
+        "label": rows["label"].to_numpy(dtype=np.float32),
+    }
     for name, values in (columns or {}).items():
         out[name] = values if mask is None else values[mask]
     return out
@@ -64,8 +67,12 @@ class KeepBest(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        self.history.append({"epoch": epoch + 1, **{k: round(float(v), 6) for k, v in logs.items()
-                                                    if k in ("loss", "main_auc", MONITOR, "val_loss")}})
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                **{k: round(float(v), 6) for k, v in logs.items() if k in ("loss", "main_auc", MONITOR, "val_loss")},
+            }
+        )
         value = float(logs.get(MONITOR, -np.inf))
         if value > self.best:
             self.best, self.best_epoch, self.weights = value, epoch, self.model.get_weights()
@@ -85,9 +92,16 @@ class Trained:
     examples_per_s: float
 
 
-def train_ranker(samples: pd.DataFrame, vocabulary: Vocabulary, config: RankingConfig,
-                 users: FeatureTable | None = None, items: FeatureTable | None = None, verbose: int = 2,
-                 similarity: bool = False, columns: dict[str, np.ndarray] | None = None) -> Trained:
+def train_ranker(
+    samples: pd.DataFrame,
+    vocabulary: Vocabulary,
+    config: RankingConfig,
+    users: FeatureTable | None = None,
+    items: FeatureTable | None = None,
+    verbose: int = 2,
+    similarity: bool = False,
+    columns: dict[str, np.ndarray] | None = None,
+) -> Trained:
     """Train one ranker (the LEARN ranker when both tables are given, reading their user . item score too
     with `similarity`) on the `train` rows, stopping early on the `valid` rows."""
     train_cfg = config.train
@@ -110,8 +124,9 @@ def train_ranker(samples: pd.DataFrame, vocabulary: Vocabulary, config: RankingC
     return Trained(model, keep.history, keep.best_epoch + 1, len(train_rows) * epochs / elapsed)
 
 
-def predict(model: Ranker, rows: pd.DataFrame, batch_size: int = 8192,
-            columns: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def predict(
+    model: Ranker, rows: pd.DataFrame, batch_size: int = 8192, columns: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     """Probabilities of `rows`; LEARN vectors from `columns` (aligned with `rows`) when given, else looked
     up by id in the model's tables (as the SavedModel does)."""
     out = []
@@ -139,7 +154,11 @@ def save_serving(model: Ranker, path: Path, check_rows: pd.DataFrame) -> float:
 def score_savedmodel(path: Path, rows: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
     """Probabilities of (user_id, item_id) rows from a saved ranker's raw-id serving signature."""
     served = tf.saved_model.load(str(path)).signatures["serving_default"]
-    out = [served(user_id=tf.constant(rows["user_id"].to_numpy(dtype=str)[s:s + batch_size]),
-                  item_id=tf.constant(rows["item_id"].to_numpy(dtype=str)[s:s + batch_size]))["probability"].numpy()
-           for s in range(0, len(rows), batch_size)]
+    out = [
+        served(
+            user_id=tf.constant(rows["user_id"].to_numpy(dtype=str)[s : s + batch_size]),
+            item_id=tf.constant(rows["item_id"].to_numpy(dtype=str)[s : s + batch_size]),
+        )["probability"].numpy()
+        for s in range(0, len(rows), batch_size)
+    ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

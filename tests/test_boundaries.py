@@ -9,16 +9,25 @@ import pytest
 CHECK = "import sys; import {module}; print(sorted(m for m in ({banned}) if m in sys.modules))"
 
 
-@pytest.mark.parametrize("module, banned", [
-    ("eval.metrics, eval.compare, eval.segments, eval.ab, eval.ab_report, eval.ranking_report",
-     ("torch", "tensorflow")),
-    ("ranking.samples", ("torch", "tensorflow")),
-    ("ranking.model, ranking.tables, ranking.train", ("torch",)),
-    ("export.tables", ("torch", "tensorflow")),
-    ("learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline", ("torch", "tensorflow")),
-    ("learn_embed.experiment, learn_embed.ceg", ("tensorflow",)),
-])
+@pytest.mark.parametrize(
+    "module, banned",
+    [
+        (
+            "eval.metrics, eval.compare, eval.segments, eval.ab, eval.ab_report, eval.ranking_report",
+            ("torch", "tensorflow"),
+        ),
+        ("ranking.samples", ("torch", "tensorflow")),
+        ("ranking.model, ranking.tables, ranking.train", ("torch",)),
+        ("export.tables", ("torch", "tensorflow")),
+        ("learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline", ("torch", "tensorflow")),
+        ("learn_embed.experiment, learn_embed.ceg", ("tensorflow",)),
+    ],
+)
 def test_imports_stay_inside_their_framework(module, banned):
-    out = subprocess.run([sys.executable, "-c", CHECK.format(module=module, banned=", ".join(map(repr, banned)) + ",")],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK.format(module=module, banned=", ".join(map(repr, banned)) + ",")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert out == "[]", f"{module} imported {out}"

@@ -74,8 +74,10 @@ def validate(raw: RawDataset, rules: ValidationRules) -> CanonicalDataset:
 def _check_accounting(table: str, file: str, rows: int, kept: int, rejected: int) -> None:
     """Every row that went in comes out, kept or rejected with a reason."""
     if kept + rejected != rows:
-        raise RuntimeError(f"{file}: {rows} rows read, {kept} kept and {rejected} rejected: "
-                           f"{rows - kept - rejected} {table} rows unaccounted for (a learn-kit bug; please report)")
+        raise RuntimeError(
+            f"{file}: {rows} rows read, {kept} kept and {rejected} rejected: "
+            f"{rows - kept - rejected} {table} rows unaccounted for (a learn-kit bug; please report)"
+        )
 
 
 def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDataset:
@@ -94,6 +96,8 @@ def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDat
     known = [name for name in inspect.signature(importers[kind]).parameters if name != "path"]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"key 'data.options.{unknown[0]}': not an option of the {kind} importer (its options: "
-                          f"{', '.join(known) or 'none'})")
+        raise ConfigError(
+            f"key 'data.options.{unknown[0]}': not an option of the {kind} importer (its options: "
+            f"{', '.join(known) or 'none'})"
+        )
     return importers[kind](Path(path), **options)

@@ -64,13 +64,15 @@ def _join(parts: Any, sep: str) -> str | None:
 def _find(path: Path, pattern: str, what: str) -> Path:
     matches = sorted(path.glob(pattern))
     if len(matches) != 1:
-        raise DataError(f"{path}: expected exactly one {what} file matching {pattern!r}, "
-                        f"found {[m.name for m in matches]}")
+        raise DataError(
+            f"{path}: expected exactly one {what} file matching {pattern!r}, found {[m.name for m in matches]}"
+        )
     return matches[0]
 
 
-def read_amazon(path: Path, positive_min_rating: float | None = None, reviews_file: str | None = None,
-                meta_file: str | None = None) -> RawDataset:
+def read_amazon(
+    path: Path, positive_min_rating: float | None = None, reviews_file: str | None = None, meta_file: str | None = None
+) -> RawDataset:
     reviews_f = path / reviews_file if reviews_file else _find(path, "*_5.json*", "5-core reviews")
     meta_f = path / meta_file if meta_file else _find(path, "meta_*.json*", "metadata")
     log = RejectLog()
@@ -82,12 +84,19 @@ def read_amazon(path: Path, positive_min_rating: float | None = None, reviews_fi
         price_unparsed += not understood
         features = _join(record.get("feature"), "; ")
         description = _join(record.get("description"), " ")
-        items.append({
-            "item_id": record.get("asin"), "title": _clean(record.get("title")),
-            "category": _join(record.get("category"), " > "), "brand": _clean(record.get("brand")),
-            "price": price, "keywords": "; ".join(p for p in (features, description) if p) or None,
-            "main_cat": _clean(record.get("main_cat")), "_file": str(meta_f), "_row": row,
-        })
+        items.append(
+            {
+                "item_id": record.get("asin"),
+                "title": _clean(record.get("title")),
+                "category": _join(record.get("category"), " > "),
+                "brand": _clean(record.get("brand")),
+                "price": price,
+                "keywords": "; ".join(p for p in (features, description) if p) or None,
+                "main_cat": _clean(record.get("main_cat")),
+                "_file": str(meta_f),
+                "_row": row,
+            }
+        )
 
     events: list[dict[str, Any]] = []
     for row, record in read_json_lines(reviews_f, "events", log):
@@ -96,13 +105,30 @@ def read_amazon(path: Path, positive_min_rating: float | None = None, reviews_fi
             label: Any = 1
         else:
             label = int(rating >= positive_min_rating) if isinstance(rating, (int, float)) else None
-        events.append({
-            "user_id": record.get("reviewerID"), "item_id": record.get("asin"),
-            "ts": record.get("unixReviewTime"), "event": "review", "label": label, "rating": rating,
-            "verified": bool(record.get("verified", False)), "_file": str(reviews_f), "_row": row,
-        })
-    notes = [f"{price_unparsed} metadata price field(s) were not a price (scraped page markup) and "
-             "became unknown prices"] if price_unparsed else []
-    return RawDataset(items=pd.DataFrame(items), events=pd.DataFrame(events), items_file=str(meta_f),
-                      events_file=str(reviews_f), notes=notes,
-                      counters={"price_unparsed": price_unparsed}, log=log)
+        events.append(
+            {
+                "user_id": record.get("reviewerID"),
+                "item_id": record.get("asin"),
+                "ts": record.get("unixReviewTime"),
+                "event": "review",
+                "label": label,
+                "rating": rating,
+                "verified": bool(record.get("verified", False)),
+                "_file": str(reviews_f),
+                "_row": row,
+            }
+        )
+    notes = (
+        [f"{price_unparsed} metadata price field(s) were not a price (scraped page markup) and became unknown prices"]
+        if price_unparsed
+        else []
+    )
+    return RawDataset(
+        items=pd.DataFrame(items),
+        events=pd.DataFrame(events),
+        items_file=str(meta_f),
+        events_file=str(reviews_f),
+        notes=notes,
+        counters={"price_unparsed": price_unparsed},
+        log=log,
+    )

@@ -11,11 +11,14 @@ from learnkit.schema import RejectLog
 
 
 def _locate(path: Path, stem: str, required: bool) -> Path | None:
-    found = [path / f"{stem}{suffix}" for suffix in (".parquet", ".csv", ".csv.gz")
-             if (path / f"{stem}{suffix}").exists()]
+    found = [
+        path / f"{stem}{suffix}" for suffix in (".parquet", ".csv", ".csv.gz") if (path / f"{stem}{suffix}").exists()
+    ]
     if len(found) > 1:
-        raise DataError(f"{path}: {' and '.join(p.name for p in found)} are both here and either could be the "
-                        f"{stem} table; keep one")
+        raise DataError(
+            f"{path}: {' and '.join(p.name for p in found)} are both here and either could be the "
+            f"{stem} table; keep one"
+        )
     if found:
         return found[0]
     if required:
@@ -37,8 +40,18 @@ def read_canonical(path: Path) -> RawDataset:
     events_f = _locate(path, "events", True)
     users_f = _locate(path, "users", False)
     assert items_f is not None and events_f is not None
-    frames = {table: _read(file, table, log) for table, file in
-              (("items", items_f), ("events", events_f), ("users", users_f)) if file is not None}
-    return RawDataset(items=frames["items"], events=frames["events"], users=frames.get("users"),
-                      items_file=str(items_f), events_file=str(events_f), users_file=str(users_f or ""), log=log,
-                      rows_read={table: len(frame) + log.rows_of(table) for table, frame in frames.items()})
+    frames = {
+        table: _read(file, table, log)
+        for table, file in (("items", items_f), ("events", events_f), ("users", users_f))
+        if file is not None
+    }
+    return RawDataset(
+        items=frames["items"],
+        events=frames["events"],
+        users=frames.get("users"),
+        items_file=str(items_f),
+        events_file=str(events_f),
+        users_file=str(users_f or ""),
+        log=log,
+        rows_read={table: len(frame) + log.rows_of(table) for table, frame in frames.items()},
+    )

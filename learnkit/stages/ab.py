@@ -16,8 +16,9 @@ from learnkit.report import nan_to_null
 from learnkit.stages.data import read_items
 
 
-def _widened(ctx: Context, scores: pd.DataFrame, events: pd.DataFrame, items: pd.DataFrame,
-             period: TestPeriod) -> pd.DataFrame:
+def _widened(
+    ctx: Context, scores: pd.DataFrame, events: pd.DataFrame, items: pd.DataFrame, period: TestPeriod
+) -> pd.DataFrame:
     """`ab.widen` sampled catalog items per request, scored by both rankers' SavedModels (TensorFlow in
     this stage only when widening is asked for)."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -33,7 +34,9 @@ def _widened(ctx: Context, scores: pd.DataFrame, events: pd.DataFrame, items: pd
     for model in ("baseline", "learn"):
         extra[model] = score_savedmodel(ctx.run_dir / "ranking" / f"{model}_savedmodel", extra)
     extra = extra.assign(label=np.nan, value=item_values(items).reindex(extra["item_id"]).to_numpy(), widened=True)
-    return segment_rows(extra, events, period.user_snapshot(events["user_id"]), config.ranking.segments, config.test_period.day_seconds)
+    return segment_rows(
+        extra, events, period.user_snapshot(events["user_id"]), config.ranking.segments, config.test_period.day_seconds
+    )
 
 
 def run_ab(ctx: Context) -> StageOutput:
@@ -52,27 +55,50 @@ def run_ab(ctx: Context) -> StageOutput:
     pre_revenue = before.groupby("user_id")["value"].sum()
     items = read_items(ctx.run_dir)
     if cfg.widen:
-        scores = pd.concat([scores.assign(widened=False), _widened(ctx, scores, events, items, period)],
-                           ignore_index=True)
+        scores = pd.concat(
+            [scores.assign(widened=False), _widened(ctx, scores, events, items, period)], ignore_index=True
+        )
     result = simulate(scores, samples, items, pre_revenue, config.test_period.day_seconds, cfg, config.seed)
     write_parquet(ctx.stage_dir / "assignment.parquet", result.pop("assignment"))
     result = nan_to_null(result)
     assert isinstance(result, dict)
     write_json(ctx.stage_dir / "report.json", result)
     drawn = plot_daily_lift(result, ctx.stage_dir / "daily_lift.png")
-    text = ab_report(result, ranking.get("delta"), f"{ctx.stage_dir.name}/daily_lift.png" if drawn else None,
-                     cfg.top_k, (cfg.control_share, cfg.treatment_share))
+    text = ab_report(
+        result,
+        ranking.get("delta"),
+        f"{ctx.stage_dir.name}/daily_lift.png" if drawn else None,
+        cfg.top_k,
+        (cfg.control_share, cfg.treatment_share),
+    )
     metrics: dict[str, Any] = {}
     for name in ("replay", "simulated"):
         block = result[name]
-        metrics[name] = {k: block[k] for k in ("revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value",
-                                               "cvr_ci_low", "cvr_ci_high", "unadjusted", "users", "cuped",
-                                               "min_detectable_lift", "rerankable_share", "single_candidate_share",
-                                               "candidates_per_request")}
+        metrics[name] = {
+            k: block[k]
+            for k in (
+                "revenue_lift",
+                "cvr_lift",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "cvr_ci_low",
+                "cvr_ci_high",
+                "unadjusted",
+                "users",
+                "cuped",
+                "min_detectable_lift",
+                "rerankable_share",
+                "single_candidate_share",
+                "candidates_per_request",
+            )
+        }
         metrics[name]["segments"] = block["segments"]
-    metrics["aa"] = {"false_positive_rate": result["replay"]["aa"]["false_positive_rate"],
-                     "runs": result["replay"]["aa"]["runs"],
-                     "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"]}
+    metrics["aa"] = {
+        "false_positive_rate": result["replay"]["aa"]["false_positive_rate"],
+        "runs": result["replay"]["aa"]["runs"],
+        "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"],
+    }
     metrics["requests"], metrics["days"] = result["requests"], result["days"]
     metrics["widened_candidates"] = result["widened_candidates"]
     metrics["single_candidate_share"] = result["single_candidate_share"]

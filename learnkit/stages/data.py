@@ -31,8 +31,11 @@ def data_files_digest(config: Config) -> dict[str, str]:
     folder, _, _ = resolve_data(config)
     if folder.is_file():
         return {folder.name: sha256_file(folder)}
-    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix != ".md" and not p.name.startswith(".")}
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix != ".md" and not p.name.startswith(".")
+    }
 
 
 def run_data(ctx: Context) -> StageOutput:
@@ -41,8 +44,13 @@ def run_data(ctx: Context) -> StageOutput:
     config = ctx.config.data
     folder, fmt, origin = resolve_data(ctx.config)
     raw = load_dataset(fmt, folder, config.options)
-    rules = ValidationRules(on_error=config.on_error, max_price=config.max_price, min_ts=config.min_ts,
-                            max_ts=config.max_ts, max_text_chars=config.max_text_chars)
+    rules = ValidationRules(
+        on_error=config.on_error,
+        max_price=config.max_price,
+        min_ts=config.min_ts,
+        max_ts=config.max_ts,
+        max_text_chars=config.max_text_chars,
+    )
     dataset = validate(raw, rules)
     out = ctx.stage_dir
     write_parquet(out / "items.parquet", dataset.items)
@@ -53,17 +61,27 @@ def run_data(ctx: Context) -> StageOutput:
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
     write_json(out / "validation.json", report)
     events = dataset.events
-    metrics = {"items": len(dataset.items), "events": len(events), "rejected": int(report["rejected_total"]),
-               "users": int(events["user_id"].nunique()), "positives": int(events["label"].sum()),
-               "format": fmt}
-    rows = [[table, report[table]["input_rows"], report[table]["kept"], report[table]["rejected"]]
-            for table in ("items", "events")]
-    text = (f"## Data\n\nSource: `{folder}` ({fmt}, {origin}). {metrics['users']} users with events, "
-            f"{metrics['positives']} positive events (label 1).\n\n" + md_table(["table", "rows read", "kept",
-                                                                              "rejected"], rows))
+    metrics = {
+        "items": len(dataset.items),
+        "events": len(events),
+        "rejected": int(report["rejected_total"]),
+        "users": int(events["user_id"].nunique()),
+        "positives": int(events["label"].sum()),
+        "format": fmt,
+    }
+    rows = [
+        [table, report[table]["input_rows"], report[table]["kept"], report[table]["rejected"]]
+        for table in ("items", "events")
+    ]
+    text = (
+        f"## Data\n\nSource: `{folder}` ({fmt}, {origin}). {metrics['users']} users with events, "
+        f"{metrics['positives']} positive events (label 1).\n\n"
+        + md_table(["table", "rows read", "kept", "rejected"], rows)
+    )
     if report["rejected_by_reason"]:
         text += "\nRejected rows by reason (all listed in `data/rejected.parquet`):\n\n" + md_table(
-            ["reason", "rows"], [[k, v] for k, v in report["rejected_by_reason"].items()])
+            ["reason", "rows"], [[k, v] for k, v in report["rejected_by_reason"].items()]
+        )
     if report["notes"]:
         text += "\nNotes: " + "; ".join(report["notes"]) + ".\n"
     return StageOutput(metrics, text)

@@ -38,8 +38,10 @@ def run_i2i(ctx: Context) -> StageOutput:
     label_key = None
     if cfg.label_column and cfg.label_column in items.columns:
         label_key = f"{'genre' if cfg.label_column == 'genres' else cfg.label_column}_at_{cfg.k}"
-        labels = [frozenset(filter(None, str(v).split("|"))) if isinstance(v, str) else frozenset()
-                  for v in items.loc[ids, cfg.label_column]]
+        labels = [
+            frozenset(filter(None, str(v).split("|"))) if isinstance(v, str) else frozenset()
+            for v in items.loc[ids, cfg.label_column]
+        ]
         shares: dict[str, float] = {}
         for name, matrix in matrices.items():
             shares[name] = round(label_share_at_k(normalise(matrix), labels, cfg.k), 4)
@@ -68,23 +70,37 @@ def run_i2i(ctx: Context) -> StageOutput:
     listing = []
     text = "## Item-to-item check (paper Fig. 2)\n\n"
     if label_key:
-        text += (f"Share of each item's {cfg.k} nearest neighbours (cosine) that share a `{cfg.label_column}` "
-                 f"label, over {len(ids)} items. `_centred`: after subtracting the mean embedding (decoder "
-                 "states are anisotropic: raw cosines between unrelated items are all high).\n\n"
-                 + md_table(["embedding", label_key], figure_rows)
-                 + f"\n![{label_key}](i2i/{label_key}.png)\n\n")
+        text += (
+            f"Share of each item's {cfg.k} nearest neighbours (cosine) that share a `{cfg.label_column}` "
+            f"label, over {len(ids)} items. `_centred`: after subtracting the mean embedding (decoder "
+            "states are anisotropic: raw cosines between unrelated items are all high).\n\n"
+            + md_table(["embedding", label_key], figure_rows)
+            + f"\n![{label_key}](i2i/{label_key}.png)\n\n"
+        )
     text += f"Nearest neighbours by `{primary}` (mean-centred cosine) of sampled items:\n\n"
-    for q, row, srow in zip(queries, neighbours, sims):
+    for q, row, srow in zip(queries, neighbours, sims, strict=True):
         title = items.loc[ids[q], "title"]
-        entry = {"item_id": ids[q], "title": title,
-                 "neighbours": [{"item_id": ids[n], "title": items.loc[ids[n], "title"], "cosine": float(s)}
-                                for n, s in zip(row, srow)]}
+        entry = {
+            "item_id": ids[q],
+            "title": title,
+            "neighbours": [
+                {"item_id": ids[n], "title": items.loc[ids[n], "title"], "cosine": float(s)}
+                for n, s in zip(row, srow, strict=True)
+            ],
+        }
         listing.append(entry)
         label = items.loc[ids[q], cfg.label_column] if label_key else ""
-        text += f"**{title}** ({label})\n\n" + md_table(
-            ["#", "neighbour", "cosine"] + ([cfg.label_column] if label_key else []),
-            [[i + 1, nb["title"], round(nb["cosine"], 3)] + ([items.loc[nb["item_id"], cfg.label_column]]
-                                                            if label_key else [])
-             for i, nb in enumerate(entry["neighbours"][:5])]) + "\n"
+        text += (
+            f"**{title}** ({label})\n\n"
+            + md_table(
+                ["#", "neighbour", "cosine"] + ([cfg.label_column] if label_key else []),
+                [
+                    [i + 1, nb["title"], round(nb["cosine"], 3)]
+                    + ([items.loc[nb["item_id"], cfg.label_column]] if label_key else [])
+                    for i, nb in enumerate(entry["neighbours"][:5])
+                ],
+            )
+            + "\n"
+        )
     write_json(ctx.stage_dir / "neighbours.json", listing)
     return StageOutput(metrics, text)

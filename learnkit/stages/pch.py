@@ -24,8 +24,15 @@ PER_USER = "per_user.parquet"
 def run_pch(ctx: Context) -> StageOutput:
     import torch
 
-    from learn_embed.experiment import (Catalog, Scores, gallery_items, load_content, reference_scores,
-                                        run_baseline_v1, run_learn)
+    from learn_embed.experiment import (
+        Catalog,
+        Scores,
+        gallery_items,
+        load_content,
+        reference_scores,
+        run_baseline_v1,
+        run_learn,
+    )
     from learnkit.splits import training_item_counts
 
     cfg = ctx.config.pch
@@ -65,26 +72,56 @@ def run_pch(ctx: Context) -> StageOutput:
                 continue
             assert method.encoder is not None
             results[name], scores[name] = run_baseline_v1(
-                method, ctx.config.ceg.encoders[method.encoder], ctx.config.ceg.template, items, examples, catalog,
-                gallery, content[method.encoder], cfg.eval, ctx.config.seed, cold)
+                method,
+                ctx.config.ceg.encoders[method.encoder],
+                ctx.config.ceg.template,
+                items,
+                examples,
+                catalog,
+                gallery,
+                content[method.encoder],
+                cfg.eval,
+                ctx.config.seed,
+                cold,
+            )
         else:
             model_config, train_config = cfg.method_configs(name)
-            results[name], scores[name] = run_learn(name, method, model_config, train_config, cfg.eval, examples,
-                                                    catalog, gallery, content, out, resume, aligned, cold)
+            results[name], scores[name] = run_learn(
+                name,
+                method,
+                model_config,
+                train_config,
+                cfg.eval,
+                examples,
+                catalog,
+                gallery,
+                content,
+                out,
+                resume,
+                aligned,
+                cold,
+            )
         if ctx.rank == 0:
             write_parquet(out / PER_USER, scores[name].to_frame())
             write_json(done, results[name])
-    for name, interval in _intervals(scores, list(cfg.methods), cfg.eval.interval_metrics, cfg.eval.compare_to,
-                                     cfg.eval.bootstrap, ctx.config.seed).items():
+    for name, interval in _intervals(
+        scores, list(cfg.methods), cfg.eval.interval_metrics, cfg.eval.compare_to, cfg.eval.bootstrap, ctx.config.seed
+    ).items():
         results[name]["ci"] = interval
-    metrics: dict[str, Any] = {"split": split_stats, "gallery_items": int(len(gallery)),
-                               "test_users": int(len(test)), "cold_items_in_catalog": len(cold)}
+    metrics: dict[str, Any] = {
+        "split": split_stats,
+        "gallery_items": int(len(gallery)),
+        "test_users": int(len(test)),
+        "cold_items_in_catalog": len(cold),
+    }
     metrics.update(results)
     metrics["below_popularity"] = _below_popularity(results, list(cfg.methods), cfg.eval.interval_metrics)
     text = _pch_report(ctx.config, metrics, list(cfg.methods))
     if ctx.rank == 0 and _plot_training_curves(results, cfg.eval.monitor_metric, ctx.stage_dir / "curves.png"):
-        text += ("\nTraining loss and validation " + cfg.eval.monitor_metric + " per epoch:\n\n"
-                 "![training curves](pch/curves.png)\n")
+        text += (
+            "\nTraining loss and validation " + cfg.eval.monitor_metric + " per epoch:\n\n"
+            "![training curves](pch/curves.png)\n"
+        )
     return StageOutput(metrics, text)
 
 
@@ -112,16 +149,19 @@ def _split(config: Config, events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     return examples, stats, events
 
 
-def _intervals(scores: dict[str, Any], methods: list[str], figures: list[str], compare_to: str, bootstrap: int,
-               seed: int) -> dict[str, dict[str, Any]]:
+def _intervals(
+    scores: dict[str, Any], methods: list[str], figures: list[str], compare_to: str, bootstrap: int, seed: int
+) -> dict[str, dict[str, Any]]:
     """Bootstrap 95% intervals over test users: each row's figures and, paired on the same users, each
     method's difference to `compare_to`. Every row scored on all test users shares one set of resamples."""
     from eval.intervals import difference_interval, mean_interval, user_resamples
 
     everyone = scores[REFERENCES[0]].users
     shared = user_resamples(len(everyone), bootstrap, seed)
-    frames = {name: pd.DataFrame({"user_id": s.users, **{f: s.per_user[f] for f in figures}}).set_index("user_id")
-              for name, s in scores.items()}
+    frames = {
+        name: pd.DataFrame({"user_id": s.users, **{f: s.per_user[f] for f in figures}}).set_index("user_id")
+        for name, s in scores.items()
+    }
     out: dict[str, dict[str, Any]] = {}
     for name in [*REFERENCES, *methods]:
         if name not in frames:
@@ -133,7 +173,8 @@ def _intervals(scores: dict[str, Any], methods: list[str], figures: list[str], c
         if compare_to in frames and name != compare_to:
             reference = frames[compare_to].reindex(frame.index)
             out[name][f"vs_{compare_to}"] = {
-                f: difference_interval(frame[f].to_numpy(), reference[f].to_numpy(), weights) for f in figures}
+                f: difference_interval(frame[f].to_numpy(), reference[f].to_numpy(), weights) for f in figures
+            }
     return out
 
 
@@ -187,23 +228,30 @@ def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> 
         training = r.get("training", {})
         epochs = f"{training['epochs']} ({training.get('best_epoch') or '-'})" if "losses" in training else "-"
         converged = training.get("converged", "-") if "losses" in training else "-"
-        rows.append([f"*{name}*" if name in REFERENCES else name]
-                    + [round(r[f"{m}@{k}"], 4) for m in ("H", "R", "N") for k in ks] + [epochs, converged])
+        rows.append(
+            [f"*{name}*" if name in REFERENCES else name]
+            + [round(r[f"{m}@{k}"], 4) for m in ("H", "R", "N") for k in ks]
+            + [epochs, converged]
+        )
     split = metrics["split"]
     where = split.get("test_period") or split.get("trained_before")
-    text = (f"## Retrieval (PCH twin towers)\n\nSplit `{split['kind']}`"
-            + (f" around the test period ({where})" if where else "")
-            + f": {split['train_examples']} training ({split.get('example_kind', 'cuts')}), "
-            f"{split['valid_examples']} validation and {split['test_examples']} test examples "
-            f"({split['users_skipped']} users skipped for lack of history or target). Full ranking over "
-            f"{metrics['gallery_items']} gallery items"
-            + (", the user's history items excluded" if cfg.eval.exclude_history else "")
-            + ". *popularity* (training-event counts) and *random* are reference rows ranked by the same "
-              "evaluator on the same test users.\n\n" + md_table(header, rows))
+    text = (
+        f"## Retrieval (PCH twin towers)\n\nSplit `{split['kind']}`"
+        + (f" around the test period ({where})" if where else "")
+        + f": {split['train_examples']} training ({split.get('example_kind', 'cuts')}), "
+        f"{split['valid_examples']} validation and {split['test_examples']} test examples "
+        f"({split['users_skipped']} users skipped for lack of history or target). Full ranking over "
+        f"{metrics['gallery_items']} gallery items"
+        + (", the user's history items excluded" if cfg.eval.exclude_history else "")
+        + ". *popularity* (training-event counts) and *random* are reference rows ranked by the same "
+        "evaluator on the same test users.\n\n" + md_table(header, rows)
+    )
     below = metrics["below_popularity"]
     if below:
-        text += ("\n\n**Below popularity** (a learned model that loses to a most-popular list is a bug to find, "
-                 "not a finding): " + "; ".join(f"`{n}` on {', '.join(f)}" for n, f in below.items()) + ".\n")
+        text += (
+            "\n\n**Below popularity** (a learned model that loses to a most-popular list is a bug to find, "
+            "not a finding): " + "; ".join(f"`{n}` on {', '.join(f)}" for n, f in below.items()) + ".\n"
+        )
     compared = compare_to in methods
     interval_rows = []
     for name in [*REFERENCES, *methods]:
@@ -213,29 +261,47 @@ def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> 
         row = [name] + [_with_interval(ci[f]) for f in figures]
         vs = ci.get(f"vs_{compare_to}")
         if compared:
-            row += [(_with_interval(vs[f], signed=True) + (" *" if excludes_zero(vs[f]) else "")) if vs else "-"
-                    for f in figures]
+            row += [
+                (_with_interval(vs[f], signed=True) + (" *" if excludes_zero(vs[f]) else "")) if vs else "-"
+                for f in figures
+            ]
         interval_rows.append(row)
     if interval_rows:
-        text += (f"\n\nBootstrap 95% intervals over the {metrics['test_users']} test users ({cfg.eval.bootstrap} "
-                 "resamples"
-                 + (f"; differences to `{compare_to}` paired on the same users, * where the interval excludes zero"
-                    if compared else "") + "):\n\n"
-                 + md_table(["method", *figures, *([f"{f} - {compare_to}" for f in figures] if compared else [])],
-                            interval_rows))
-    cold_rows = [[name, metrics[name]["cold_items"]["users"]]
-                 + [_fmt(metrics[name]["cold_items"][f"{m}@{k}"]) for m in ("R", "N") for k in ks]
-                 for name in [*REFERENCES, *methods]]
-    text += (f"\n\nCold items: the test targets that never occur in the training events "
-             f"({metrics['cold_items_in_catalog']} catalog items), scored on the same full ranking for the users "
-             "who have one. Content input can reach them; ID input cannot.\n\n"
-             + md_table(["method", "users", *[f"{m}@{k}" for m in ("R", "N") for k in ks]], cold_rows))
-    seeds = [[name, len(metrics[name]["seeds"]["seeds"])]
-             + [f"{metrics[name]['seeds'][f]['mean']:.4f} ± {metrics[name]['seeds'][f]['std']:.4f}" for f in figures]
-             for name in methods if "seeds" in metrics[name]]
+        text += (
+            f"\n\nBootstrap 95% intervals over the {metrics['test_users']} test users ({cfg.eval.bootstrap} "
+            "resamples"
+            + (
+                f"; differences to `{compare_to}` paired on the same users, * where the interval excludes zero"
+                if compared
+                else ""
+            )
+            + "):\n\n"
+            + md_table(
+                ["method", *figures, *([f"{f} - {compare_to}" for f in figures] if compared else [])], interval_rows
+            )
+        )
+    cold_rows = [
+        [name, metrics[name]["cold_items"]["users"]]
+        + [_fmt(metrics[name]["cold_items"][f"{m}@{k}"]) for m in ("R", "N") for k in ks]
+        for name in [*REFERENCES, *methods]
+    ]
+    text += (
+        f"\n\nCold items: the test targets that never occur in the training events "
+        f"({metrics['cold_items_in_catalog']} catalog items), scored on the same full ranking for the users "
+        "who have one. Content input can reach them; ID input cannot.\n\n"
+        + md_table(["method", "users", *[f"{m}@{k}" for m in ("R", "N") for k in ks]], cold_rows)
+    )
+    seeds = [
+        [name, len(metrics[name]["seeds"]["seeds"])]
+        + [f"{metrics[name]['seeds'][f]['mean']:.4f} ± {metrics[name]['seeds'][f]['std']:.4f}" for f in figures]
+        for name in methods
+        if "seeds" in metrics[name]
+    ]
     if seeds:
-        text += ("\n\nOver training seeds (mean ± sample standard deviation; the table above shows the first "
-                 "seed, the model that is exported):\n\n" + md_table(["method", "seeds", *figures], seeds))
+        text += (
+            "\n\nOver training seeds (mean ± sample standard deviation; the table above shows the first "
+            "seed, the model that is exported):\n\n" + md_table(["method", "seeds", *figures], seeds)
+        )
     return text + "\n"
 
 

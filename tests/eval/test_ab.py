@@ -5,8 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval.ab import (add_requests, assign_arms, cuped, min_detectable_lift, request_resolution, run_ab, shown,
-                     widen_requests)
+from eval.ab import (
+    add_requests,
+    assign_arms,
+    cuped,
+    min_detectable_lift,
+    request_resolution,
+    run_ab,
+    shown,
+    widen_requests,
+)
 from eval.ab_report import ab_report, cannot_tell
 from learnkit.config import AbConfig
 
@@ -23,8 +31,13 @@ def test_arms_are_stable_salted_and_sized():
 
 
 def test_shown_takes_each_requests_top_k_with_ties_by_item_id():
-    rows = pd.DataFrame({"request": [0, 0, 0, 0, 1, 1], "item_id": ["d", "c", "b", "a", "x", "y"],
-                         "score": [0.1, 0.5, 0.5, 0.9, 0.2, 0.3]})
+    rows = pd.DataFrame(
+        {
+            "request": [0, 0, 0, 0, 1, 1],
+            "item_id": ["d", "c", "b", "a", "x", "y"],
+            "score": [0.1, 0.5, 0.5, 0.9, 0.2, 0.3],
+        }
+    )
     assert shown(rows, "score", 2).tolist() == [False, False, True, True, True, True]
 
 
@@ -44,7 +57,9 @@ def traffic(n_users=600, seed=0):
             for k in range(8):
                 item = int(rng.integers(0, 40))
                 rows.append((f"u{u}", f"i{item}", 1000 + day * 100 + k, int(rng.random() < 0.3)))
-    rows = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "label"]).drop_duplicates(["user_id", "item_id", "ts"])
+    rows = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "label"]).drop_duplicates(
+        ["user_id", "item_id", "ts"]
+    )
     rows["snapshot"] = 1000.0
     rows["value"] = 1.0 + (rows["item_id"].str[1:].astype(int) % 3)
     rows["baseline"] = rng.random(len(rows))
@@ -76,17 +91,19 @@ def test_widened_candidates_are_new_to_their_request_and_only_the_simulation_see
     requests = add_requests(rows, 100)
     extra = widen_requests(requests, items["item_id"].to_numpy(), 4, seed=0)
     assert len(extra) == 4 * requests["request"].nunique()
-    logged = set(zip(requests.user_id, requests.ts // 100, requests.item_id))
-    assert not any((u, t // 100, i) in logged for u, t, i in zip(extra.user_id, extra.ts, extra.item_id))
+    logged = set(zip(requests.user_id, requests.ts // 100, requests.item_id, strict=True))
+    assert not any((u, t // 100, i) in logged for u, t, i in zip(extra.user_id, extra.ts, extra.item_id, strict=True))
     pd.testing.assert_frame_equal(extra, widen_requests(requests, items["item_id"].to_numpy(), 4, seed=0))
     # the widened items score highest for both arms: replay must not change, the simulation must
-    widened = extra.assign(label=np.nan, value=1.0, baseline=2.0, learn=2.0, user_segment="others",
-                           item_segment="long_tail", widened=True)
+    widened = extra.assign(
+        label=np.nan, value=1.0, baseline=2.0, learn=2.0, user_segment="others", item_segment="long_tail", widened=True
+    )
     config = AbConfig(control_share=0.5, treatment_share=0.5, top_k=3, simulated_seeds=2, bootstrap=50, aa_runs=5)
     samples = rows[["user_id", "item_id", "label"]]
     plain = run_ab(rows, samples, items, pre, 100, config, seed=0)
-    wide = run_ab(pd.concat([rows.assign(widened=False), widened], ignore_index=True), samples, items, pre, 100,
-                  config, seed=0)
+    wide = run_ab(
+        pd.concat([rows.assign(widened=False), widened], ignore_index=True), samples, items, pre, 100, config, seed=0
+    )
     assert wide["widened_candidates"] == len(extra) and plain["widened_candidates"] == 0
     assert wide["replay"]["revenue_lift"] == plain["replay"]["revenue_lift"]
     assert wide["simulated"]["revenue_per_user"] != plain["simulated"]["revenue_per_user"]
@@ -103,8 +120,10 @@ def test_min_detectable_lift_by_hand():
 def test_a_test_that_re_ranking_cannot_change_says_so():
     frame = pd.DataFrame({"request": [0, 1, 2, 2, 2, 3, 3, 3, 3, 3]})
     assert request_resolution(frame, top_k=3) == {
-        "single_candidate_share": 0.5, "rerankable_share": 0.25,
-        "candidates_per_request": {"mean": 2.5, "median": 2.0}}
+        "single_candidate_share": 0.5,
+        "rerankable_share": 0.25,
+        "candidates_per_request": {"mean": 2.5, "median": 2.0},
+    }
     rows, items, pre = traffic()
     config = AbConfig(control_share=0.5, treatment_share=0.5, top_k=50, simulated_seeds=1, bootstrap=50, aa_runs=5)
     result = run_ab(rows, rows[["user_id", "item_id", "label"]], items, pre, 100, config, seed=0)

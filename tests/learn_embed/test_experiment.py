@@ -8,8 +8,9 @@ from learn_embed.experiment import Catalog, Scores, evaluate, reference_scores
 from learnkit.config import EvalConfig
 
 CATALOG = Catalog.from_ids([f"i{n}" for n in range(6)])
-EXAMPLES = pd.DataFrame({"user_id": ["a", "b"], "history": [["i0"], ["i1"]], "target": [["i2", "i5"], ["i3"]],
-                         "part": ["test", "test"]})
+EXAMPLES = pd.DataFrame(
+    {"user_id": ["a", "b"], "history": [["i0"], ["i1"]], "target": [["i2", "i5"], ["i3"]], "part": ["test", "test"]}
+)
 CONFIG = EvalConfig(ks=[1, 2], exclude_history=True, interval_metrics=["N@1"], monitor_metric="N@1")
 
 
@@ -18,7 +19,7 @@ def test_cold_slice_scores_only_the_cold_targets_of_the_users_who_have_one():
     users = torch.ones((2, 1))
     items = torch.arange(6, dtype=torch.float32)[:, None]
     scores = evaluate(users, items, np.arange(6), EXAMPLES, CATALOG, CONFIG, cold_items={5})
-    assert scores.per_user["H@1"].tolist() == [1.0, 0.0]           # a: i5 first; b: i3 is third
+    assert scores.per_user["H@1"].tolist() == [1.0, 0.0]  # a: i5 first; b: i3 is third
     assert scores.per_user["R@2"].tolist() == [0.5, 0.0]
     assert scores.cold_users == ["a"] and scores.cold_per_user["R@1"].tolist() == [1.0]
     again = Scores.from_frame(scores.to_frame())

@@ -20,7 +20,7 @@ def slow_reference(user, user_mask, positives, item_vectors, candidate_items, te
                 continue
             own = set(positives[b][t]) | set(banned[b][t] if banned else [])
 
-            def score(item):
+            def score(item, b=b, t=t):
                 s = float(user[b, t] @ item_vectors[item]) / temperature
                 return s - (log_q[item] if log_q else 0.0)
 
@@ -45,9 +45,15 @@ def as_lists(positives):
 
 def loss_of(user, items, batch, kind, config, q=None):
     cands = _candidates(batch, kind, items.shape[0], q, config, step=0, world=1)
-    value = candidate_softmax_loss(user, batch.history >= 0, cands.positive_cols, items[cands.ids],
-                                   config.temperature, log_q=None if cands.log_q is None else cands.log_q.double(),
-                                   banned_cols=cands.banned_cols)
+    value = candidate_softmax_loss(
+        user,
+        batch.history >= 0,
+        cands.positive_cols,
+        items[cands.ids],
+        config.temperature,
+        log_q=None if cands.log_q is None else cands.log_q.double(),
+        banned_cols=cands.banned_cols,
+    )
     return value, cands
 
 
@@ -99,12 +105,12 @@ def test_sampled_adds_shared_negatives_with_log_q_correction():
     config = TrainConfig(temperature=0.1, sampled_negatives=5)
     value, cands = loss_of(user, items, batch, "sampled", config, q)
     ids = cands.ids.tolist()
-    assert set(i for row in NEXT for i in row) <= set(ids)         # every positive is a candidate
+    assert set(i for row in NEXT for i in row) <= set(ids)  # every positive is a candidate
     log_q = {i: math.log(float(q[i])) for i in range(12)}
     reference = slow_reference(user, batch.history >= 0, as_lists(batch.positives), items, ids, 0.1, log_q)
     assert abs(float(value) - reference) < 1e-6
     again, cands2 = loss_of(user, items, batch, "sampled", config, q)
-    assert torch.equal(cands.ids, cands2.ids) and float(again) == float(value)   # seeded by the step
+    assert torch.equal(cands.ids, cands2.ids) and float(again) == float(value)  # seeded by the step
 
 
 def test_masked_history_items_are_no_negatives():
@@ -113,8 +119,9 @@ def test_masked_history_items_are_no_negatives():
     config = TrainConfig(temperature=0.1, mask_history=True)
     value, _ = loss_of(user, items, batch, "full", config)
     banned = [[[int(i) for i in h[: t + 1] if i >= 0] for t in range(4)] for h in batch.history]
-    reference = slow_reference(user, batch.history >= 0, as_lists(batch.positives), items, range(12), 0.1,
-                               banned=banned)
+    reference = slow_reference(
+        user, batch.history >= 0, as_lists(batch.positives), items, range(12), 0.1, banned=banned
+    )
     assert abs(float(value) - reference) < 1e-10
     plain, _ = loss_of(user, items, batch, "full", TrainConfig(temperature=0.1))
     assert float(value) != float(plain)

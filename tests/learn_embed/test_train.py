@@ -83,15 +83,20 @@ def test_loss_goes_down_on_a_learnable_task(tmp_path):
         targets.append(items[4:])
     torch.manual_seed(0)
     model = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=8, input="id"), 20)
-    result = train(model, SequenceData.from_lists(histories, targets),
-                   TrainConfig(epochs=15, batch_size=16, lr=0.01, temperature=0.1), tmp_path, progress=False)
+    result = train(
+        model,
+        SequenceData.from_lists(histories, targets),
+        TrainConfig(epochs=15, batch_size=16, lr=0.01, temperature=0.1),
+        tmp_path,
+        progress=False,
+    )
     # same-half negatives are indistinguishable from positives, so the loss floor is about log(15)
     assert result.losses[-1] < result.losses[0] - 0.4
     with torch.no_grad():
         users = model.user_embeddings(torch.tensor(histories))[:, -1]
         scores = users @ model.item_embeddings(torch.arange(20)).T
-    same = torch.stack([scores[u, 10 * (u % 2):10 * (u % 2) + 10].mean() for u in range(64)])
-    other = torch.stack([scores[u, 10 * (1 - u % 2):10 * (1 - u % 2) + 10].mean() for u in range(64)])
+    same = torch.stack([scores[u, 10 * (u % 2) : 10 * (u % 2) + 10].mean() for u in range(64)])
+    other = torch.stack([scores[u, 10 * (1 - u % 2) : 10 * (1 - u % 2) + 10].mean() for u in range(64)])
     assert (same > other).all()
     assert (tmp_path / "model.safetensors").is_file()
 
@@ -143,9 +148,20 @@ def test_two_processes_agree_with_one(tmp_path, small_data, isolated_cache):
     one = prepare(tmp_path, small_data, "one", dropout=0.0)
     two = prepare(tmp_path, small_data, "two", dropout=0.0)
     assert run_cli(["pch", "--config", str(one)]).returncode == 0
-    proc = run_cli(["pch", "--config", str(two)], launcher=[
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-        "-m", "learnkit.cli"])
+    proc = run_cli(
+        ["pch", "--config", str(two)],
+        launcher=[
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            "-m",
+            "learnkit.cli",
+        ],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = weights(tmp_path, "one"), weights(tmp_path, "two")
     for key in a:
@@ -153,7 +169,10 @@ def test_two_processes_agree_with_one(tmp_path, small_data, isolated_cache):
             # The key bias gets an exactly-zero gradient (softmax ignores a constant added to every score);
             # Adam turns its rounding noise into steps of size lr, so only the query and value parts compare.
             width = a[key].shape[0] // 3
-            a[key], b[key] = torch.cat([a[key][:width], a[key][2 * width:]]), torch.cat([b[key][:width], b[key][2 * width:]])
+            a[key], b[key] = (
+                torch.cat([a[key][:width], a[key][2 * width :]]),
+                torch.cat([b[key][:width], b[key][2 * width :]]),
+            )
         torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
 
 
@@ -176,8 +195,9 @@ def test_early_stopping_keeps_the_best_epoch_and_says_it_converged(tmp_path):
     torch.manual_seed(0)
     again = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=8, input="id"), 20)
     snapshots.clear()
-    full = train(again, data, TrainConfig(epochs=6, batch_size=8, lr=0.01), tmp_path / "b", on_epoch_end=monitor,
-                 progress=False)
+    full = train(
+        again, data, TrainConfig(epochs=6, batch_size=8, lr=0.01), tmp_path / "b", on_epoch_end=monitor, progress=False
+    )
     assert full.epochs == 6 and not full.stopped_early
 
 
@@ -187,8 +207,10 @@ def test_next_item_training_learns_a_chain(tmp_path):
     cycle = list(range(12))
     sequences = [[cycle[(s + k) % 12] for k in range(6)] for s in range(12)] * 4
     data = SequenceData.from_lists([q[:-1] for q in sequences], [q[1:] for q in sequences], aligned=True)
-    model = LearnModel(PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=16, input="id",
-                                 item_tower="id_table"), 12)
+    model = LearnModel(
+        PchConfig(width=16, layers=1, heads=2, dropout=0.0, max_len=8, out_dim=16, input="id", item_tower="id_table"),
+        12,
+    )
     train(model, data, TrainConfig(epochs=30, batch_size=16, lr=0.01, temperature=0.1), tmp_path, progress=False)
     with torch.no_grad():
         users = model.user_embeddings(torch.tensor([[s, (s + 1) % 12] for s in range(12)]))[:, -1]

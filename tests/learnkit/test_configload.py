@@ -27,11 +27,14 @@ def test_valid_config_loads_with_defaults(tmp_path):
     assert config.run_dir.as_posix() == "runs/t"
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("i2i: {kk: 3}", "unknown key 'i2i.kk'"),
-    ("i2i: {k: ten}", "key 'i2i.k': expected an integer, got 'ten'"),
-    ("seed: 1.5", "key 'seed': expected an integer, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("i2i: {kk: 3}", "unknown key 'i2i.kk'"),
+        ("i2i: {k: ten}", "key 'i2i.k': expected an integer, got 'ten'"),
+        ("seed: 1.5", "key 'seed': expected an integer, got 1.5"),
+    ],
+)
 def test_errors_name_the_key(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(write(tmp_path, BASE + extra + "\n"))
@@ -54,8 +57,9 @@ def test_cross_field_rules(tmp_path):
         load_config(write(tmp_path, BASE + "  template: {parts: ['Name: {name}']}\n"))
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path):
     config = load_config(path)
     assert config.name and config.ceg.primary in config.ceg.encoders
@@ -66,25 +70,58 @@ def test_method_overrides_are_validated(tmp_path):
     with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'pch.methods.m.model.widht'"):
         load_config(write(tmp_path, text))
     text = BASE + "pch:\n  methods:\n    m: {encoder: bert}\n"
-    with pytest.raises(ConfigError, match=r"c.yaml: key 'pch.methods.m.encoder': 'bert' is not one of the CEG encoders"):
+    with pytest.raises(
+        ConfigError, match=r"c.yaml: key 'pch.methods.m.encoder': 'bert' is not one of the CEG encoders"
+    ):
         load_config(write(tmp_path, text))
 
 
-PIPELINE = BASE + """pch: {methods: {learn_llm: {encoder: llm}, base: {kind: baseline_v1, encoder: llm}}}
+PIPELINE = (
+    BASE
+    + """pch: {methods: {learn_llm: {encoder: llm}, base: {kind: baseline_v1, encoder: llm}}}
 """
+)
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("export: {method: nope}", "key 'export.method': 'nope' is not one of the pch methods"),
-    ("export: {method: base}", "key 'export.method': only a trained (kind: learn) method can be exported"),
-    ("export: {formats: [tfrecord]}", "key 'export': formats must include parquet"),
-    ("ranking: {}", "key 'ranking': the LEARN ranker reads the export"),
-    ("export: {}\nranking: {train: {table_format: csv}}", "key 'ranking.train.table_format': 'csv' is not one of"),
-    ("export: {}\nranking: {model: {aux_weight: -1}}", "key 'ranking.model': aux_weight must be >= 0"),
-    ("export: {}\nranking: {}\nab: {control_share: 0.7, treatment_share: 0.5}",
-     "key 'ab': control_share and treatment_share must be positive with a sum <= 1"),
-    ("test_period: {kind: week}", "key 'test_period.kind': 'week' is not one of 'time', 'split'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("export: {method: nope}", "key 'export.method': 'nope' is not one of the pch methods"),
+        ("export: {method: base}", "key 'export.method': only a trained (kind: learn) method can be exported"),
+        ("export: {formats: [tfrecord]}", "key 'export': formats must include parquet"),
+        ("ranking: {}", "key 'ranking': the LEARN ranker reads the export"),
+        ("export: {}\nranking: {train: {table_format: csv}}", "key 'ranking.train.table_format': 'csv' is not one of"),
+        ("export: {}\nranking: {model: {aux_weight: -1}}", "key 'ranking.model': aux_weight must be >= 0"),
+        (
+            "export: {}\nranking: {}\nab: {control_share: 0.7, treatment_share: 0.5}",
+            "key 'ab': control_share and treatment_share must be positive with a sum <= 1",
+        ),
+        ("test_period: {kind: week}", "key 'test_period.kind': 'week' is not one of 'time', 'split'"),
+    ],
+)
 def test_pipeline_sections_are_checked(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(write(tmp_path, PIPELINE + extra + "\n"))
+
+
+def test_set_overrides_any_key_and_names_a_bad_one(tmp_path):
+    import argparse
+
+    from learnkit.cli import _overrides
+    from learnkit.errors import LearnKitError
+
+    path = write(tmp_path, BASE)
+    sets = ["ceg.encoders.llm.max_tokens=96", "i2i.k=5", "name=other", "ceg.encoders.llm.model={path: /m}"]
+    overrides = _overrides(argparse.Namespace(set=sets, on_error=None))
+    config = load_config(path, overrides)
+    assert config.ceg.encoders["llm"].max_tokens == 96 and config.i2i.k == 5 and config.name == "other"
+    assert config.ceg.encoders["llm"].model.path == "/m" and config.ceg.encoders["llm"].model.package is None
+    with pytest.raises(ConfigError, match="key 'i2i.k': expected an integer, got 'five'"):
+        load_config(path, _overrides(argparse.Namespace(set=["i2i.k=five"], on_error=None)))
+    with pytest.raises(ConfigError, match="unknown key 'i2i.kk'"):
+        load_config(path, {"i2i.kk": 1})
+    with pytest.raises(ConfigError, match="override 'name.first': key 'name' is 't', not a mapping"):
+        load_config(path, {"name.first": 1})
+    for bad in ("i2i.k", "=3", "i2i..k=3"):
+        with pytest.raises(LearnKitError, match="expected KEY=VALUE"):
+            _overrides(argparse.Namespace(set=[bad], on_error=None))

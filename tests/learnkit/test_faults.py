@@ -33,8 +33,9 @@ ceg:
 def config_file(tmp_path, name="t", data=None, fmt="canonical", options=""):
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "c.yaml"
-    path.write_text(CONFIG.format(name=name, runs=tmp_path / "runs", data=data or tmp_path / "data", format=fmt,
-                                  options=options))
+    path.write_text(
+        CONFIG.format(name=name, runs=tmp_path / "runs", data=data or tmp_path / "data", format=fmt, options=options)
+    )
     return path
 
 
@@ -51,14 +52,16 @@ def test_one_writer_per_run_directory_and_leftovers_cleaned_at_the_next_start(tm
             with run_lock(run):
                 pass
     # a run killed while holding the lock, in the middle of writing
-    script = (f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
-              "from pathlib import Path\nfrom learnkit.pipeline import run_lock\n"
-              f"run = Path({str(run)!r})\n"
-              "with run_lock(run):\n"
-              "    (run / 'pch' / '.step-00000004.partial').mkdir(parents=True)\n"
-              "    (run / 'data' / '.events.parquet.x1y2.tmp').parent.mkdir()\n"
-              "    (run / 'data' / '.events.parquet.x1y2.tmp').write_text('half')\n"
-              "    print('writing', flush=True)\n    time.sleep(60)\n")
+    script = (
+        f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
+        "from pathlib import Path\nfrom learnkit.pipeline import run_lock\n"
+        f"run = Path({str(run)!r})\n"
+        "with run_lock(run):\n"
+        "    (run / 'pch' / '.step-00000004.partial').mkdir(parents=True)\n"
+        "    (run / 'data' / '.events.parquet.x1y2.tmp').parent.mkdir()\n"
+        "    (run / 'data' / '.events.parquet.x1y2.tmp').write_text('half')\n"
+        "    print('writing', flush=True)\n    time.sleep(60)\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "writing"
     with pytest.raises(LearnKitError, match=rf"in use by another learn-kit run \(pid {child.pid} since"):
@@ -84,10 +87,13 @@ def _alive(pid):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_child_dies_with_its_parent(tmp_path):
     pid_file = tmp_path / "child.pid"
-    (tmp_path / "child.py").write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-                                       "time.sleep(60)\n")
-    script = (f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom learnkit.children import run_child\n"
-              f"run_child([sys.executable, {str(tmp_path / 'child.py')!r}])\n")
+    (tmp_path / "child.py").write_text(
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+    script = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom learnkit.children import run_child\n"
+        f"run_child([sys.executable, {str(tmp_path / 'child.py')!r}])\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 20
     while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
@@ -135,8 +141,13 @@ def test_every_command_a_message_suggests_exists():
     parser (a bare `learn-kit run` names the command in prose)."""
     parser = build_parser()
     found = set()
-    for source in [*REPO.glob("learnkit/**/*.py"), *REPO.glob("learn_embed/*.py"), *REPO.glob("export/*.py"),
-                   *REPO.glob("ranking/*.py"), *REPO.glob("eval/*.py")]:
+    for source in [
+        *REPO.glob("learnkit/**/*.py"),
+        *REPO.glob("learn_embed/*.py"),
+        *REPO.glob("export/*.py"),
+        *REPO.glob("ranking/*.py"),
+        *REPO.glob("eval/*.py"),
+    ]:
         for command in re.findall(r"`(learn-kit [^`]+)`", source.read_text()):
             # placeholders: a stage name where one goes, else a config path
             command = re.sub(r"\{(dep|name|stage)\}", "data", command)
@@ -161,23 +172,34 @@ def test_a_run_killed_inside_a_stage_reruns_it_to_the_same_outputs(tmp_path, sha
     inter = (shared_data / "ml-100k" / "ml-100k.inter").read_text().splitlines()[1:400]
     items = {line.split("\t")[1] for line in inter}
     (data / "items.csv").write_text("item_id,title\n" + "".join(f"{i},Movie {i}\n" for i in sorted(items)))
-    (data / "events.csv").write_text("user_id,item_id,ts,label\n" + "".join(
-        f"{u},{i},{t},{int(float(r) >= 4)}\n" for u, i, r, t in (line.split("\t") for line in inter)))
+    (data / "events.csv").write_text(
+        "user_id,item_id,ts,label\n"
+        + "".join(f"{u},{i},{t},{int(float(r) >= 4)}\n" for u, i, r, t in (line.split("\t") for line in inter))
+    )
     clean, killed = config_file(tmp_path / "a", data=data), config_file(tmp_path / "b", data=data)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    assert subprocess.run([sys.executable, "-m", "learnkit.cli", "run", str(clean)], env=env,
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "learnkit.cli", "run", str(clean)], env=env, capture_output=True
+        ).returncode
+        == 0
+    )
     run = tmp_path / "b" / "runs" / "t"
-    process = subprocess.Popen([sys.executable, "-m", "learnkit.cli", "run", str(killed)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnkit.cli", "run", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (run / stage / "_running.json").is_file() and time.time() < deadline:
         time.sleep(0.01)
     process.kill()  # inside the stage: it has started and not finished
     process.wait()
     assert not (run / stage / "_stage.json").exists()
-    again = subprocess.run([sys.executable, "-m", "learnkit.cli", "run", str(killed)], env=env, capture_output=True,
-                           text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "learnkit.cli", "run", str(killed)], env=env, capture_output=True, text=True
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     for name in ("data/events.parquet", "data/items.parquet", "ceg/llm/part-00000-of-00001.parquet"):
         import pyarrow.parquet as pq

@@ -38,7 +38,8 @@ def test_grouplens_layout_gives_the_same_tables(movielens, tmp_path):
     19 genre flags) and import them back."""
     ev, it = movielens.events, movielens.items
     pd.DataFrame({"u": ev.user_id, "i": ev.item_id, "r": ev.rating.astype(int), "t": ev.ts}).to_csv(
-        tmp_path / "u.data", sep="\t", header=False, index=False)
+        tmp_path / "u.data", sep="\t", header=False, index=False
+    )
     lines = []
     for row in it.itertuples():
         genres = row.genres.split("|")
@@ -72,10 +73,17 @@ def test_amazon_gift_cards_counts(shared_data):
     assert (priced["value"] == priced["price"].fillna(1.0)).all()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("$1,234.50", (1234.5, True)), ("$25.00", (25.0, True)), ("$10.00 - $20.00", (15.0, True)),
-    ("", (None, True)), (".a-box-inner{background-color:#fff}", (None, False)), ("free", (None, False)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("$1,234.50", (1234.5, True)),
+        ("$25.00", (25.0, True)),
+        ("$10.00 - $20.00", (15.0, True)),
+        ("", (None, True)),
+        (".a-box-inner{background-color:#fff}", (None, False)),
+        ("free", (None, False)),
+    ],
+)
 def test_price_parser(text, expected):
     assert parse_price(text) == expected
 
@@ -87,11 +95,16 @@ def test_unisrec_scientific_keeps_the_given_split(shared_data):
     counts = ds.events["split"].value_counts().to_dict()
     assert counts == {"train": 59_384 - 2 * 8_442, "valid": 8_442, "test": 8_442}
     test = pd.read_csv(shared_data / "amazon18-scientific-unisrec" / "Scientific.test.inter", sep="\t", dtype=str)
-    index = pd.read_csv(shared_data / "amazon18-scientific-unisrec" / "Scientific.item2index", sep="\t",
-                        header=None, dtype=str, names=["asin", "idx"])
-    asin = dict(zip(index.idx, index.asin))
+    index = pd.read_csv(
+        shared_data / "amazon18-scientific-unisrec" / "Scientific.item2index",
+        sep="\t",
+        header=None,
+        dtype=str,
+        names=["asin", "idx"],
+    )
+    asin = dict(zip(index.idx, index.asin, strict=True))
     last = ds.events[ds.events.split == "test"].set_index("user_id")["item_id"]
-    assert all(last[u] == asin[t] for u, t in zip(test["user_id:token"], test["item_id:token"]))
+    assert all(last[u] == asin[t] for u, t in zip(test["user_id:token"], test["item_id:token"], strict=True))
 
 
 def test_unisrec_text_split():

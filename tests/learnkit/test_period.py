@@ -2,13 +2,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from learnkit import period as periods
 from learnkit.config import TestPeriodConfig
 from learnkit.errors import DataError
-from learnkit import period as periods
 from learnkit.period import NEVER
 
-EVENTS = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b", "c"], "ts": [1, 2, 3, 1, 2, 9],
-                       "split": ["train", "valid", "test", "valid", "test", "train"]})
+EVENTS = pd.DataFrame(
+    {
+        "user_id": ["a", "a", "a", "b", "b", "c"],
+        "ts": [1, 2, 3, 1, 2, 9],
+        "split": ["train", "valid", "test", "valid", "test", "train"],
+    }
+)
 
 
 def test_time_period_is_one_start_for_everyone():

@@ -36,9 +36,19 @@ def test_run_writes_the_run_directory_and_skips_unchanged_stages(config_path, tm
     config = load_config(config_path)
     metrics = run_pipeline(config)
     run = tmp_path / "runs" / "t"
-    for name in ("data/items.parquet", "data/events.parquet", "data/users.parquet", "data/rejected.parquet",
-                 "data/validation.json", "ceg/llm/part-00000-of-00001.parquet", "i2i/neighbours.json",
-                 "i2i/genre_at_10.png", "metrics.json", "report.md", "report.html"):
+    for name in (
+        "data/items.parquet",
+        "data/events.parquet",
+        "data/users.parquet",
+        "data/rejected.parquet",
+        "data/validation.json",
+        "ceg/llm/part-00000-of-00001.parquet",
+        "i2i/neighbours.json",
+        "i2i/genre_at_10.png",
+        "metrics.json",
+        "report.md",
+        "report.html",
+    ):
         assert (run / name).is_file(), name
     assert metrics["data"]["items"] == 1682 and metrics["data"]["events"] == 100_000
     assert metrics["data"]["rejected"] == 0
@@ -77,8 +87,11 @@ def test_a_change_below_a_stage_re_runs_it_whichever_command_starts_it(config_pa
     assert {n: s["skipped"] for n, s in again["run"]["stages"].items()} == {"data": True, "ceg": False, "i2i": False}
     assert run_pipeline(config)["run"]["stages"]["ceg"]["skipped"]
     # new weights in the model folder the config points at (the tiny LLM is the 32-wide one)
-    folder = next(f for f in (Path(os.environ["LEARN_KIT_CACHE"]) / "models").glob("tiny-random-*")
-                  if json.loads((f / "config.json").read_text())["hidden_size"] == 32)
+    folder = next(
+        f
+        for f in (Path(os.environ["LEARN_KIT_CACHE"]) / "models").glob("tiny-random-*")
+        if json.loads((f / "config.json").read_text())["hidden_size"] == 32
+    )
     weights = load_file(folder / "model.safetensors")
     weights = {k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
@@ -98,19 +111,25 @@ def test_on_error_flag_and_clear_data_errors(tmp_path, isolated_cache, caplog):
     (data / "items.csv").write_text("item_id,title,price\na,Mug,-1\nb,Cup,2\n")
     (data / "events.csv").write_text("user_id,item_id,ts,label\nu,a,1700000000,1\nu,b,1700000001,1\n")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"name: c\nruns_dir: {tmp_path / 'runs'}\ndata: {{format: canonical, path: {data}}}\n"
-                   "ceg: {encoders: {llm: {model: {tiny_random: {hidden: 16, layers: 1, heads: 2}}}}}\n")
+    cfg.write_text(
+        f"name: c\nruns_dir: {tmp_path / 'runs'}\ndata: {{format: canonical, path: {data}}}\n"
+        "ceg: {encoders: {llm: {model: {tiny_random: {hidden: 16, layers: 1, heads: 2}}}}}\n"
+    )
     assert main(["data", "import", "--config", str(cfg)]) == 2
     assert "items.csv row 1 column 'price': price is negative" in caplog.text
     assert main(["data", "import", "--config", str(cfg), "--on-error", "drop"]) == 0
     rejected = pd.read_parquet(tmp_path / "runs" / "c" / "data" / "rejected.parquet")
     assert rejected[["table", "row", "column", "reason"]].values.tolist() == [
-        ["items", 1, "price", "price is negative"], ["events", 1, "item_id", "unknown item_id (not in items)"]]
+        ["items", 1, "price", "price is negative"],
+        ["events", 1, "item_id", "unknown item_id (not in items)"],
+    ]
     validation = json.loads((tmp_path / "runs" / "c" / "data" / "validation.json").read_text())
     assert validation["rejected_total"] == 2 and validation["events"]["kept"] == 1
 
 
-CHAIN = CONFIG + """
+CHAIN = (
+    CONFIG
+    + """
 pch:
   split: {{kind: temporal, boundary: test_period, history_max: 30, target_max: 10}}
   model: {{width: 16, layers: 1, heads: 2, out_dim: 16}}
@@ -125,6 +144,7 @@ ranking:
   bootstrap: 50
 ab: {{control_share: 0.5, treatment_share: 0.5, aa_runs: 40, bootstrap: 100, simulated_seeds: 2, widen: 3}}
 """
+)
 
 
 def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isolated_cache):
@@ -168,14 +188,26 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     assert np.abs(embedded - table.embeddings[:5]).max() < 1e-4 and ids["item_id"][:5].tolist() == table.ids[:5]
     # ...and from its text alone, in a process where torch is never imported: tokenizer, ONNX CEG, TF item tower
     assert export["content_parity_onnx_max_abs"] < 1e-4 and export["content_parity_items"] == 24
-    script = ("import sys; sys.modules['torch'] = None\n"  # any import of torch fails
-              "import numpy as np, pandas as pd\n"
-              "from ranking.tables import embed_new_items\n"
-              "items = pd.read_parquet(sys.argv[2]).sample(40, random_state=0)\n"
-              "np.save(sys.argv[3], embed_new_items(sys.argv[1], items))\n"
-              "print(','.join(items['item_id']), 'torch' in sys.modules and sys.modules['torch'] is not None)\n")
-    done = subprocess.run([sys.executable, "-c", script, str(run / "export"), str(run / "data" / "items.parquet"),
-                           str(tmp_path / "new.npy")], capture_output=True, text=True)
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch fails
+        "import numpy as np, pandas as pd\n"
+        "from ranking.tables import embed_new_items\n"
+        "items = pd.read_parquet(sys.argv[2]).sample(40, random_state=0)\n"
+        "np.save(sys.argv[3], embed_new_items(sys.argv[1], items))\n"
+        "print(','.join(items['item_id']), 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(run / "export"),
+            str(run / "data" / "items.parquet"),
+            str(tmp_path / "new.npy"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     sampled, torch_loaded = done.stdout.split()
     rows = [table.ids.index(i) for i in sampled.split(",")]
@@ -213,34 +245,58 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     assert (joined["valid_from"].to_numpy()[has] <= ts[has]).all()
     # recomputed from the events: a snapshot's newest event is its user's newest event before its valid_from
     rows = pd.DataFrame({"user_id": snapshots.ids, "valid_from": snapshots.valid_from, "end": snapshots.history_end})
-    newest = pd.merge_asof(rows.sort_values("valid_from"), events[["user_id", "ts"]].sort_values("ts"),
-                           left_on="valid_from",
-                           right_on="ts", by="user_id", allow_exact_matches=False)
+    newest = pd.merge_asof(
+        rows.sort_values("valid_from"),
+        events[["user_id", "ts"]].sort_values("ts"),
+        left_on="valid_from",
+        right_on="ts",
+        by="user_id",
+        allow_exact_matches=False,
+    )
     assert (newest["ts"].to_numpy() == newest["end"].to_numpy()).all()
     coverage = ranking["samples"]
     assert coverage["test_rows_with_user_vector"] > coverage["test_rows_with_user_vector_single_snapshot"]
     # refreshed after every event: exactly the rows whose user has an earlier event carry a vector
     positives = events  # the chain's split keeps every interaction (positives_only: false)
-    before = pd.merge_asof(pd.DataFrame({"user_id": samples["user_id"], "at": ts,
-                                         "position": np.arange(len(samples))}).sort_values("at"),
-                           pd.DataFrame({"user_id": positives["user_id"], "seen": positives["ts"]}).sort_values("seen"),
-                           left_on="at", right_on="seen", by="user_id", allow_exact_matches=False)
+    before = pd.merge_asof(
+        pd.DataFrame({"user_id": samples["user_id"], "at": ts, "position": np.arange(len(samples))}).sort_values("at"),
+        pd.DataFrame({"user_id": positives["user_id"], "seen": positives["ts"]}).sort_values("seen"),
+        left_on="at",
+        right_on="seen",
+        by="user_id",
+        allow_exact_matches=False,
+    )
     covered = before.sort_values("position")["seen"].notna().to_numpy()
     assert covered.any() and (has == covered).all()
     assert coverage["test_rows_with_history_and_vector"] == 1 and coverage["test_rows_awaiting_first_snapshot"] == 0
     assert export["snapshot_every"] == "event" and export["snapshot_refreshes"] > export["snapshots"]
     for estimator in ("replay", "simulated"):
         block = metrics["ab"][estimator]
-        assert {"revenue_lift", "cvr_lift", "ci_low", "ci_high", "p_value", "segments", "min_detectable_lift",
-                "rerankable_share", "single_candidate_share"} <= set(block)
+        assert {
+            "revenue_lift",
+            "cvr_lift",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "segments",
+            "min_detectable_lift",
+            "rerankable_share",
+            "single_candidate_share",
+        } <= set(block)
         assert block["min_detectable_lift"] > 0 and 0 <= block["rerankable_share"] <= 1
         assert set(block["segments"]["item"]) == {"cold_start", "long_tail", "others"}
     assert 0 <= metrics["ab"]["aa"]["false_positive_rate"] <= 0.2
     assert metrics["ab"]["widened_candidates"] == 3 * metrics["ab"]["requests"]
     assert 0 <= metrics["ab"]["single_candidate_share"] <= 1
     assert json.loads((run / "ranking" / "metrics.json").read_text()) == ranking
-    for name in ("ranking/scores.parquet", "ranking/segment_deltas.png", "ranking/learn_savedmodel/saved_model.pb",
-                 "ab/assignment.parquet", "ab/report.json", "ab/daily_lift.png"):
+    for name in (
+        "ranking/scores.parquet",
+        "ranking/segment_deltas.png",
+        "ranking/learn_savedmodel/saved_model.pb",
+        "ab/assignment.parquet",
+        "ab/report.json",
+        "ab/daily_lift.png",
+    ):
         assert (run / name).is_file(), name
     report = (run / "report.md").read_text()
     assert "paper tables 6 and 7" in report and "Simulated A/B test" in report and "## Summary" in report

@@ -12,17 +12,27 @@ def events_of(sequences: dict[str, list[tuple[str, int]]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "label"])
 
 
-EVENTS = events_of({
-    "a": [("i1", 10), ("i2", 20), ("i3", 30), ("i4", 40), ("i5", 50)],
-    "b": [("i3", 15), ("i1", 25), ("i6", 35)],
-    "c": [("i7", 60), ("i8", 70)],
-})
+EVENTS = events_of(
+    {
+        "a": [("i1", 10), ("i2", 20), ("i3", 30), ("i4", 40), ("i5", 50)],
+        "b": [("i3", 15), ("i1", 25), ("i6", 35)],
+        "c": [("i7", 60), ("i8", 70)],
+    }
+)
 
 
 def test_temporal_user_fraction_by_hand():
-    examples, stats = make_split(EVENTS.sample(frac=1, random_state=1), SplitConfig(
-        kind="temporal", boundary="user_fraction", target_fraction=0.4, test_users=0.3, valid_users=0.0,
-        train_examples="cuts"))
+    examples, stats = make_split(
+        EVENTS.sample(frac=1, random_state=1),
+        SplitConfig(
+            kind="temporal",
+            boundary="user_fraction",
+            target_fraction=0.4,
+            test_users=0.3,
+            valid_users=0.0,
+            train_examples="cuts",
+        ),
+    )
     by_user = examples.set_index("user_id")
     assert by_user.loc["a", "history"] == ["i1", "i2", "i3"] and by_user.loc["a", "target"] == ["i4", "i5"]
     assert by_user.loc["b", "history"] == ["i3", "i1"] and by_user.loc["b", "target"] == ["i6"]
@@ -31,15 +41,17 @@ def test_temporal_user_fraction_by_hand():
 
 
 def test_temporal_caps_keep_newest_history_and_oldest_targets():
-    examples, _ = make_split(EVENTS, SplitConfig(kind="temporal", target_fraction=0.4, history_max=2, target_max=1,
-                                                  train_examples="cuts"))
+    examples, _ = make_split(
+        EVENTS, SplitConfig(kind="temporal", target_fraction=0.4, history_max=2, target_max=1, train_examples="cuts")
+    )
     a = examples.set_index("user_id").loc["a"]
     assert a["history"] == ["i2", "i3"] and a["target"] == ["i4"]
 
 
 def test_temporal_global_time():
-    examples, stats = make_split(EVENTS, SplitConfig(kind="temporal", boundary="global_time", cutoff_ts=30,
-                                                       train_examples="cuts"))
+    examples, stats = make_split(
+        EVENTS, SplitConfig(kind="temporal", boundary="global_time", cutoff_ts=30, train_examples="cuts")
+    )
     by_user = examples.set_index("user_id")
     assert stats["cutoff_ts"] == 30 and stats["users_skipped"] == 1  # c has nothing before 30
     assert by_user.loc["a", "history"] == ["i1", "i2"] and by_user.loc["a", "target"] == ["i3", "i4", "i5"]
@@ -66,7 +78,11 @@ def test_temporal_users_are_disjoint_and_deterministic(shared_data):
     assert stats["train_examples"] + stats["valid_examples"] + stats["test_examples"] == 943
     assert 0.15 < stats["test_examples"] / 943 < 0.25
     again, _ = make_split(events.sample(frac=1, random_state=3), config)
-    assert again.sort_values("user_id").reset_index(drop=True).equals(examples.sort_values("user_id").reset_index(drop=True))
+    assert (
+        again.sort_values("user_id")
+        .reset_index(drop=True)
+        .equals(examples.sort_values("user_id").reset_index(drop=True))
+    )
     # every history event of a user comes no later than its first target event
     ts = events.groupby(["user_id", "item_id"])["ts"].min()
     for row in examples.head(100).itertuples():
@@ -74,8 +90,9 @@ def test_temporal_users_are_disjoint_and_deterministic(shared_data):
 
 
 def test_given_split_of_scientific(shared_data):
-    events = validate(load_dataset("unisrec", shared_data / "amazon18-scientific-unisrec", {}),
-                      ValidationRules()).events
+    events = validate(
+        load_dataset("unisrec", shared_data / "amazon18-scientific-unisrec", {}), ValidationRules()
+    ).events
     examples, stats = make_split(events, SplitConfig(kind="given", history_max=50))
     assert stats["test_examples"] == stats["valid_examples"] == 8_442
     seq = events[events.user_id == "0"].sort_values("ts")["item_id"].tolist()
@@ -91,12 +108,17 @@ def test_given_split_needs_the_column():
 
 
 def test_train_cuts_add_earlier_examples_without_touching_evaluated_items():
-    examples, _ = make_split(EVENTS, SplitConfig(kind="leave_one_out", target_fraction=0.4, train_cuts=3,
-                                                       train_examples="cuts"))
+    examples, _ = make_split(
+        EVENTS, SplitConfig(kind="leave_one_out", target_fraction=0.4, train_cuts=3, train_examples="cuts")
+    )
     a = examples[(examples.user_id == "a") & (examples.part == "train")]
     assert a[["history", "target"]].values.tolist() == [[["i1", "i2"], ["i3"]], [["i1"], ["i2"]]]
-    temporal, _ = make_split(EVENTS, SplitConfig(kind="temporal", target_fraction=0.4, train_cuts=2,
-                                                 test_users=0.01, valid_users=0.0, train_examples="cuts"))
+    temporal, _ = make_split(
+        EVENTS,
+        SplitConfig(
+            kind="temporal", target_fraction=0.4, train_cuts=2, test_users=0.01, valid_users=0.0, train_examples="cuts"
+        ),
+    )
     a = temporal[temporal.user_id == "a"]
     assert set(a.part) == {"train"}
     assert a[["history", "target"]].values.tolist() == [[["i1", "i2", "i3"], ["i4", "i5"]], [["i1"], ["i2", "i3"]]]
@@ -106,7 +128,9 @@ def test_sequence_rows_predict_every_next_item_once():
     seq = [f"i{n}" for n in range(1, 8)]
     rows = sequence_rows("u", seq, history_max=3)
     assert [(h, t) for _, h, t, _ in rows] == [
-        (["i4", "i5", "i6"], ["i5", "i6", "i7"]), (["i1", "i2", "i3"], ["i2", "i3", "i4"])]
+        (["i4", "i5", "i6"], ["i5", "i6", "i7"]),
+        (["i1", "i2", "i3"], ["i2", "i3", "i4"]),
+    ]
     targets = [i for _, _, t, _ in rows for i in t]
     assert sorted(targets) == seq[1:]  # every item after the first is a target exactly once
 
@@ -122,12 +146,14 @@ def test_sequence_is_the_default_and_never_trains_on_evaluated_items():
 
 
 def test_test_period_boundary_evaluates_every_user_with_history_before_it():
-    events = events_of({
-        "a": [("i1", 10), ("i2", 20), ("i3", 30), ("i4", 40), ("i5", 50)],
-        "b": [("i3", 15), ("i1", 25), ("i6", 45)],
-        "c": [("i7", 60), ("i8", 70)],          # arrives during the test period: no history, not evaluated
-        "d": [("i2", 5), ("i9", 12)],           # no test-period event: trains, is not evaluated
-    })
+    events = events_of(
+        {
+            "a": [("i1", 10), ("i2", 20), ("i3", 30), ("i4", 40), ("i5", 50)],
+            "b": [("i3", 15), ("i1", 25), ("i6", 45)],
+            "c": [("i7", 60), ("i8", 70)],  # arrives during the test period: no history, not evaluated
+            "d": [("i2", 5), ("i9", 12)],  # no test-period event: trains, is not evaluated
+        }
+    )
     in_test = events["ts"].to_numpy() >= 40
     config = SplitConfig(kind="temporal", boundary="test_period", valid_users=0.0)
     examples, stats = make_split(events, config, in_test)
@@ -136,8 +162,8 @@ def test_test_period_boundary_evaluates_every_user_with_history_before_it():
     assert test.loc["a", "history"] == ["i1", "i2", "i3"] and test.loc["a", "target"] == ["i4", "i5"]
     assert test.loc["b", "target"] == ["i6"]
     train = examples[examples.part == "train"]
-    trained_on = {i for h, t in zip(train.history, train.target) for i in h + t}
-    assert trained_on == {"i1", "i2", "i3", "i9"}   # nothing from the test period
+    trained_on = {i for h, t in zip(train.history, train.target, strict=True) for i in h + t}
+    assert trained_on == {"i1", "i2", "i3", "i9"}  # nothing from the test period
     assert stats["users_without_history"] == 1
     with pytest.raises(DataError, match="needs the run's test period"):
         make_split(events, config)
@@ -146,8 +172,9 @@ def test_test_period_boundary_evaluates_every_user_with_history_before_it():
 def test_test_period_validation_holds_out_the_users_last_events():
     events = events_of({f"u{n}": [(f"i{k}", 10 * k) for k in range(1, 7)] for n in range(40)})
     in_test = events["ts"].to_numpy() >= 60
-    examples, _ = make_split(events, SplitConfig(kind="temporal", boundary="test_period", valid_users=0.3,
-                                                 target_fraction=0.4), in_test)
+    examples, _ = make_split(
+        events, SplitConfig(kind="temporal", boundary="test_period", valid_users=0.3, target_fraction=0.4), in_test
+    )
     valid = examples[examples.part == "valid"]
     assert 5 <= len(valid) <= 20
     for user in valid.user_id:
@@ -158,8 +185,9 @@ def test_test_period_validation_holds_out_the_users_last_events():
 
 
 def test_user_fraction_can_evaluate_every_user_on_their_own_last_events():
-    config = SplitConfig(kind="temporal", boundary="user_fraction", target_fraction=0.4, valid_users=0.0,
-                         evaluate_all_users=True)
+    config = SplitConfig(
+        kind="temporal", boundary="user_fraction", target_fraction=0.4, valid_users=0.0, evaluate_all_users=True
+    )
     examples, _ = make_split(EVENTS, config)
     test = examples[examples.part == "test"].set_index("user_id")
     assert sorted(test.index) == ["a", "b", "c"]

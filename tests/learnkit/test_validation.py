@@ -11,9 +11,11 @@ from learnkit.errors import DataError
 from learnkit.importers import load_dataset, validate
 from learnkit.schema import ValidationRules
 
-ITEMS = "item_id,title,category,brand,price\ni1,Red mug,Kitchen,Acme,9.99\ni2,Blue mug,Kitchen,,\ni3,Kettle,Kitchen,Acme,25\n"
-EVENTS = ("user_id,item_id,ts,event,label\n"
-          "u1,i1,1700000000,buy,1\nu1,i2,1700000100,view,0\nu2,i3,1700000200,buy,1\n")
+ITEMS = (
+    "item_id,title,category,brand,price\ni1,Red mug,Kitchen,Acme,9.99\ni2,Blue mug,Kitchen,,\n"
+    "i3,Kettle,Kitchen,Acme,25\n"
+)
+EVENTS = "user_id,item_id,ts,event,label\nu1,i1,1700000000,buy,1\nu1,i2,1700000100,view,0\nu2,i3,1700000200,buy,1\n"
 
 
 def dataset(tmp_path, items=ITEMS, events=EVENTS, on_error="drop", encoding="utf-8"):
@@ -62,12 +64,15 @@ def test_empty_and_non_utf8_text(tmp_path):
     assert len(ds.items) == 3
 
 
-@pytest.mark.parametrize("price, reason", [
-    ("NaN", "price is NaN (leave it empty when unknown)"),
-    ("-3", "price is negative"),
-    ("inf", "price is infinite"),
-    ("5e9", "price is implausibly large (> max_price 1e+06)"),
-])
+@pytest.mark.parametrize(
+    "price, reason",
+    [
+        ("NaN", "price is NaN (leave it empty when unknown)"),
+        ("-3", "price is negative"),
+        ("inf", "price is infinite"),
+        ("5e9", "price is implausibly large (> max_price 1e+06)"),
+    ],
+)
 def test_bad_prices(tmp_path, price, reason):
     ds = dataset(tmp_path, items=ITEMS + f"i4,Spoon,Kitchen,Acme,{price}\n")
     assert rejected(ds) == [["items", 4, "price", reason]]
@@ -106,8 +111,9 @@ def test_truncated_csv_rejects_the_short_last_row(tmp_path):
 def test_a_last_line_cut_inside_its_last_field_is_rejected_not_read(tmp_path):
     # the complete row would be "i4,Spoon,Kitchen,Acme,49.99\n": cut after the "4", it has every field
     ds = dataset(tmp_path, items=ITEMS + "i4,Spoon,Kitchen,Acme,4")
-    assert rejected(ds) == [["items", 4, "*", "last line has no line break: the file looks cut short (end a "
-                                              "complete file with a newline)"]]
+    assert rejected(ds) == [
+        ["items", 4, "*", "last line has no line break: the file looks cut short (end a complete file with a newline)"]
+    ]
     assert ds.items["item_id"].tolist() == ["i1", "i2", "i3"] and ds.report["items"]["input_rows"] == 4
 
 
@@ -120,19 +126,27 @@ def test_an_unclosed_quote_stops_the_read_naming_its_line(tmp_path):
 def test_two_formats_of_one_table_are_ambiguous(tmp_path):
     (tmp_path / "items.csv").write_text(ITEMS)
     (tmp_path / "events.csv").write_text(EVENTS)
-    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["i1"], "ts": [1700000000], "label": [1]}),
-                   tmp_path / "events.parquet")
+    pq.write_table(
+        pa.table({"user_id": ["u"], "item_id": ["i1"], "ts": [1700000000], "label": [1]}), tmp_path / "events.parquet"
+    )
     with pytest.raises(DataError, match=r"events.parquet and events.csv are both here .* keep one"):
         load_dataset("canonical", tmp_path, {})
 
 
 def test_values_of_the_wrong_type_are_refused_and_ids_kept_byte_exact(tmp_path):
-    pq.write_table(pa.table({"item_id": ["a", "a b", "a  b", " c", "d", "e", "f"],
-                             "title": ["A", "B", "C", "D", "E\x07bell", "x" * 20_001, "G"],
-                             "keywords": pa.array([None, None, None, None, None, None, ["k1", "k2"]])}),
-                   tmp_path / "items.parquet")
-    (tmp_path / "events.csv").write_text("user_id,item_id,ts,label\nu1,a,1700000000,1\nu2,a b,1700000000,1\n"
-                                         "u3,a  b,1700000000,1\n")
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": ["a", "a b", "a  b", " c", "d", "e", "f"],
+                "title": ["A", "B", "C", "D", "E\x07bell", "x" * 20_001, "G"],
+                "keywords": pa.array([None, None, None, None, None, None, ["k1", "k2"]]),
+            }
+        ),
+        tmp_path / "items.parquet",
+    )
+    (tmp_path / "events.csv").write_text(
+        "user_id,item_id,ts,label\nu1,a,1700000000,1\nu2,a b,1700000000,1\nu3,a  b,1700000000,1\n"
+    )
     ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
     assert rejected(ds) == [
         ["items", 5, "title", "control character in text"],
@@ -145,13 +159,20 @@ def test_values_of_the_wrong_type_are_refused_and_ids_kept_byte_exact(tmp_path):
     assert ds.report["items"]["input_rows"] == 7 and ds.report["events"]["input_rows"] == 3
     # float ids are refused (1.0 would become "1.0" and join nothing); integers are their decimal text
     (tmp_path / "events.csv").unlink()
-    pq.write_table(pa.table({"user_id": [1.0, 2.0], "item_id": ["a", "a"], "ts": [1700000000] * 2,
-                             "label": [1, 1]}), tmp_path / "events.parquet")
-    with pytest.raises(DataError, match=r"events.parquet row 1 column 'user_id': wrong type: float where an id "
-                                        r"\(text or integer\) is expected"):
+    pq.write_table(
+        pa.table({"user_id": [1.0, 2.0], "item_id": ["a", "a"], "ts": [1700000000] * 2, "label": [1, 1]}),
+        tmp_path / "events.parquet",
+    )
+    with pytest.raises(
+        DataError,
+        match=r"events.parquet row 1 column 'user_id': wrong type: float where an id "
+        r"\(text or integer\) is expected",
+    ):
         validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="fail"))
-    pq.write_table(pa.table({"user_id": [7, 8], "item_id": ["a", "a"], "ts": [1700000000, 1700000001],
-                             "label": [1, 1]}), tmp_path / "events.parquet")
+    pq.write_table(
+        pa.table({"user_id": [7, 8], "item_id": ["a", "a"], "ts": [1700000000, 1700000001], "label": [1, 1]}),
+        tmp_path / "events.parquet",
+    )
     ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
     assert ds.events["user_id"].tolist() == ["7", "8"]
 
@@ -161,8 +182,11 @@ def test_every_row_read_is_kept_or_rejected(tmp_path):
 
     ds = dataset(tmp_path, events=EVENTS + "u3,i1,yesterday,buy,1\nu3,i9,1700000300,buy,1\nbad\n")
     assert (len(ds.events), ds.report["events"]["rejected"], ds.report["events"]["input_rows"]) == (3, 3, 6)
-    with pytest.raises(RuntimeError, match=r"events.csv: 6 rows read, 3 kept and 2 rejected: 1 events rows "
-                                           r"unaccounted for"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"events.csv: 6 rows read, 3 kept and 2 rejected: 1 events rows "
+        r"unaccounted for",
+    ):
         _check_accounting("events", "events.csv", 6, 3, 2)
 
 
@@ -184,8 +208,10 @@ def test_truncated_gzip_and_parquet_and_json_lines(tmp_path):
 
 def test_truncated_json_lines_in_amazon_reviews(tmp_path):
     meta = '{"asin": "A1", "title": "Gift card", "price": "$25.00"}\n'
-    reviews = ('{"reviewerID": "u1", "asin": "A1", "overall": 5.0, "unixReviewTime": 1500000000}\n'
-               '{"reviewerID": "u2", "asin": "A1", "overall": 4.0, "unixRev')
+    reviews = (
+        '{"reviewerID": "u1", "asin": "A1", "overall": 5.0, "unixReviewTime": 1500000000}\n'
+        '{"reviewerID": "u2", "asin": "A1", "overall": 4.0, "unixRev'
+    )
     (tmp_path / "meta_X.json").write_text(meta)
     (tmp_path / "X_5.json").write_text(reviews)
     raw = load_dataset("amazon-reviews", tmp_path, {})
@@ -207,10 +233,13 @@ def test_empty_files(tmp_path):
 
 
 def test_parquet_keeps_null_apart_from_nan(tmp_path):
-    pq.write_table(pa.table({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"],
-                             "price": pa.array([1.0, None, float("nan")])}), tmp_path / "items.parquet")
-    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["a"], "ts": [1700000000], "label": [1]}),
-                   tmp_path / "events.parquet")
+    pq.write_table(
+        pa.table({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"], "price": pa.array([1.0, None, float("nan")])}),
+        tmp_path / "items.parquet",
+    )
+    pq.write_table(
+        pa.table({"user_id": ["u"], "item_id": ["a"], "ts": [1700000000], "label": [1]}), tmp_path / "events.parquet"
+    )
     ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
     assert ds.items["item_id"].tolist() == ["a", "b"]
     assert rejected(ds) == [["items", 3, "price", "price is NaN (leave it empty when unknown)"]]

@@ -34,23 +34,33 @@ def world(tmp_path_factory):
     flags[-10:] = False  # ten users without history: fallback rows
     user_vectors[~flags] = user_vectors[flags].mean(0)
     root = tmp_path_factory.mktemp("export")
-    write_export(root, {"users": EmbeddingTable(users, user_vectors, flags, user_vectors[flags].mean(0)),
-                        "items": EmbeddingTable(items, item_vectors, np.ones(30, bool), item_vectors.mean(0))},
-                 {"snapshot_ts": 0}, rows_per_part=128, version="v1", formats=("parquet", "tfrecord"))
+    write_export(
+        root,
+        {
+            "users": EmbeddingTable(users, user_vectors, flags, user_vectors[flags].mean(0)),
+            "items": EmbeddingTable(items, item_vectors, np.ones(30, bool), item_vectors.mean(0)),
+        },
+        {"snapshot_ts": 0},
+        rows_per_part=128,
+        version="v1",
+        formats=("parquet", "tfrecord"),
+    )
     pairs = [(u, i) for u in range(300) for i in rng.choice(30, 12, replace=False)]
     u_idx, i_idx = np.array(pairs).T
     label = ((user_vectors[u_idx] * item_vectors[i_idx]).sum(1) > 0).astype(np.int8)
     part = np.where(u_idx >= 200, "test", np.where(u_idx >= 170, "valid", "train"))
-    samples = pd.DataFrame({"user_id": np.array(users)[u_idx], "item_id": np.array(items)[i_idx],
-                            "label": label, "part": part})
+    samples = pd.DataFrame(
+        {"user_id": np.array(users)[u_idx], "item_id": np.array(items)[i_idx], "label": label, "part": part}
+    )
     vocabulary = Vocabulary(users=users[:200], items=items)
     return root, samples, vocabulary
 
 
 def config(epochs=8, strategy="none"):
-    return RankingConfig(model=RankingModelConfig(id_dim=8, main_tower=[32], aux_tower=[32, 16]),
-                         train=RankingTrainConfig(epochs=epochs, batch_size=128, lr=0.01, patience=3,
-                                                  strategy=strategy))
+    return RankingConfig(
+        model=RankingModelConfig(id_dim=8, main_tower=[32], aux_tower=[32, 16]),
+        train=RankingTrainConfig(epochs=epochs, batch_size=128, lr=0.01, patience=3, strategy=strategy),
+    )
 
 
 def test_tables_through_tf_data_match_the_verified_parquet(world):
@@ -106,8 +116,10 @@ def test_learn_features_carry_what_ids_cannot_and_training_is_deterministic(worl
     test = samples[samples.part == "test"]
     learn = train_ranker(samples, vocabulary, config(), users, items, verbose=0)
     baseline = train_ranker(samples, vocabulary, config(), verbose=0)
-    learn_auc, base_auc = auc(test.label.to_numpy(), predict(learn.model, test)), auc(
-        test.label.to_numpy(), predict(baseline.model, test))
+    learn_auc, base_auc = (
+        auc(test.label.to_numpy(), predict(learn.model, test)),
+        auc(test.label.to_numpy(), predict(baseline.model, test)),
+    )
     # test users are new to the ID model; their LEARN embeddings say what they like
     assert learn_auc > 0.75 and base_auc < 0.65, (learn_auc, base_auc)
     assert 1 <= learn.best_epoch <= len(learn.history) and "val_main_auc" in learn.history[0]
@@ -128,15 +140,23 @@ def test_savedmodel_serves_raw_ids_without_torch(world, tmp_path):
     root, samples, vocabulary = world
     users, items = read_feature_table(root, "users"), read_feature_table(root, "items")
     trained = train_ranker(samples, vocabulary, config(epochs=1), users, items, verbose=0)
-    rows = pd.DataFrame({"user_id": ["u1", "u250", "stranger"], "item_id": ["i3", "i4", "new-item"],
-                         "label": [0, 0, 0]})
+    rows = pd.DataFrame(
+        {"user_id": ["u1", "u250", "stranger"], "item_id": ["i3", "i4", "new-item"], "label": [0, 0, 0]}
+    )
     diff = save_serving(trained.model, tmp_path / "ranker", rows)
     assert diff < 1e-6
-    script = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]);"
-              "p = m.signatures['serving_default'](user_id=tf.constant(['u1', 'u250', 'stranger']),"
-              "item_id=tf.constant(['i3', 'i4', 'new-item']))['probability'].numpy();"
-              "print(' '.join(repr(float(x)) for x in p)); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ranker")], capture_output=True, text=True,
-                         check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout.split("\n")
+    script = (
+        "import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]);"
+        "p = m.signatures['serving_default'](user_id=tf.constant(['u1', 'u250', 'stranger']),"
+        "item_id=tf.constant(['i3', 'i4', 'new-item']))['probability'].numpy();"
+        "print(' '.join(repr(float(x)) for x in p)); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ranker")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    ).stdout.split("\n")
     served = np.array([float(x) for x in out[0].split()])
     assert np.abs(served - predict(trained.model, rows)).max() < 1e-6 and out[1] == "False"
