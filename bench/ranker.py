@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from learnkit.frameworks import prepare_tensorflow  # noqa: E402
+
+prepare_tensorflow()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

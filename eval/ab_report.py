@@ -8,20 +8,17 @@ from typing import Any
 
 import numpy as np
 
+from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.report import md_table
+from learnkit.formatting import md_table, pct
 
 ESTIMATORS = ("replay", "simulated")
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:+.1f}%"
 
 
 def _with_ci(block: dict[str, Any], key: str = "revenue_lift", low: str = "ci_low", high: str = "ci_high") -> str:
     if block.get(key) is None or not np.isfinite(block[key]):
         return "n/a"
-    return f"{_pct(block[key])} [{_pct(block[low])}, {_pct(block[high])}]"
+    return f"{pct(block[key])} [{pct(block[low])}, {pct(block[high])}]"
 
 
 def _p(value: float) -> str:
@@ -157,17 +154,17 @@ def _verdict(result: dict[str, Any]) -> str:
             )
         elif b["revenue_lift"] is None or not np.isfinite(b["ci_low"]):
             lines.append(f"- {name}: the lift is undefined (no control revenue).")
-        elif b["ci_low"] > 0:
+        elif interval_sign(b) > 0:
             lines.append(
-                f"- {name}: LEARN raised revenue per user by {_pct(b['revenue_lift'])}; the interval excludes zero."
+                f"- {name}: LEARN raised revenue per user by {pct(b['revenue_lift'])}; the interval excludes zero."
             )
-        elif b["ci_high"] < 0:
+        elif interval_sign(b) < 0:
             lines.append(
-                f"- {name}: LEARN lowered revenue per user by {_pct(b['revenue_lift'])}; the interval excludes zero."
+                f"- {name}: LEARN lowered revenue per user by {pct(b['revenue_lift'])}; the interval excludes zero."
             )
         else:
             lines.append(
-                f"- {name}: {_pct(b['revenue_lift'])}, but the interval includes zero: this test cannot "
+                f"- {name}: {pct(b['revenue_lift'])}, but the interval includes zero: this test cannot "
                 "tell the arms apart."
             )
     return "What it says:\n\n" + "\n".join(lines)
@@ -180,10 +177,9 @@ def cannot_tell(block: dict[str, Any], least_rerankable: float = 0.5) -> bool:
 
 
 def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
-    import matplotlib
+    from learnkit.frameworks import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
     drawn = False

@@ -4,6 +4,9 @@ difference of one table is judged on the same draws."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 
@@ -26,5 +29,10 @@ def difference_interval(values: np.ndarray, reference: np.ndarray, weights: np.n
     return mean_interval(np.asarray(values, float) - np.asarray(reference, float), weights)
 
 
-def excludes_zero(interval: dict[str, float]) -> bool:
-    return interval["ci_low"] > 0 or interval["ci_high"] < 0
+def interval_sign(interval: dict[str, Any]) -> int:
+    """The verdict on a difference: +1 when its 95% interval lies above zero, -1 below, 0 when the interval
+    holds zero or is undefined (None or not finite)."""
+    low, high = interval.get("ci_low"), interval.get("ci_high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return 0
+    return 1 if low > 0 else -1 if high < 0 else 0

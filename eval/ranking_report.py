@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from eval.compare import METRICS, compare_models
+from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.report import md_table
+from learnkit.formatting import md_table, pp
 
 MODELS = ("baseline", "learn", "learn_similarity")
 LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
@@ -72,24 +73,16 @@ def _round(value: float) -> float | str:
     return round(value, 4) if np.isfinite(value) else "n/a"
 
 
-def _pp(value: float) -> str:
-    return "n/a" if not np.isfinite(value) else f"{100 * value:+.2f}"
-
-
 def _interval(delta: dict[str, float]) -> str:
     if not np.isfinite(delta["value"]):
         return "n/a"
-    return f"{_pp(delta['value'])} [{_pp(delta['ci_low'])}, {_pp(delta['ci_high'])}]"
+    return f"{pp(delta['value'])} [{pp(delta['ci_low'])}, {pp(delta['ci_high'])}]"
 
 
 def _verdict(delta: dict[str, float]) -> str:
     if not np.isfinite(delta["ci_low"]):
         return "undefined"
-    if delta["ci_low"] > 0:
-        return "LEARN better"
-    if delta["ci_high"] < 0:
-        return "baseline better"
-    return "no clear difference"
+    return {1: "LEARN better", -1: "baseline better", 0: "no clear difference"}[interval_sign(delta)]
 
 
 def ranking_report(
@@ -150,10 +143,9 @@ def ranking_report(
 
 
 def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:
-    import matplotlib
+    from learnkit.frameworks import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels, values, lows, highs = [], [], [], []
     for kind in ("user", "item"):

@@ -32,7 +32,15 @@ import pyarrow.parquet as pq
 
 from learnkit.children import run_child
 from learnkit.errors import DataError
-from learnkit.fsutil import PLAIN_NAME, is_plain_name, json_default, sha256_file, stable_hash
+from learnkit.fsutil import (
+    PLAIN_NAME,
+    is_plain_name,
+    json_default,
+    publish_folder,
+    sha256_file,
+    stable_hash,
+    write_text,
+)
 
 MANIFEST = "manifest.json"
 POINT_IN_TIME_COLUMNS = ("valid_from", "history_end")
@@ -207,13 +215,11 @@ def write_export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        os.rename(staging, final)  # fails rather than merge if another writer took this version first
+        publish_folder(staging, final, replace=False)  # never merged into another writer's version
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"{final}: export version {version!r} was taken by another writer") from exc
-    tmp_latest = root / f".{LATEST}.{os.getpid()}.tmp"
-    tmp_latest.write_text(version + "\n")
-    os.replace(tmp_latest, root / LATEST)
+    write_text(root / LATEST, version + "\n")
     return final
 
 

@@ -7,12 +7,13 @@ python -m export.tf_towers check SAVEDMODEL INPUTS.npz                # max |TF 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from learnkit.frameworks import prepare_tensorflow
+
+prepare_tensorflow()
 
 
 def convert(onnx_path: str, out_dir: str, inputs: list[str]) -> None:

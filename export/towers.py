@@ -24,6 +24,7 @@ from torch import nn
 from learn_embed.pch import LearnModel, content_scaling
 from learnkit.children import run_child
 from learnkit.errors import DataError
+from learnkit.frameworks import TENSORFLOW_ENV
 
 OPSET = 20
 
@@ -100,7 +101,7 @@ def tf_child(*args: str) -> str:
     """Run `export.tf_towers` in a TensorFlow child process (onnx2tf calls `onnxsim` from PATH)."""
     env = {
         **os.environ,
-        "TF_USE_LEGACY_KERAS": "1",
+        **TENSORFLOW_ENV,
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

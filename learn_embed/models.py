@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from learnkit.config import ModelConfig, TinyRandomModel
 from learnkit.errors import ConfigError
 from learnkit.fetch import cache_root
-from learnkit.fsutil import sha256_file, stable_hash
+from learnkit.fsutil import publish_folder, sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -138,7 +138,7 @@ def _save_atomically(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     try:
-        tmp.rename(folder)
+        publish_folder(tmp, folder, replace=False)
     except OSError:  # another process finished the same copy first
         shutil.rmtree(tmp, ignore_errors=True)
 

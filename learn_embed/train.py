@@ -34,6 +34,7 @@ from learn_embed.pch import LearnModel
 from learnkit.config import TrainConfig
 from learnkit.configload import differing_keys
 from learnkit.errors import LearnKitError
+from learnkit.fsutil import publish_folder
 from learnkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -274,8 +275,7 @@ def _save_checkpoint(
             indent=1,
         )
     )
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    publish_folder(tmp, final)
     for old in _checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from learnkit.errors import FetchError
-from learnkit.fsutil import sha256_file
+from learnkit.fsutil import publish_folder, sha256_file
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +201,4 @@ def _install(staging: Path, dest: Path) -> None:
     tmp_dest = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     for file in staging.iterdir():
         shutil.copy2(file, tmp_dest / file.name)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp_dest, dest)
+    publish_folder(tmp_dest, dest)

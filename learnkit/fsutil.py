@@ -51,6 +51,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def publish_folder(staging: Path, dest: Path, replace: bool = True) -> None:
+    """Move a finished folder, written beside `dest`, into place by a rename: a reader finds the old folder
+    or the new one, never a half-written one. `replace=False` refuses to touch an existing `dest` (another
+    writer finished first) and raises FileExistsError."""
+    if dest.exists():
+        if not replace:
+            raise FileExistsError(dest)
+        shutil.rmtree(dest)
+    os.rename(staging, dest)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")

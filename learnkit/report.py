@@ -43,17 +43,6 @@ def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def md_table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 _TAGS = {
     "h1",
     "h2",

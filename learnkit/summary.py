@@ -6,24 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from eval.ab_report import cannot_tell
+from eval.intervals import interval_sign
+from learnkit.formatting import pct, pp
 
 SEGMENT_NAMES = {"cold_start": "cold-start", "long_tail": "long-tail", "others": "other"}
-
-
-def _pp(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.2f}pp"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.1f}%"
-
-
-def _significant(delta: dict[str, Any]) -> int:
-    """+1 when the interval is above zero, -1 when below, 0 otherwise."""
-    low, high = delta.get("ci_low"), delta.get("ci_high")
-    if low is None or high is None:
-        return 0
-    return 1 if low > 0 else -1 if high < 0 else 0
 
 
 def run_summary(metrics: dict[str, Any]) -> str:
@@ -67,23 +53,25 @@ def run_summary(metrics: dict[str, Any]) -> str:
         delta = ranking["delta"]
         verdict = {1: "LEARN is better", -1: "the baseline is better", 0: "no clear difference"}
         lines.append(
-            f"- **Ranking** (LEARN - baseline, 95% interval over users): UAUC {_pp(delta['UAUC']['value'])} "
-            f"[{_pp(delta['UAUC']['ci_low'])}, {_pp(delta['UAUC']['ci_high'])}], "
-            f"WUAUC {_pp(delta['WUAUC']['value'])}, AUC {_pp(delta['AUC']['value'])}: "
-            f"{verdict[_significant(delta['UAUC'])]} on UAUC."
+            f"- **Ranking** (LEARN - baseline, 95% interval over users): UAUC {pp(delta['UAUC']['value'], 'pp')} "
+            f"[{pp(delta['UAUC']['ci_low'], 'pp')}, {pp(delta['UAUC']['ci_high'], 'pp')}], "
+            f"WUAUC {pp(delta['WUAUC']['value'], 'pp')}, AUC {pp(delta['AUC']['value'], 'pp')}: "
+            f"{verdict[interval_sign(delta['UAUC'])]} on UAUC."
         )
         with_similarity = ranking.get("deltas", {}).get("learn_similarity")
         if with_similarity:
             uauc = with_similarity["UAUC"]
             lines.append(
-                f"  With the LEARN similarity as an input: UAUC {_pp(uauc['value'])} [{_pp(uauc['ci_low'])}, "
-                f"{_pp(uauc['ci_high'])}] against the baseline: {verdict[_significant(uauc)]} on UAUC."
+                f"  With the LEARN similarity as an input: UAUC {pp(uauc['value'], 'pp')} [{pp(uauc['ci_low'], 'pp')}, "
+                f"{pp(uauc['ci_high'], 'pp')}] against the baseline: {verdict[interval_sign(uauc)]} on UAUC."
             )
         better, worse = [], []
         for kind in ("user", "item"):
             for segment, figures in delta["segments"][kind].items():
-                up = [f"{m} {_pp(figures[m]['value'])}" for m in ("UAUC", "AUC") if _significant(figures[m]) > 0]
-                down = [f"{m} {_pp(figures[m]['value'])}" for m in ("UAUC", "AUC") if _significant(figures[m]) < 0]
+                up = [f"{m} {pp(figures[m]['value'], 'pp')}" for m in ("UAUC", "AUC") if interval_sign(figures[m]) > 0]
+                down = [
+                    f"{m} {pp(figures[m]['value'], 'pp')}" for m in ("UAUC", "AUC") if interval_sign(figures[m]) < 0
+                ]
                 name = f"{SEGMENT_NAMES[segment]} {kind}s"
                 better += [f"{name} ({', '.join(up)})"] if up else []
                 worse += [f"{name} ({', '.join(down)})"] if down else []
@@ -105,13 +93,13 @@ def run_summary(metrics: dict[str, Any]) -> str:
                     f"{100 * (b.get('rerankable_share') or 0):.0f}% of the requests)"
                 )
                 continue
-            sign = _significant(b)
+            sign = interval_sign(b)
             p_value = "n/a" if b["p_value"] is None else "< 0.001" if b["p_value"] < 0.001 else f"= {b['p_value']:.3f}"
             parts.append(
-                f"{name} {_pct(b['revenue_lift'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}], "
+                f"{name} {pct(b['revenue_lift'])} [{pct(b['ci_low'])}, {pct(b['ci_high'])}], "
                 f"p {p_value}"
                 + (" (the interval excludes zero)" if sign else "")
-                + f"; smallest lift this traffic detects at 80% power ±{_pct(b['min_detectable_lift']).lstrip('+')}"
+                + f"; smallest lift this traffic detects at 80% power ±{pct(b['min_detectable_lift']).lstrip('+')}"
             )
         lines.append(
             "- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "

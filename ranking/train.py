@@ -15,6 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from learnkit.config import RankingConfig
+from learnkit.fsutil import publish_folder
 from ranking.model import Ranker, Vocabulary
 from ranking.tables import FeatureTable
 
@@ -144,9 +145,7 @@ def save_serving(model: Ranker, path: Path, check_rows: pd.DataFrame) -> float:
     if tmp.exists():
         tf.io.gfile.rmtree(str(tmp))
     tf.saved_model.save(model, str(tmp), signatures={"serving_default": model.serve})
-    if path.exists():
-        tf.io.gfile.rmtree(str(path))
-    os.replace(tmp, path)
+    publish_folder(tmp, path)
     got = score_savedmodel(path, check_rows)
     return float(np.abs(got - predict(model, check_rows)).max()) if len(check_rows) else 0.0
 

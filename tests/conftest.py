@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
+from learnkit.frameworks import prepare_tensorflow
+
+prepare_tensorflow()  # before anything imports TensorFlow
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

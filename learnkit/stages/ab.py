@@ -3,12 +3,12 @@ TensorFlow only to score widened requests through the rankers' SavedModels)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from learnkit.frameworks import prepare_tensorflow
 from learnkit.fsutil import read_json, write_json, write_parquet
 from learnkit.period import TestPeriod, test_period
 from learnkit.pipeline import Context, StageOutput
@@ -21,7 +21,7 @@ def _widened(
 ) -> pd.DataFrame:
     """`ab.widen` sampled catalog items per request, scored by both rankers' SavedModels (TensorFlow in
     this stage only when widening is asked for)."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    prepare_tensorflow()
     from eval.ab import add_requests, widen_requests
     from eval.segments import segment_rows
     from ranking.samples import item_values

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from learnkit.config import Config
+from learnkit.formatting import md_table
 from learnkit.fsutil import read_json, write_json
 from learnkit.pipeline import Context, StageOutput
-from learnkit.report import md_table
 from learnkit.stages.data import read_items
 
 log = logging.getLogger(__name__)

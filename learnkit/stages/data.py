@@ -9,9 +9,9 @@ import pandas as pd
 from learnkit.config import Config
 from learnkit.errors import DataError
 from learnkit.fetch import fetch
+from learnkit.formatting import md_table
 from learnkit.fsutil import sha256_file, write_json, write_parquet
 from learnkit.pipeline import Context, StageOutput
-from learnkit.report import md_table
 from learnkit.schema import ValidationRules
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from learnkit.errors import DataError
+from learnkit.formatting import md_table
 from learnkit.fsutil import read_json, sha256_file
 from learnkit.period import test_period
 from learnkit.pipeline import Context, StageOutput
-from learnkit.report import md_table
 from learnkit.stages.data import read_items
 from learnkit.text import item_sentences
 

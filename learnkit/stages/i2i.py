@@ -6,17 +6,16 @@ from typing import Any
 
 import numpy as np
 
+from learnkit.formatting import md_table
 from learnkit.fsutil import write_json
 from learnkit.pipeline import Context, StageOutput
-from learnkit.report import md_table
 from learnkit.stages.data import read_items
 
 
 def run_i2i(ctx: Context) -> StageOutput:
-    import matplotlib
+    from learnkit.frameworks import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from learn_embed.ceg import read_embeddings
     from learn_embed.i2i import label_share_at_k, nearest_neighbours, normalise

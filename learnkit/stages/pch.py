@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from learnkit.config import Config
+from learnkit.formatting import md_table
 from learnkit.fsutil import read_json, write_json, write_parquet
 from learnkit.pipeline import Context, StageOutput
-from learnkit.report import md_table
 from learnkit.stages.data import read_items
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,9 @@ def _below_popularity(results: dict[str, Any], methods: list[str], figures: list
 
 
 def _plot_training_curves(results: dict[str, Any], monitor: str, path: Path) -> bool:
-    import matplotlib
+    from learnkit.frameworks import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curves = {name: r["training"] for name, r in results.items() if r.get("training", {}).get("losses")}
     if not curves:
@@ -216,7 +215,7 @@ def _with_interval(block: dict[str, float], signed: bool = False) -> str:
 
 
 def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> str:
-    from eval.intervals import excludes_zero
+    from eval.intervals import interval_sign
 
     cfg = config.pch
     assert cfg is not None
@@ -262,7 +261,7 @@ def _pch_report(config: Config, metrics: dict[str, Any], methods: list[str]) -> 
         vs = ci.get(f"vs_{compare_to}")
         if compared:
             row += [
-                (_with_interval(vs[f], signed=True) + (" *" if excludes_zero(vs[f]) else "")) if vs else "-"
+                (_with_interval(vs[f], signed=True) + (" *" if interval_sign(vs[f]) else "")) if vs else "-"
                 for f in figures
             ]
         interval_rows.append(row)

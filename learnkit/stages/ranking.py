@@ -6,7 +6,6 @@ itself is numpy-only `eval`)."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -14,9 +13,11 @@ import pandas as pd
 
 from learnkit.config import Config
 from learnkit.errors import ConfigError, DataError
+from learnkit.formatting import md_table
+from learnkit.frameworks import prepare_tensorflow
 from learnkit.fsutil import read_json, write_json, write_parquet
 from learnkit.pipeline import Context, StageOutput
-from learnkit.report import md_table, nan_to_null
+from learnkit.report import nan_to_null
 from learnkit.stages.data import read_items
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ def attribute_maps(table: pd.DataFrame, id_column: str, columns: list[str], key:
 
 
 def run_ranking(ctx: Context) -> StageOutput:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    prepare_tensorflow()
     from eval.ranking_report import ranking_metrics, ranking_report
     from eval.segments import segment_rows
     from export.tables import open_export, read_table

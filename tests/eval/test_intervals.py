@@ -1,6 +1,6 @@
 import numpy as np
 
-from eval.intervals import difference_interval, excludes_zero, mean_interval, user_resamples
+from eval.intervals import difference_interval, interval_sign, mean_interval, user_resamples
 
 
 def test_mean_interval_by_hand():
@@ -16,9 +16,9 @@ def test_difference_is_paired_on_the_same_users():
     a = np.array([0.2, 0.4, 0.9, 0.1])
     weights = user_resamples(4, 200, seed=0)
     same = difference_interval(a, a, weights)
-    assert same == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0} and not excludes_zero(same)
+    assert same == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0} and interval_sign(same) == 0
     better = difference_interval(a + 0.05, a, weights)  # better for every user: no resample can say otherwise
-    assert np.isclose(better["ci_low"], 0.05) and excludes_zero(better)
+    assert np.isclose(better["ci_low"], 0.05) and interval_sign(better) == 1
 
 
 def test_resamples_are_counts_of_draws():

@@ -1,11 +1,11 @@
 """report.html: nothing from the data runs in the reader's browser, and the file stands alone."""
 
-import matplotlib
+from learnkit.frameworks import pyplot
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+plt = pyplot()
 
-from learnkit.report import md_table, render_html, write_run_report  # noqa: E402
+from learnkit.formatting import md_table  # noqa: E402
+from learnkit.report import render_html, write_run_report  # noqa: E402
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

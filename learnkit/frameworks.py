@@ -1,0 +1,28 @@
+"""The process settings two libraries need before they are first imported, set in one place.
+
+TensorFlow: TFRS 0.7.7 needs Keras 2 (tf-keras), which TensorFlow 2.21 uses only with TF_USE_LEGACY_KERAS=1
+set before `import tensorflow`. matplotlib: the file-only Agg backend, since nothing here has a display.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+TENSORFLOW_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def prepare_tensorflow() -> None:
+    """Call before anything in this process imports TensorFlow (a value set by the caller is kept)."""
+    for key, value in TENSORFLOW_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
