@@ -22,11 +22,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learn_embed.ceg import ContentEncoder, run_ceg  # noqa: E402
-from learnkit.config import EncoderConfig, ModelConfig, TemplateConfig  # noqa: E402
+from learn_embed.config import EncoderConfig, ModelConfig  # noqa: E402
 from learnkit.fetch import fetch  # noqa: E402
 from learnkit.importers import load_dataset, validate  # noqa: E402
 from learnkit.schema import ValidationRules  # noqa: E402
-from learnkit.text import item_sentences  # noqa: E402
+from learnkit.text import (
+    TemplateConfig,  # noqa: E402
+    item_sentences,  # noqa: E402
+)
 
 
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:

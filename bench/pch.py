@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from learn_embed.config import PchConfig, TrainConfig  # noqa: E402
 from learn_embed.pch import LearnModel  # noqa: E402
 from learn_embed.retrieval import top_k  # noqa: E402
 from learn_embed.train import SequenceData, train  # noqa: E402
-from learnkit.config import PchConfig, TrainConfig  # noqa: E402
 
 
 def eval_memory_child(users: int, gallery: int, dim: int, chunk: int) -> None:

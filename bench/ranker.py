@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from export.tables import EmbeddingTable, write_export  # noqa: E402
-from learnkit.config import RankingConfig, RankingModelConfig, RankingTrainConfig  # noqa: E402
+from ranking.config import RankingConfig, RankingModelConfig, RankingTrainConfig  # noqa: E402
 from ranking.model import Ranker, Vocabulary  # noqa: E402
 from ranking.tables import read_feature_table  # noqa: E402
 from ranking.train import dataset, features_of, set_determinism  # noqa: E402

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from eval.config import AbConfig
 from eval.metrics import auc
 from eval.segments import SEGMENTS
-from learnkit.config import AbConfig
 from learnkit.sampling import draw_avoiding, in_pairs
 from learnkit.schema import CHRONOLOGICAL
 from learnkit.splits import user_bucket

@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from learn_embed.config import EncoderConfig
 from learn_embed.models import LoadedModel, ModelIdentity, load_model, model_identity
-from learnkit.config import EncoderConfig, TemplateConfig
 from learnkit.errors import DataError
 from learnkit.fsutil import stable_hash, write_parquet
 from learnkit.progress import progress_bar
-from learnkit.text import item_sentences, text_hashes
+from learnkit.text import TemplateConfig, item_sentences, text_hashes
 
 log = logging.getLogger(__name__)
 

@@ -14,18 +14,11 @@ import pandas as pd
 import torch
 
 from learn_embed.ceg import ContentEncoder, read_embeddings
+from learn_embed.config import EncoderConfig, EvalConfig, MethodConfig, PchConfig, TrainConfig
 from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
 from learn_embed.train import SequenceData, train
-from learnkit.config import (
-    EncoderConfig,
-    EvalConfig,
-    MethodConfig,
-    PchConfig,
-    TemplateConfig,
-    TrainConfig,
-)
-from learnkit.text import item_sentences
+from learnkit.text import TemplateConfig, item_sentences
 
 log = logging.getLogger(__name__)
 

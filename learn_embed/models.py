@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from learnkit.config import ModelConfig, TinyRandomModel
+from learn_embed.config import ModelConfig, TinyRandomModel
 from learnkit.errors import ConfigError
 from learnkit.fetch import cache_root
 from learnkit.fsutil import publish_folder, sha256_file, stable_hash

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from learnkit.config import PchConfig
+from learn_embed.config import PchConfig
 
 InputKind = Literal["content", "id"]
 

@@ -29,9 +29,9 @@ import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from learn_embed.config import TrainConfig
 from learn_embed.losses import candidate_softmax_loss
 from learn_embed.pch import LearnModel
-from learnkit.config import TrainConfig
 from learnkit.configload import differing_keys
 from learnkit.errors import LearnKitError
 from learnkit.fsutil import publish_folder

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Callable
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -17,6 +19,16 @@ import yaml
 from learnkit.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its help text: `docs/config.md` is generated from these (`learnkit.configdoc`)."""
+    metadata = {"help": help}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    if default is MISSING:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -7,14 +7,51 @@ the rankers train before it and are tested in it, the segments look back from it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from learnkit.config import TestPeriodConfig
+from learnkit.configload import option
 from learnkit.errors import DataError
 
 NEVER = float("inf")  # the snapshot of a user with no test event: all their events come before
+
+
+@dataclass
+class TestPeriodConfig:
+    """Where the test period starts: the export's snapshot, the rankers' train/test boundary, the segment
+    windows and the A/B days all count from here. `time`: one start for everyone (a timestamp or a
+    quantile of all event times). `split`: the events the dataset's own `split` column marks `test` (a
+    leave-one-out dataset such as the UniSRec files); each user's period starts at their first test event."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    kind: Literal["time", "split"] = option(
+        "time", help="time: one start for everyone; split: the dataset's own split column"
+    )
+    start_ts: int | None = option(None, help="the start as a timestamp (time)")
+    start_quantile: float = option(0.8, help="the start as a quantile of all event times, when start_ts is not given")
+    day_seconds: int = option(86_400, help="the length of one A/B day (a period) in ts units")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.start_quantile < 1:
+            raise ValueError("start_quantile must be in (0, 1)")
+        if self.day_seconds < 1:
+            raise ValueError("day_seconds must be >= 1")
+
+
+@dataclass
+class SegmentConfig:
+    """Paper table 7, relative to the test period's start (windows in days of `test_period.day_seconds`)."""
+
+    user_lookback_days: float = option(
+        180.0, help="a user with no interaction in this many days before the test period is cold-start"
+    )
+    user_long_tail_max: int = option(35, help="1..35 interactions in the look-back window: long-tail")
+    item_window_days: float = option(
+        7.0, help="an item's conversions are counted over this many days before the test period"
+    )
+    item_long_tail_max: int = option(30, help="at most 30 conversions in the window (and at least one ever)")
 
 
 @dataclass

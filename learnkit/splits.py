@@ -36,30 +36,45 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from learnkit.configload import option
 from learnkit.errors import DataError
 from learnkit.schema import CHRONOLOGICAL
 
 
 @dataclass
 class SplitConfig:
-    kind: Literal["temporal", "leave_one_out", "given"] = "temporal"
-    boundary: Literal["global_time", "user_fraction", "test_period"] = "user_fraction"
-    cutoff_quantile: float = 0.8
-    cutoff_ts: int | None = None
-    target_fraction: float = 0.2
-    history_max: int = 80
-    target_max: int = 40
-    valid_users: float = 0.1
-    test_users: float = 0.1
-    positives_only: bool = False  # keep only label-1 events as interactions
-    # sequence: next item(s) at every position of the training sequences; cuts: history/target cuts
-    train_examples: Literal["sequence", "cuts"] = "sequence"
-    # with cuts: training examples per training user, each further one cut a target's length earlier
-    train_cuts: int = 1
-    salt: str = "learn-kit"
-    # user_fraction: evaluate every user on their own last target_fraction (training on everyone's events
-    # before their targets) instead of a hashed share of held-out users
-    evaluate_all_users: bool = False
+    kind: Literal["temporal", "leave_one_out", "given"] = option(
+        "temporal",
+        help="temporal: by time; leave_one_out: each user's last item is the test, the one before validation; "
+        "given: the dataset's own split column",
+    )
+    boundary: Literal["global_time", "user_fraction", "test_period"] = option(
+        "user_fraction",
+        help="temporal only: one cut-off time for everyone (global_time), each user's own last target_fraction "
+        "(user_fraction), or the run's test period (test_period)",
+    )
+    cutoff_quantile: float = option(0.8, help="global_time: the cut-off as a quantile of all event times")
+    cutoff_ts: int | None = option(None, help="global_time: the cut-off as a timestamp")
+    target_fraction: float = option(0.2, help="user_fraction: the share of each user's events that are targets")
+    history_max: int = option(80, help="the newest items of a history that are kept")
+    target_max: int = option(40, help="the most targets per test user")
+    valid_users: float = option(0.1, help="share of users held out for validation (early stopping)")
+    test_users: float = option(0.1, help="share of users held out for the test (unless evaluate_all_users)")
+    positives_only: bool = option(False, help="keep only label-1 events as interactions")
+    train_examples: Literal["sequence", "cuts"] = option(
+        "sequence",
+        help="sequence: next item(s) at every position of the training sequences; cuts: the paper's "
+        "history/target cuts",
+    )
+    train_cuts: int = option(
+        1, help="with cuts: training examples per training user, each further one cut a target's length earlier"
+    )
+    salt: str = option("learn-kit", help="salt of the user hash that assigns held-out users")
+    evaluate_all_users: bool = option(
+        False,
+        help="user_fraction: evaluate every user on their own last target_fraction (training on everyone's "
+        "events before their targets) instead of a hashed share of held-out users",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.target_fraction < 1:

@@ -6,12 +6,40 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from learnkit.config import TemplateConfig
+from learnkit.configload import option
 from learnkit.fsutil import sha256_text
+
+ITEM_FIELDS = ("title", "category", "brand", "price", "keywords", "attributes")
+
+
+@dataclass
+class TemplateConfig:
+    """One sentence per item: each part names one item field; parts whose field is missing are dropped."""
+
+    parts: list[str] = option(
+        factory=lambda: [
+            "Title: {title}",
+            "Category: {category}",
+            "Brand: {brand}",
+            "Price: ${price:.2f}",
+            "Keywords: {keywords}",
+            "Attributes: {attributes}",
+        ],
+        help="one part per aspect, each naming one item field (title, category, brand, price, keywords, attributes)",
+    )
+    separator: str = option(". ", help="between the parts")
+    suffix: str = option(".", help="after the last part")
+
+    def __post_init__(self) -> None:
+        for part in self.parts:
+            names = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
+            if len(names) != 1 or names[0] not in ITEM_FIELDS:
+                raise ValueError(f"template part {part!r} must name exactly one of {', '.join(ITEM_FIELDS)}")
 
 
 def _present(value: Any) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from learnkit.config import RankingModelConfig
+from ranking.config import RankingModelConfig
 from ranking.tables import FeatureTable
 
 

@@ -16,10 +16,14 @@ CHECK = "import sys; import {module}; print(sorted(m for m in ({banned}) if m in
             "eval.metrics, eval.compare, eval.segments, eval.ab, eval.ab_report, eval.ranking_report",
             ("torch", "tensorflow"),
         ),
-        ("ranking.samples", ("torch", "tensorflow")),
+        ("ranking.samples, ranking.pointintime, export.content_inputs", ("torch", "tensorflow")),
         ("ranking.model, ranking.tables, ranking.train", ("torch",)),
         ("export.tables", ("torch", "tensorflow")),
-        ("learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline", ("torch", "tensorflow")),
+        (
+            "learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline, learnkit.text, "
+            "learnkit.formatting, learnkit.frameworks",
+            ("torch", "tensorflow"),
+        ),
         ("learn_embed.experiment, learn_embed.ceg", ("tensorflow",)),
     ],
 )

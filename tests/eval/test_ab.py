@@ -16,7 +16,7 @@ from eval.ab import (
     widen_requests,
 )
 from eval.ab_report import ab_report, cannot_tell
-from learnkit.config import AbConfig
+from eval.config import AbConfig
 
 
 def test_arms_are_stable_salted_and_sized():

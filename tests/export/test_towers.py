@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from export.towers import ItemTower, UserTower, export_towers, onnx_outputs
+from learn_embed.config import PchConfig
 from learn_embed.pch import LearnModel
-from learnkit.config import PchConfig
 from learnkit.errors import DataError
 
 DIM, ITEMS = 24, 60

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from learn_embed.ceg import ContentEncoder, pool, read_embeddings, run_ceg
-from learnkit.config import EncoderConfig, ModelConfig, TemplateConfig, TinyRandomModel
+from learn_embed.config import EncoderConfig, ModelConfig, TinyRandomModel
 from learnkit.errors import DataError
-from learnkit.text import item_sentence
+from learnkit.text import TemplateConfig, item_sentence
 
 TINY = ModelConfig(tiny_random=TinyRandomModel(hidden=32, layers=2, heads=2, seed=0))
 ITEMS = pd.DataFrame(
@@ -216,8 +216,8 @@ def test_a_hostile_model_folder_is_refused_before_anything_loads(isolated_cache,
     import json
     import shutil
 
+    from learn_embed.config import ModelConfig as Spec
     from learn_embed.models import model_identity
-    from learnkit.config import ModelConfig as Spec
     from learnkit.errors import ConfigError
 
     folder = tmp_path / "model"

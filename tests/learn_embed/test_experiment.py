@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from learn_embed.config import EvalConfig
 from learn_embed.experiment import Catalog, Scores, evaluate, reference_scores
-from learnkit.config import EvalConfig
 
 CATALOG = Catalog.from_ids([f"i{n}" for n in range(6)])
 EXAMPLES = pd.DataFrame(

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from learn_embed.config import TrainConfig
 from learn_embed.losses import candidate_softmax_loss
 from learn_embed.train import SequenceData, _candidates
-from learnkit.config import TrainConfig
 
 
 def slow_reference(user, user_mask, positives, item_vectors, candidate_items, temperature, log_q=None, banned=None):

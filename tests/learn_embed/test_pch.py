@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from learn_embed.config import PchConfig
 from learn_embed.pch import LearnModel
-from learnkit.config import PchConfig
 
 
 def model(tower="variant1", input="content", dropout=0.0, content_dim=12, n_items=30):

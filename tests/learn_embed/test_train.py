@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from learn_embed.config import PchConfig, TrainConfig
 from learn_embed.pch import LearnModel
 from learn_embed.train import KILL_ENV, SequenceData, cosine_with_warmup, train
-from learnkit.config import PchConfig, TrainConfig
 from learnkit.errors import LearnKitError
 
 CONFIG = """

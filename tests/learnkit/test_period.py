@@ -3,9 +3,8 @@ import pandas as pd
 import pytest
 
 from learnkit import period as periods
-from learnkit.config import TestPeriodConfig
 from learnkit.errors import DataError
-from learnkit.period import NEVER
+from learnkit.period import NEVER, TestPeriodConfig
 
 EVENTS = pd.DataFrame(
     {

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learnkit.config import RankingSamplesConfig
 from learnkit.errors import DataError
 from learnkit.importers import load_dataset, validate
 from learnkit.schema import ValidationRules
+from ranking.config import RankingSamplesConfig
 from ranking.samples import ranking_samples
 
 
