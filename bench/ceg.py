@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learn_embed.ceg import ContentEncoder, run_ceg  # noqa: E402
 from learn_embed.config import EncoderConfig, ModelConfig  # noqa: E402
-from learnkit.fetch import fetch  # noqa: E402
-from learnkit.importers import load_dataset, validate  # noqa: E402
-from learnkit.schema import ValidationRules  # noqa: E402
-from learnkit.text import (
+from learnkit.data.fetch import fetch  # noqa: E402
+from learnkit.data.importers import load_dataset, validate  # noqa: E402
+from learnkit.data.schema import ValidationRules  # noqa: E402
+from learnkit.data.text import (
     TemplateConfig,  # noqa: E402
     item_sentences,  # noqa: E402
 )

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from learnkit.frameworks import prepare_tensorflow  # noqa: E402
+from learnkit.core.frameworks import prepare_tensorflow  # noqa: E402
 
 prepare_tensorflow()
 

@@ -24,9 +24,9 @@ from scipy import sparse, stats
 from eval.config import AbConfig
 from eval.metrics import auc
 from eval.segments import SEGMENTS
-from learnkit.sampling import draw_avoiding, in_pairs
-from learnkit.schema import CHRONOLOGICAL
-from learnkit.splits import user_bucket
+from learnkit.data.sampling import draw_avoiding, in_pairs
+from learnkit.data.schema import CHRONOLOGICAL
+from learnkit.data.splits import user_bucket
 
 ARMS = ("control", "treatment")
 MODEL_OF_ARM = {"control": "baseline", "treatment": "learn"}

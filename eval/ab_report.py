@@ -10,7 +10,7 @@ import numpy as np
 
 from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.formatting import md_table, pct
+from learnkit.core.formatting import md_table, pct
 
 ESTIMATORS = ("replay", "simulated")
 
@@ -177,7 +177,7 @@ def cannot_tell(block: dict[str, Any], least_rerankable: float = 0.5) -> bool:
 
 
 def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
-    from learnkit.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot
 
     plt = pyplot()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learnkit.configload import option
+from learnkit.core.configload import option
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pandas as pd
 from eval.compare import METRICS, compare_models
 from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.formatting import md_table, pp
+from learnkit.core.formatting import md_table, pp
 
 MODELS = ("baseline", "learn", "learn_similarity")
 LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
@@ -143,7 +143,7 @@ def ranking_report(
 
 
 def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:
-    from learnkit.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot
 
     plt = pyplot()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from learnkit.period import SegmentConfig
+from learnkit.data.period import SegmentConfig
 
 SEGMENTS = ("cold_start", "long_tail", "others")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from learnkit.configload import option
+from learnkit.core.configload import option
 
 
 @dataclass

@@ -17,8 +17,8 @@ from torch import nn
 from export.content_inputs import MODEL, SETTINGS, TOKENIZER, tokenize
 from export.towers import export_onnx, onnx_outputs
 from learn_embed.ceg import ContentEncoder
-from learnkit.errors import DataError
-from learnkit.fsutil import write_json
+from learnkit.core.errors import DataError
+from learnkit.core.fsutil import write_json
 
 
 class PooledContentModel(nn.Module):

@@ -20,7 +20,7 @@ from export.tables import EmbeddingTable
 from learn_embed.experiment import Catalog, item_vectors, user_vectors
 from learn_embed.pch import LearnModel
 from learn_embed.train import SequenceData
-from learnkit.schema import CHRONOLOGICAL
+from learnkit.data.schema import CHRONOLOGICAL
 
 
 @dataclass

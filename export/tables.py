@@ -30,9 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from learnkit.children import run_child
-from learnkit.errors import DataError
-from learnkit.fsutil import (
+from learnkit.core.children import run_child
+from learnkit.core.errors import DataError
+from learnkit.core.fsutil import (
     PLAIN_NAME,
     is_plain_name,
     json_default,

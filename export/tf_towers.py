@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from learnkit.frameworks import prepare_tensorflow
+from learnkit.core.frameworks import prepare_tensorflow
 
 prepare_tensorflow()
 

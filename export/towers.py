@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from learn_embed.pch import LearnModel, content_scaling
-from learnkit.children import run_child
-from learnkit.errors import DataError
-from learnkit.frameworks import TENSORFLOW_ENV
+from learnkit.core.children import run_child
+from learnkit.core.errors import DataError
+from learnkit.core.frameworks import TENSORFLOW_ENV
 
 OPSET = 20
 

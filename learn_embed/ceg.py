@@ -24,10 +24,10 @@ import torch
 
 from learn_embed.config import EncoderConfig
 from learn_embed.models import LoadedModel, ModelIdentity, load_model, model_identity
-from learnkit.errors import DataError
-from learnkit.fsutil import stable_hash, write_parquet
-from learnkit.progress import progress_bar
-from learnkit.text import TemplateConfig, item_sentences, text_hashes
+from learnkit.core.errors import DataError
+from learnkit.core.fsutil import stable_hash, write_parquet
+from learnkit.core.progress import progress_bar
+from learnkit.data.text import TemplateConfig, item_sentences, text_hashes
 
 log = logging.getLogger(__name__)
 

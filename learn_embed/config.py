@@ -7,9 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from learnkit.configload import from_mapping, option
-from learnkit.splits import SplitConfig
-from learnkit.text import TemplateConfig
+from learnkit.core.configload import from_mapping, option
+from learnkit.data.splits import SplitConfig
+from learnkit.data.text import TemplateConfig
 
 
 @dataclass

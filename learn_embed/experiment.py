@@ -18,7 +18,7 @@ from learn_embed.config import EncoderConfig, EvalConfig, MethodConfig, PchConfi
 from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
 from learn_embed.train import SequenceData, train
-from learnkit.text import TemplateConfig, item_sentences
+from learnkit.data.text import TemplateConfig, item_sentences
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from learn_embed.config import ModelConfig, TinyRandomModel
-from learnkit.errors import ConfigError
-from learnkit.fetch import cache_root
-from learnkit.fsutil import publish_folder, sha256_file, stable_hash
+from learnkit.core.errors import ConfigError
+from learnkit.core.fsutil import publish_folder, sha256_file, stable_hash
+from learnkit.data.fetch import cache_root
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

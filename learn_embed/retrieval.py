@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from learnkit.progress import progress_bar
+from learnkit.core.progress import progress_bar
 
 DEFAULT_KS = (10, 50, 100, 200)
 

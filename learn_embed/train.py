@@ -32,10 +32,10 @@ from safetensors.torch import load_file, save_file
 from learn_embed.config import TrainConfig
 from learn_embed.losses import candidate_softmax_loss
 from learn_embed.pch import LearnModel
-from learnkit.configload import differing_keys
-from learnkit.errors import LearnKitError
-from learnkit.fsutil import publish_folder
-from learnkit.progress import progress_bar
+from learnkit.core.configload import differing_keys
+from learnkit.core.errors import LearnKitError
+from learnkit.core.fsutil import publish_folder
+from learnkit.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 KILL_ENV = "LEARN_KIT_KILL_AFTER_CHECKPOINT"  # test hook: SIGKILL this process after that checkpoint step

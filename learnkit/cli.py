@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from learnkit.errors import LearnKitError
+from learnkit.core.errors import LearnKitError
 
 log = logging.getLogger("learnkit")
 
@@ -47,7 +47,7 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from learnkit.config import load_config
-    from learnkit.pipeline import run_pipeline
+    from learnkit.pipeline.runner import run_pipeline
 
     config = load_config(args.config, _overrides(args))
     metrics = run_pipeline(config, only=args.only, force=args.force)
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     from learnkit.config import load_config
-    from learnkit.pipeline import run_lock, run_stage, write_reports
+    from learnkit.pipeline.runner import run_lock, run_stage, write_reports
 
     config = load_config(args.config, _overrides(args))
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -93,7 +93,7 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from learnkit.fetch import fetch
+    from learnkit.data.fetch import fetch
 
     fetched = fetch(args.name, path=args.path, allow_download=not args.no_download)
     print(f"{args.name}: {fetched.path} (format {fetched.format}, from {fetched.origin}, verified)")
@@ -101,7 +101,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from learnkit.pipeline import stage_names
+    from learnkit.pipeline.runner import stage_names
 
     parser = argparse.ArgumentParser(
         prog="learn-kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -10,11 +10,11 @@ from typing import Any
 from eval.config import AbConfig
 from export.config import ExportConfig
 from learn_embed.config import CegConfig, I2IConfig, PchStageConfig
-from learnkit.configload import from_mapping, load_yaml, option
-from learnkit.errors import ConfigError
-from learnkit.fsutil import is_plain_name
-from learnkit.importers.config import DataConfig
-from learnkit.period import TestPeriodConfig
+from learnkit.core.configload import from_mapping, load_yaml, option
+from learnkit.core.errors import ConfigError
+from learnkit.core.fsutil import is_plain_name
+from learnkit.data.importers.config import DataConfig
+from learnkit.data.period import TestPeriodConfig
 from ranking.config import RankingConfig
 
 

@@ -21,8 +21,8 @@ HEADER = """# Config reference
 Generated from the config dataclasses by `python -m learnkit.configdoc > docs/config.md`; do not edit by hand.
 Configs are YAML, validated into these dataclasses: an unknown key, a missing required key or a wrong type
 stops the load with the dotted key named. `learn-kit run CONFIG --set KEY=VALUE` overrides any key (the value
-read as YAML). Each library owns its section: `data` (`learnkit/importers/config.py`), `ceg`, `i2i`, `pch`
-(`learn_embed/config.py`), `test_period` (`learnkit/period.py`), `export` (`export/config.py`), `ranking`
+read as YAML). Each library owns its section: `data` (`learnkit/data/importers/config.py`), `ceg`, `i2i`, `pch`
+(`learn_embed/config.py`), `test_period` (`learnkit/data/period.py`), `export` (`export/config.py`), `ranking`
 (`ranking/config.py`), `ab` (`eval/config.py`); `learnkit/config.py` composes them. `<name>` stands for a key
 you choose (an encoder's or a method's name).
 """

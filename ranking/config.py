@@ -1,12 +1,12 @@
-"""The rankers' config: YAML section `ranking` (its `segments` are the test period's, `learnkit.period`)."""
+"""The rankers' config: YAML section `ranking` (its `segments` are the test period's, `learnkit.data.period`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from learnkit.configload import option
-from learnkit.period import SegmentConfig
+from learnkit.core.configload import option
+from learnkit.data.period import SegmentConfig
 
 
 @dataclass

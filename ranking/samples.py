@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from learnkit.errors import DataError
-from learnkit.sampling import draw_avoiding
+from learnkit.core.errors import DataError
+from learnkit.data.sampling import draw_avoiding
 from ranking.config import RankingSamplesConfig
 
 COLUMNS = ["user_id", "item_id", "ts", "label", "value", "part"]

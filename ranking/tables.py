@@ -14,10 +14,10 @@ import tensorflow as tf
 
 from export.content_inputs import MODEL, SETTINGS, TOKENIZER, embed_text
 from export.tables import check_rows, open_export, table_files, verified_files
-from learnkit.configload import from_mapping
-from learnkit.errors import DataError
-from learnkit.schema import RejectLog, ValidationRules, validate_items
-from learnkit.text import TemplateConfig, item_sentences
+from learnkit.core.configload import from_mapping
+from learnkit.core.errors import DataError
+from learnkit.data.schema import RejectLog, ValidationRules, validate_items
+from learnkit.data.text import TemplateConfig, item_sentences
 
 BATCH = 4096
 

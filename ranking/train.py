@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from learnkit.fsutil import publish_folder
+from learnkit.core.fsutil import publish_folder
 from ranking.config import RankingConfig
 from ranking.model import Ranker, Vocabulary
 from ranking.tables import FeatureTable

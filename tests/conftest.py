@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from learnkit.frameworks import prepare_tensorflow
+from learnkit.core.frameworks import prepare_tensorflow
 
 prepare_tensorflow()  # before anything imports TensorFlow
 

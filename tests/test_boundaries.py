@@ -20,8 +20,8 @@ CHECK = "import sys; import {module}; print(sorted(m for m in ({banned}) if m in
         ("ranking.model, ranking.tables, ranking.train", ("torch",)),
         ("export.tables", ("torch", "tensorflow")),
         (
-            "learnkit.config, learnkit.importers, learnkit.splits, learnkit.pipeline, learnkit.text, "
-            "learnkit.formatting, learnkit.frameworks",
+            "learnkit.config, learnkit.data.importers, learnkit.data.splits, learnkit.data.text, "
+            "learnkit.pipeline.runner, learnkit.core.formatting, learnkit.core.frameworks",
             ("torch", "tensorflow"),
         ),
         ("learn_embed.experiment, learn_embed.ceg", ("tensorflow",)),

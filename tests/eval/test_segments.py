@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from eval.segments import item_segments, segment_rows, user_segments
-from learnkit.period import SegmentConfig
+from learnkit.data.period import SegmentConfig
 
 DAY = 10
 START = 1000

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from export.tables import EmbeddingTable, read_table, write_export
-from learnkit.errors import DataError
-from learnkit.fsutil import remove_leftovers
+from learnkit.core.errors import DataError
+from learnkit.core.fsutil import remove_leftovers
 
 
 def table(n=10, dim=4, seed=0):

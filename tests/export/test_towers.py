@@ -11,7 +11,7 @@ import torch
 from export.towers import ItemTower, UserTower, export_towers, onnx_outputs
 from learn_embed.config import PchConfig
 from learn_embed.pch import LearnModel
-from learnkit.errors import DataError
+from learnkit.core.errors import DataError
 
 DIM, ITEMS = 24, 60
 

@@ -10,8 +10,8 @@ import torch
 
 from learn_embed.ceg import ContentEncoder, pool, read_embeddings, run_ceg
 from learn_embed.config import EncoderConfig, ModelConfig, TinyRandomModel
-from learnkit.errors import DataError
-from learnkit.text import TemplateConfig, item_sentence
+from learnkit.core.errors import DataError
+from learnkit.data.text import TemplateConfig, item_sentence
 
 TINY = ModelConfig(tiny_random=TinyRandomModel(hidden=32, layers=2, heads=2, seed=0))
 ITEMS = pd.DataFrame(
@@ -218,7 +218,7 @@ def test_a_hostile_model_folder_is_refused_before_anything_loads(isolated_cache,
 
     from learn_embed.config import ModelConfig as Spec
     from learn_embed.models import model_identity
-    from learnkit.errors import ConfigError
+    from learnkit.core.errors import ConfigError
 
     folder = tmp_path / "model"
     shutil.copytree(model_identity(TINY).folder, folder)

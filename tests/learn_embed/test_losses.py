@@ -164,8 +164,8 @@ def test_sequence_data_keeps_positives_aligned_when_rows_are_trimmed():
 
 @pytest.mark.parametrize("bad", [{"window": 0}, {"patience": -1}, {"loss": "softmax"}])
 def test_train_config_rejects_bad_values(bad):
-    from learnkit.configload import from_mapping
-    from learnkit.errors import ConfigError
+    from learnkit.core.configload import from_mapping
+    from learnkit.core.errors import ConfigError
 
     with pytest.raises((ValueError, ConfigError)):
         from_mapping(TrainConfig, bad, "pch.train", source="x.yaml")

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from learn_embed.config import PchConfig, TrainConfig
 from learn_embed.pch import LearnModel
 from learn_embed.train import KILL_ENV, SequenceData, cosine_with_warmup, train
-from learnkit.errors import LearnKitError
+from learnkit.core.errors import LearnKitError
 
 CONFIG = """
 name: {name}

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from learnkit.config import load_config
-from learnkit.errors import ConfigError
+from learnkit.core.errors import ConfigError
 
 BASE = """
 name: t
@@ -108,7 +108,7 @@ def test_set_overrides_any_key_and_names_a_bad_one(tmp_path):
     import argparse
 
     from learnkit.cli import _overrides
-    from learnkit.errors import LearnKitError
+    from learnkit.core.errors import LearnKitError
 
     path = write(tmp_path, BASE)
     sets = ["ceg.encoders.llm.max_tokens=96", "i2i.k=5", "name=other", "ceg.encoders.llm.model={path: /m}"]

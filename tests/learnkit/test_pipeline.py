@@ -10,8 +10,8 @@ import pytest
 
 from learnkit.cli import main
 from learnkit.config import load_config
-from learnkit.errors import DataError
-from learnkit.pipeline import run_pipeline, run_stage
+from learnkit.core.errors import DataError
+from learnkit.pipeline.runner import run_pipeline, run_stage
 
 CONFIG = """
 name: t

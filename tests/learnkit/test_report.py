@@ -1,11 +1,11 @@
 """report.html: nothing from the data runs in the reader's browser, and the file stands alone."""
 
-from learnkit.frameworks import pyplot
+from learnkit.core.frameworks import pyplot
 
 plt = pyplot()
 
-from learnkit.formatting import md_table  # noqa: E402
-from learnkit.report import render_html, write_run_report  # noqa: E402
+from learnkit.core.formatting import md_table  # noqa: E402
+from learnkit.pipeline.report import render_html, write_run_report  # noqa: E402
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from learnkit.errors import DataError
-from learnkit.importers import load_dataset, validate
-from learnkit.schema import ValidationRules
-from learnkit.splits import SplitConfig, make_split, sequence_rows, training_item_counts
+from learnkit.core.errors import DataError
+from learnkit.data.importers import load_dataset, validate
+from learnkit.data.schema import ValidationRules
+from learnkit.data.splits import SplitConfig, make_split, sequence_rows, training_item_counts
 
 
 def events_of(sequences: dict[str, list[tuple[str, int]]]) -> pd.DataFrame:

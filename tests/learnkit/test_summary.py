@@ -1,4 +1,4 @@
-from learnkit.summary import run_summary
+from learnkit.pipeline.summary import run_summary
 
 
 def interval(value, low, high):

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from learnkit.errors import DataError
-from learnkit.importers import load_dataset, validate
-from learnkit.schema import ValidationRules
+from learnkit.core.errors import DataError
+from learnkit.data.importers import load_dataset, validate
+from learnkit.data.schema import ValidationRules
 
 ITEMS = (
     "item_id,title,category,brand,price\ni1,Red mug,Kitchen,Acme,9.99\ni2,Blue mug,Kitchen,,\n"
@@ -178,7 +178,7 @@ def test_values_of_the_wrong_type_are_refused_and_ids_kept_byte_exact(tmp_path):
 
 
 def test_every_row_read_is_kept_or_rejected(tmp_path):
-    from learnkit.importers import _check_accounting
+    from learnkit.data.importers import _check_accounting
 
     ds = dataset(tmp_path, events=EVENTS + "u3,i1,yesterday,buy,1\nu3,i9,1700000300,buy,1\nbad\n")
     assert (len(ds.events), ds.report["events"]["rejected"], ds.report["events"]["input_rows"]) == (3, 3, 6)

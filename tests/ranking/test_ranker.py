@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 
 from eval.metrics import auc  # noqa: E402
 from export.tables import EmbeddingTable, read_table, write_export  # noqa: E402
-from learnkit.errors import DataError  # noqa: E402
+from learnkit.core.errors import DataError  # noqa: E402
 from ranking.config import RankingConfig, RankingModelConfig, RankingTrainConfig  # noqa: E402
 from ranking.model import Ranker, Vocabulary  # noqa: E402
 from ranking.tables import read_feature_table  # noqa: E402

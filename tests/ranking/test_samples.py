@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learnkit.errors import DataError
-from learnkit.importers import load_dataset, validate
-from learnkit.schema import ValidationRules
+from learnkit.core.errors import DataError
+from learnkit.data.importers import load_dataset, validate
+from learnkit.data.schema import ValidationRules
 from ranking.config import RankingSamplesConfig
 from ranking.samples import ranking_samples
 

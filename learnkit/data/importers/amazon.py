@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from learnkit.errors import DataError
-from learnkit.importers import RawDataset
-from learnkit.readers import read_json_lines
-from learnkit.schema import RejectLog
+from learnkit.core.errors import DataError
+from learnkit.data.importers import RawDataset
+from learnkit.data.readers import read_json_lines
+from learnkit.data.schema import RejectLog
 
 _PRICE = re.compile(r"^\$\s?(\d[\d,]*(?:\.\d+)?)$")
 _PRICE_RANGE = re.compile(r"^\$\s?(\d[\d,]*(?:\.\d+)?)\s*-\s*\$\s?(\d[\d,]*(?:\.\d+)?)$")

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from learnkit.config import Config
-from learnkit.errors import ConfigError, DataError
-from learnkit.formatting import md_table
-from learnkit.frameworks import prepare_tensorflow
-from learnkit.fsutil import read_json, write_json, write_parquet
-from learnkit.pipeline import Context, StageOutput
-from learnkit.report import nan_to_null
-from learnkit.stages.data import read_items
+from learnkit.core.errors import ConfigError, DataError
+from learnkit.core.formatting import md_table
+from learnkit.core.frameworks import prepare_tensorflow
+from learnkit.core.fsutil import read_json, write_json, write_parquet
+from learnkit.pipeline.report import nan_to_null
+from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stages.data import read_items
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def run_ranking(ctx: Context) -> StageOutput:
     from eval.ranking_report import ranking_metrics, ranking_report
     from eval.segments import segment_rows
     from export.tables import open_export, read_table
-    from learnkit.period import test_period
+    from learnkit.data.period import test_period
     from ranking.model import Vocabulary
     from ranking.pointintime import join_user_snapshots, learn_columns
     from ranking.samples import ranking_samples

@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 
 from learnkit.config import Config
-from learnkit.formatting import md_table
-from learnkit.fsutil import read_json, write_json
-from learnkit.pipeline import Context, StageOutput
-from learnkit.stages.data import read_items
+from learnkit.core.formatting import md_table
+from learnkit.core.fsutil import read_json, write_json
+from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stages.data import read_items
 
 log = logging.getLogger(__name__)
 TRUNCATION_WARNING = 0.05  # share of item sentences cut at max_tokens above which the stage warns
 
 
 def _cache_root(config: Config) -> Path | None:
-    from learnkit.fetch import cache_root
+    from learnkit.data.fetch import cache_root
 
     if not config.ceg.cache:
         return None

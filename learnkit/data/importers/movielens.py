@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from learnkit.errors import DataError
-from learnkit.importers import RawDataset
-from learnkit.readers import read_delimited
-from learnkit.schema import RejectLog
+from learnkit.core.errors import DataError
+from learnkit.data.importers import RawDataset
+from learnkit.data.readers import read_delimited
+from learnkit.data.schema import RejectLog
 
 # Column order of the 19 genre flags in GroupLens `u.item` (the content of `u.genre`).
 GROUPLENS_GENRES = [

@@ -20,8 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from learnkit.errors import DataError
-from learnkit.schema import RejectLog
+from learnkit.core.errors import DataError
+from learnkit.data.schema import RejectLog
 
 csv.field_size_limit(1 << 27)
 

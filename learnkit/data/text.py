@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from learnkit.configload import option
-from learnkit.fsutil import sha256_text
+from learnkit.core.configload import option
+from learnkit.core.fsutil import sha256_text
 
 ITEM_FIELDS = ("title", "category", "brand", "price", "keywords", "attributes")
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from learnkit.config import Config
-from learnkit.formatting import md_table
-from learnkit.fsutil import read_json, write_json, write_parquet
-from learnkit.pipeline import Context, StageOutput
-from learnkit.stages.data import read_items
+from learnkit.core.formatting import md_table
+from learnkit.core.fsutil import read_json, write_json, write_parquet
+from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stages.data import read_items
 
 log = logging.getLogger(__name__)
 REFERENCES = ("popularity", "random")
@@ -33,7 +33,7 @@ def run_pch(ctx: Context) -> StageOutput:
         run_baseline_v1,
         run_learn,
     )
-    from learnkit.splits import training_item_counts
+    from learnkit.data.splits import training_item_counts
 
     cfg = ctx.config.pch
     assert cfg is not None
@@ -129,8 +129,8 @@ def _split(config: Config, events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     """(examples, stats, the events PCH may see). With `boundary: test_period` the test targets are the
     users' events in the run's test period and training sees only what came before it; with
     `train_before_test_period` the whole split is made inside the events before it."""
-    from learnkit.period import test_period
-    from learnkit.splits import make_split
+    from learnkit.data.period import test_period
+    from learnkit.data.splits import make_split
 
     cfg = config.pch
     assert cfg is not None
@@ -186,7 +186,7 @@ def _below_popularity(results: dict[str, Any], methods: list[str], figures: list
 
 
 def _plot_training_curves(results: dict[str, Any], monitor: str, path: Path) -> bool:
-    from learnkit.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot
 
     plt = pyplot()
 

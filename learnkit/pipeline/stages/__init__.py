@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from learnkit.config import Config
-from learnkit.pipeline import Stage
-from learnkit.stages.ab import run_ab
-from learnkit.stages.ceg import model_weights_digest, run_ceg_stage
-from learnkit.stages.data import data_files_digest, run_data
-from learnkit.stages.export import run_export
-from learnkit.stages.i2i import run_i2i
-from learnkit.stages.pch import run_pch
-from learnkit.stages.ranking import run_ranking
+from learnkit.pipeline.runner import Stage
+from learnkit.pipeline.stages.ab import run_ab
+from learnkit.pipeline.stages.ceg import model_weights_digest, run_ceg_stage
+from learnkit.pipeline.stages.data import data_files_digest, run_data
+from learnkit.pipeline.stages.export import run_export
+from learnkit.pipeline.stages.i2i import run_i2i
+from learnkit.pipeline.stages.pch import run_pch
+from learnkit.pipeline.stages.ranking import run_ranking
 
 
 def _period(config: Config) -> object:

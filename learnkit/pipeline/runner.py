@@ -23,11 +23,19 @@ from typing import Any
 
 from learnkit import __version__
 from learnkit.config import Config
-from learnkit.configload import differing_keys, to_mapping
-from learnkit.errors import LearnKitError
-from learnkit.fsutil import json_default, read_json, remove_leftovers, remove_path, sha256_file, stable_hash, write_json
-from learnkit.report import write_run_report
-from learnkit.summary import run_summary
+from learnkit.core.configload import differing_keys, to_mapping
+from learnkit.core.errors import LearnKitError
+from learnkit.core.fsutil import (
+    json_default,
+    read_json,
+    remove_leftovers,
+    remove_path,
+    sha256_file,
+    stable_hash,
+    write_json,
+)
+from learnkit.pipeline.report import write_run_report
+from learnkit.pipeline.summary import run_summary
 
 log = logging.getLogger(__name__)
 FINISHED = "_stage.json"
@@ -73,7 +81,7 @@ class Stage:
 
 
 def _stages() -> dict[str, Stage]:
-    from learnkit import stages
+    from learnkit.pipeline import stages
 
     return {s.name: s for s in stages.ALL}
 

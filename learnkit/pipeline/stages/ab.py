@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learnkit.frameworks import prepare_tensorflow
-from learnkit.fsutil import read_json, write_json, write_parquet
-from learnkit.period import TestPeriod, test_period
-from learnkit.pipeline import Context, StageOutput
-from learnkit.report import nan_to_null
-from learnkit.stages.data import read_items
+from learnkit.core.frameworks import prepare_tensorflow
+from learnkit.core.fsutil import read_json, write_json, write_parquet
+from learnkit.data.period import TestPeriod, test_period
+from learnkit.pipeline.report import nan_to_null
+from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stages.data import read_items
 
 
 def _widened(

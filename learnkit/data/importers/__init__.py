@@ -1,4 +1,4 @@
-"""Importers turn a dataset's own files into the canonical tables (see `learnkit.schema`)."""
+"""Importers turn a dataset's own files into the canonical tables (see `learnkit.data.schema`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from learnkit.errors import ConfigError, DataError
-from learnkit.schema import RejectLog, ValidationRules, validate_events, validate_items, validate_users
+from learnkit.core.errors import ConfigError, DataError
+from learnkit.data.schema import RejectLog, ValidationRules, validate_events, validate_items, validate_users
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _check_accounting(table: str, file: str, rows: int, kept: int, rejected: int
 
 def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDataset:
     """Read a dataset folder with the importer named by `kind` (the config's `data.format`)."""
-    from learnkit.importers import amazon, canonical, movielens, unisrec
+    from learnkit.data.importers import amazon, canonical, movielens, unisrec
 
     importers = {
         "ml-100k": movielens.read_recbole,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from learnkit.errors import DataError
-from learnkit.importers import RawDataset
-from learnkit.readers import read_delimited, read_parquet_rows
-from learnkit.schema import RejectLog
+from learnkit.core.errors import DataError
+from learnkit.data.importers import RawDataset
+from learnkit.data.readers import read_delimited, read_parquet_rows
+from learnkit.data.schema import RejectLog
 
 
 def _locate(path: Path, stem: str, required: bool) -> Path | None:

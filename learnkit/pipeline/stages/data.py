@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from learnkit.config import Config
-from learnkit.errors import DataError
-from learnkit.fetch import fetch
-from learnkit.formatting import md_table
-from learnkit.fsutil import sha256_file, write_json, write_parquet
-from learnkit.pipeline import Context, StageOutput
-from learnkit.schema import ValidationRules
+from learnkit.core.errors import DataError
+from learnkit.core.formatting import md_table
+from learnkit.core.fsutil import sha256_file, write_json, write_parquet
+from learnkit.data.fetch import fetch
+from learnkit.data.schema import ValidationRules
+from learnkit.pipeline.runner import Context, StageOutput
 
 
 def resolve_data(config: Config) -> tuple[Path, str, str]:
@@ -39,7 +39,7 @@ def data_files_digest(config: Config) -> dict[str, str]:
 
 
 def run_data(ctx: Context) -> StageOutput:
-    from learnkit.importers import load_dataset, validate
+    from learnkit.data.importers import load_dataset, validate
 
     config = ctx.config.data
     folder, fmt, origin = resolve_data(ctx.config)

@@ -17,7 +17,7 @@ from typing import Any
 import markdown
 import nh3
 
-from learnkit.fsutil import write_json, write_text
+from learnkit.core.fsutil import write_json, write_text
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from learnkit.errors import DataError
-from learnkit.formatting import md_table
-from learnkit.fsutil import read_json, sha256_file
-from learnkit.period import test_period
-from learnkit.pipeline import Context, StageOutput
-from learnkit.stages.data import read_items
-from learnkit.text import item_sentences
+from learnkit.core.errors import DataError
+from learnkit.core.formatting import md_table
+from learnkit.core.fsutil import read_json, sha256_file
+from learnkit.data.period import test_period
+from learnkit.data.text import item_sentences
+from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stages.data import read_items
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from learnkit.configload import option
-from learnkit.errors import DataError
+from learnkit.core.configload import option
+from learnkit.core.errors import DataError
 
 NEVER = float("inf")  # the snapshot of a user with no test event: all their events come before
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from learnkit.errors import FetchError
-from learnkit.fsutil import publish_folder, sha256_file
+from learnkit.core.errors import FetchError
+from learnkit.core.fsutil import publish_folder, sha256_file
 
 log = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ def _from_wheel(dataset: KnownDataset) -> Fetched:
 
 
 def _from_archive(dataset: KnownDataset) -> Fetched:
-    from learnkit.importers import load_dataset, validate
-    from learnkit.schema import ValidationRules
+    from learnkit.data.importers import load_dataset, validate
+    from learnkit.data.schema import ValidationRules
 
     dest = cache_root() / "data" / f"{dataset.name}-grouplens"
     with tempfile.TemporaryDirectory() as tmp:

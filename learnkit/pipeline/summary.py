@@ -7,7 +7,7 @@ from typing import Any
 
 from eval.ab_report import cannot_tell
 from eval.intervals import interval_sign
-from learnkit.formatting import pct, pp
+from learnkit.core.formatting import pct, pp
 
 SEGMENT_NAMES = {"cold_start": "cold-start", "long_tail": "long-tail", "others": "other"}
 

@@ -36,9 +36,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from learnkit.configload import option
-from learnkit.errors import DataError
-from learnkit.schema import CHRONOLOGICAL
+from learnkit.core.configload import option
+from learnkit.core.errors import DataError
+from learnkit.data.schema import CHRONOLOGICAL
 
 
 @dataclass

@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from learnkit.formatting import md_table
-from learnkit.fsutil import write_json
-from learnkit.pipeline import Context, StageOutput
-from learnkit.stages.data import read_items
+from learnkit.core.formatting import md_table
+from learnkit.core.fsutil import write_json
+from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stages.data import read_items
 
 
 def run_i2i(ctx: Context) -> StageOutput:
-    from learnkit.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot
 
     plt = pyplot()
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from learnkit.errors import DataError
-from learnkit.importers import RawDataset
-from learnkit.readers import read_delimited
-from learnkit.schema import RejectLog
+from learnkit.core.errors import DataError
+from learnkit.data.importers import RawDataset
+from learnkit.data.readers import read_delimited
+from learnkit.data.schema import RejectLog
 
 
 def split_text(text: str) -> tuple[str, str | None, str | None]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from learnkit.errors import DataError
+from learnkit.core.errors import DataError
 
 # "Before" everywhere (splits, exported histories, A/B requests): per user by time, events in the same second by
 # item id, so that no order depends on the order of the input rows

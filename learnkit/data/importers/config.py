@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from learnkit.configload import option
-from learnkit.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TS, DEFAULT_MIN_TS
+from learnkit.core.configload import option
+from learnkit.data.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TS, DEFAULT_MIN_TS
 
 
 @dataclass
