@@ -463,8 +463,7 @@ def train(
                         "losses": losses,
                         "running": running,
                         "epoch_metrics": epoch_metrics,
-                        "config": asdict(config),
-                        "made_by": made_by,
+                        "made_by": made_by,  # the train config, the model config and the catalog size
                     },
                     config.keep_checkpoints,
                 )
