@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any
 
@@ -60,11 +59,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace) -> int:
     from learnkit.config import load_config
+    from learnkit.pipeline.layout import RunLayout
     from learnkit.pipeline.runner import run_lock, run_stage, write_reports
 
     config = load_config(args.config, _overrides(args))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1:
+    layout = RunLayout.of(config.run_dir)
+    if layout.world > 1:
         import torch
         import torch.distributed as dist
 
@@ -82,10 +82,10 @@ def _stage(args: argparse.Namespace) -> int:
                 force=args.force or getattr(args, "resume", False),
                 options={"resume": getattr(args, "resume", False)},
             )
-            if int(os.environ.get("RANK", 0)) == 0:
+            if layout.is_main:
                 write_reports(config)
     finally:
-        if world > 1:
+        if layout.world > 1:
             import torch.distributed as dist
 
             dist.destroy_process_group()

@@ -34,13 +34,11 @@ from learnkit.core.fsutil import (
     stable_hash,
     write_json,
 )
+from learnkit.pipeline.layout import FINISHED, STARTED, RunLayout
 from learnkit.pipeline.report import write_run_report
 from learnkit.pipeline.summary import run_summary
 
 log = logging.getLogger(__name__)
-FINISHED = "_stage.json"
-STARTED = "_running.json"
-LOCK = ".lock"
 
 
 @dataclass
@@ -52,10 +50,8 @@ class StageOutput:
 @dataclass
 class Context:
     config: Config
-    run_dir: Path
+    layout: RunLayout  # every path of the run, this process's rank and the world size
     stage_dir: Path
-    rank: int = 0
-    world: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # command-line options, e.g. resume
 
 
@@ -108,8 +104,8 @@ def _inputs(stage: Stage, config: Config, upstream: dict[str, Any]) -> dict[str,
     return json.loads(json.dumps(inputs, sort_keys=True, default=json_default))
 
 
-def _record(run_dir: Path, name: str) -> dict[str, Any] | None:
-    path = run_dir / name / FINISHED
+def _record(layout: RunLayout, name: str) -> dict[str, Any] | None:
+    path = layout.finished(name)
     return read_json(path) if path.is_file() else None
 
 
@@ -156,35 +152,32 @@ def run_stage(
     options = options or {}
     if not stage.enabled(config):
         raise LearnKitError(f"{config.source} has no '{name}' section: nothing to run for stage '{name}'")
-    run_dir = config.run_dir
+    layout = RunLayout.of(config.run_dir)
     upstream = {}
     for dep in stage.after:
-        record = _record(run_dir, dep)
+        record = _record(layout, dep)
         if record is None:
             source = config.source
             raise LearnKitError(
                 f"stage '{name}' needs stage '{dep}' first: run "
                 f"`learn-kit run {source} --only {dep}` or `learn-kit run {source}`"
             )
-        upstream[dep] = {"fingerprint": record["fingerprint"], "outputs": outputs_digest(run_dir / dep)}
+        upstream[dep] = {"fingerprint": record["fingerprint"], "outputs": outputs_digest(layout.stage(dep))}
     inputs = _inputs(stage, config, upstream)
     fingerprint = stable_hash(inputs)
-    stage_dir = run_dir / name
-    record = _record(run_dir, name)
+    stage_dir = layout.stage(name)
+    record = _record(layout, name)
     if not force and record and record.get("fingerprint") == fingerprint:
         if record.get("outputs") == outputs_digest(stage_dir):
             log.info("stage %s: inputs and config unchanged, skipped", name)
             return StageOutput(record["metrics"], record.get("report", "")), True
         log.warning("stage %s: its outputs in %s changed after it finished; running it again", name, stage_dir)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    _prepare(stage, stage_dir, inputs, fingerprint, bool(options.get("resume")), rank)
-    _barrier(world)
+    _prepare(stage, stage_dir, inputs, fingerprint, bool(options.get("resume")), layout.rank)
+    _barrier(layout.world)
     log.info("stage %s: running", name)
     started = time.perf_counter()
-    output = stage.run(
-        Context(config=config, run_dir=run_dir, stage_dir=stage_dir, rank=rank, world=world, options=options)
-    )
-    if rank == 0:
+    output = stage.run(Context(config=config, layout=layout, stage_dir=stage_dir, options=options))
+    if layout.is_main:
         write_json(
             stage_dir / FINISHED,
             {
@@ -204,12 +197,12 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """One writer per run directory. The lock is an flock, so the kernel releases it when its holder dies,
     however it dies; the next holder then removes what a killed run left behind and says what. Under
     torchrun rank 0 holds it for the whole job, and leftovers are not touched (other ranks are writing)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if rank != 0:
+    layout = RunLayout.of(run_dir)
+    if not layout.is_main:
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK, "a+") as handle:
+    with open(layout.lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -223,7 +216,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
-        if world == 1:
+        if layout.world == 1:
             for path in remove_leftovers(run_dir):
                 log.warning("removed %s, left behind by a killed run", path)
         try:
@@ -251,7 +244,7 @@ def write_reports(config: Config, timings: dict[str, Any] | None = None) -> dict
     metrics: dict[str, Any] = {"run": {"name": config.name, "config": config.source, "version": __version__}}
     sections = []
     for name, stage in _stages().items():
-        record = _record(config.run_dir, name)
+        record = _record(RunLayout.of(config.run_dir), name)
         if record is None or not stage.enabled(config):
             continue
         metrics[stage.key] = record["metrics"]

@@ -32,7 +32,7 @@ def _widened(
     requests = add_requests(scores, config.test_period.day_seconds)
     extra = widen_requests(requests, items["item_id"].to_numpy(dtype=str), config.ab.widen, config.seed)
     for model in ("baseline", "learn"):
-        extra[model] = score_savedmodel(ctx.run_dir / "ranking" / f"{model}_savedmodel", extra)
+        extra[model] = score_savedmodel(ctx.layout.savedmodel(model), extra)
     extra = extra.assign(label=np.nan, value=item_values(items).reindex(extra["item_id"]).to_numpy(), widened=True)
     return segment_rows(
         extra, events, period.user_snapshot(events["user_id"]), config.ranking.segments, config.test_period.day_seconds
@@ -46,14 +46,14 @@ def run_ab(ctx: Context) -> StageOutput:
     config = ctx.config
     cfg = config.ab
     assert cfg is not None
-    ranking = read_json(ctx.run_dir / "ranking" / "_stage.json")["metrics"]
-    scores = pd.read_parquet(ctx.run_dir / "ranking" / "scores.parquet")
-    samples = pd.read_parquet(ctx.run_dir / "ranking" / "samples.parquet")
-    events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
+    ranking = read_json(ctx.layout.finished("ranking"))["metrics"]
+    scores = pd.read_parquet(ctx.layout.ranking_file("scores.parquet"))
+    samples = pd.read_parquet(ctx.layout.ranking_file("samples.parquet"))
+    events = pd.read_parquet(ctx.layout.events)
     period = test_period(events, config.test_period)
     before = events[(events["ts"].to_numpy() < period.user_snapshot(events["user_id"])) & (events["label"] == 1)]
     pre_revenue = before.groupby("user_id")["value"].sum()
-    items = read_items(ctx.run_dir)
+    items = read_items(ctx.layout)
     if cfg.widen:
         scores = pd.concat(
             [scores.assign(widened=False), _widened(ctx, scores, events, items, period)], ignore_index=True

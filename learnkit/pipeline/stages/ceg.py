@@ -37,7 +37,7 @@ def model_weights_digest(config: Config) -> dict[str, str]:
 def run_ceg_stage(ctx: Context) -> StageOutput:
     from learn_embed.ceg import read_embeddings, run_ceg
 
-    items = read_items(ctx.run_dir)
+    items = read_items(ctx.layout)
     ceg = ctx.config.ceg
     results = {}
     for name, encoder in ceg.encoders.items():
@@ -48,18 +48,18 @@ def run_ceg_stage(ctx: Context) -> StageOutput:
             ceg.template,
             ctx.stage_dir / name,
             _cache_root(ctx.config),
-            rank=ctx.rank,
-            world=ctx.world,
+            rank=ctx.layout.rank,
+            world=ctx.layout.world,
         )
-        write_json(ctx.stage_dir / name / f"stats-{ctx.rank:05d}.json", result.__dict__)
+        write_json(ctx.stage_dir / name / f"stats-{ctx.layout.rank:05d}.json", result.__dict__)
         results[name] = result
-    if ctx.world > 1:
+    if ctx.layout.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
     per_encoder: dict[str, Any] = {}
     for name in ceg.encoders:
-        stats = [read_json(p) for p in sorted((ctx.stage_dir / name).glob("stats-*.json"))][: ctx.world]
+        stats = [read_json(p) for p in sorted((ctx.stage_dir / name).glob("stats-*.json"))][: ctx.layout.world]
         ids, matrix, meta = read_embeddings(ctx.stage_dir / name)
         seconds = max(s["seconds"] for s in stats)
         encoded = sum(s["encoded"] for s in stats)
@@ -89,7 +89,7 @@ def run_ceg_stage(ctx: Context) -> StageOutput:
             "seconds": round(seconds, 3),
             "items_per_s": round(encoded / seconds, 2) if encoded else 0.0,
             "pooling": meta["pooling"],
-            "processes": ctx.world,
+            "processes": ctx.layout.world,
         }
     primary = per_encoder[ceg.primary]
     metrics: dict[str, Any] = {

@@ -12,6 +12,7 @@ from learnkit.core.formatting import md_table
 from learnkit.core.fsutil import sha256_file, write_json, write_parquet
 from learnkit.data.fetch import fetch
 from learnkit.data.schema import ValidationRules
+from learnkit.pipeline.layout import RunLayout
 from learnkit.pipeline.runner import Context, StageOutput
 
 
@@ -87,5 +88,5 @@ def run_data(ctx: Context) -> StageOutput:
     return StageOutput(metrics, text)
 
 
-def read_items(run_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(run_dir / "data" / "items.parquet")
+def read_items(layout: RunLayout) -> pd.DataFrame:
+    return pd.read_parquet(layout.items)

@@ -35,12 +35,12 @@ def run_export(ctx: Context) -> StageOutput:
     assert config is not None and pch is not None
     method = pch.methods[config.method]
     model_config, _ = pch.method_configs(config.method)
-    events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
+    events = pd.read_parquet(ctx.layout.events)
     period = test_period(events, ctx.config.test_period)
-    catalog = Catalog.from_ids(sorted(read_items(ctx.run_dir)["item_id"].tolist()))
-    content = load_content(ctx.run_dir / "ceg", [method.encoder], catalog) if method.encoder else {}
+    catalog = Catalog.from_ids(sorted(read_items(ctx.layout)["item_id"].tolist()))
+    content = load_content(ctx.layout.content(), [method.encoder], catalog) if method.encoder else {}
     model = LearnModel(model_config, len(catalog.ids), content.get(method.encoder) if method.encoder else None)
-    checkpoint = ctx.run_dir / "pch" / config.method / "model.safetensors"
+    checkpoint = ctx.layout.checkpoint(config.method)
     try:
         model.load_state_dict(load_file(checkpoint))
     except (OSError, SafetensorError) as exc:
@@ -64,7 +64,7 @@ def run_export(ctx: Context) -> StageOutput:
         ctx.config.test_period.day_seconds,
     )
     tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
-    ordinal = read_json(ctx.run_dir / "data" / "validation.json").get("time") == "ordinal"
+    ordinal = read_json(ctx.layout.validation).get("time") == "ordinal"
     length = min(pch.split.history_max, model_config.max_len)
     parity: dict = {}
 
@@ -72,7 +72,7 @@ def run_export(ctx: Context) -> StageOutput:
         """The CEG model of the exported method, as ONNX with its tokenizer, checked on real items spread
         over the catalog."""
         assert method.encoder is not None
-        items = read_items(ctx.run_dir).set_index("item_id").loc[list(catalog.ids)].reset_index()
+        items = read_items(ctx.layout).set_index("item_id").loc[list(catalog.ids)].reset_index()
         step = max(1, len(items) // config.content_parity_items)
         sentences = item_sentences(items.iloc[::step].head(config.content_parity_items), ctx.config.ceg.template)
         encoder = ContentEncoder(ctx.config.ceg.encoders[method.encoder])
@@ -123,7 +123,7 @@ def run_export(ctx: Context) -> StageOutput:
             }
         }
 
-    content_meta = read_embeddings(ctx.run_dir / "ceg" / method.encoder)[2] if method.encoder else None
+    content_meta = read_embeddings(ctx.layout.content(method.encoder))[2] if method.encoder else None
     metadata = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),

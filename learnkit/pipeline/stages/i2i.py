@@ -21,8 +21,8 @@ def run_i2i(ctx: Context) -> StageOutput:
     from learn_embed.i2i import label_share_at_k, nearest_neighbours, normalise
 
     cfg = ctx.config.i2i
-    items = read_items(ctx.run_dir).set_index("item_id")
-    embeddings = {name: read_embeddings(ctx.run_dir / "ceg" / name) for name in ctx.config.ceg.encoders}
+    items = read_items(ctx.layout).set_index("item_id")
+    embeddings = {name: read_embeddings(ctx.layout.content(name)) for name in ctx.config.ceg.encoders}
     primary = ctx.config.ceg.primary
     ids = embeddings[primary][0]["item_id"].tolist()
     rng = np.random.default_rng(cfg.seed)

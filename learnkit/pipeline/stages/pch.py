@@ -37,10 +37,10 @@ def run_pch(ctx: Context) -> StageOutput:
 
     cfg = ctx.config.pch
     assert cfg is not None
-    items = read_items(ctx.run_dir)
-    events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
+    items = read_items(ctx.layout)
+    events = pd.read_parquet(ctx.layout.events)
     examples, split_stats, events = _split(ctx.config, events)
-    if ctx.rank == 0:
+    if ctx.layout.rank == 0:
         write_parquet(ctx.stage_dir / "split.parquet", examples)
     catalog = Catalog.from_ids(sorted(items["item_id"].tolist()))
     gallery = gallery_items(catalog, events, cfg.eval.gallery)
@@ -48,7 +48,7 @@ def run_pch(ctx: Context) -> StageOutput:
     cold = set(np.flatnonzero(counts == 0).tolist())
     test = examples[examples.part == "test"]
     encoders = sorted({m.encoder for m in cfg.methods.values() if m.encoder})
-    content = load_content(ctx.run_dir / "ceg", encoders, catalog)
+    content = load_content(ctx.layout.content(), encoders, catalog)
     resume = bool(ctx.options.get("resume"))
     aligned = cfg.split.train_examples == "sequence"
     results: dict[str, Any] = {}
@@ -68,7 +68,7 @@ def run_pch(ctx: Context) -> StageOutput:
         log.info("method %s: %s", name, method.kind)
         torch.manual_seed(cfg.train.seed)
         if method.kind == "baseline_v1":
-            if ctx.rank != 0:
+            if ctx.layout.rank != 0:
                 continue
             assert method.encoder is not None
             results[name], scores[name] = run_baseline_v1(
@@ -101,7 +101,7 @@ def run_pch(ctx: Context) -> StageOutput:
                 aligned,
                 cold,
             )
-        if ctx.rank == 0:
+        if ctx.layout.rank == 0:
             write_parquet(out / PER_USER, scores[name].to_frame())
             write_json(done, results[name])
     for name, interval in _intervals(
@@ -117,7 +117,7 @@ def run_pch(ctx: Context) -> StageOutput:
     metrics.update(results)
     metrics["below_popularity"] = _below_popularity(results, list(cfg.methods), cfg.eval.interval_metrics)
     text = _pch_report(ctx.config, metrics, list(cfg.methods))
-    if ctx.rank == 0 and _plot_training_curves(results, cfg.eval.monitor_metric, ctx.stage_dir / "curves.png"):
+    if ctx.layout.rank == 0 and _plot_training_curves(results, cfg.eval.monitor_metric, ctx.stage_dir / "curves.png"):
         text += (
             "\nTraining loss and validation " + cfg.eval.monitor_metric + " per epoch:\n\n"
             "![training curves](pch/curves.png)\n"

@@ -48,24 +48,24 @@ def run_ranking(ctx: Context) -> StageOutput:
     config: Config = ctx.config
     cfg = config.ranking
     assert cfg is not None
-    events = pd.read_parquet(ctx.run_dir / "data" / "events.parquet")
-    items = read_items(ctx.run_dir)
-    _, manifest = open_export(ctx.run_dir / "export")
+    events = pd.read_parquet(ctx.layout.events)
+    items = read_items(ctx.layout)
+    _, manifest = open_export(ctx.layout.exports)
     period = test_period(events, config.test_period)
     if manifest["metadata"].get("snapshot") != period.description:
         raise DataError(
-            f"{ctx.run_dir / 'export'}: the export's snapshot ({manifest['metadata'].get('snapshot')}) "
+            f"{ctx.layout.exports}: the export's snapshot ({manifest['metadata'].get('snapshot')}) "
             f"is not this run's test period ({period.description}); re-run the export stage"
         )
     in_valid = None
     if config.test_period.kind == "split":
         in_valid = (events["split"] == "valid").to_numpy()
-    ordinal = read_json(ctx.run_dir / "data" / "validation.json").get("time") == "ordinal"
+    ordinal = read_json(ctx.layout.validation).get("time") == "ordinal"
     samples = ranking_samples(events, items, period.in_test, cfg.samples, config.seed, in_valid, ordinal)
     rows = samples.rows
     write_parquet(ctx.stage_dir / "samples.parquet", rows)
     train_rows = rows[rows["part"] != "test"]
-    users_file = ctx.run_dir / "data" / "users.parquet"
+    users_file = ctx.layout.users
     users = pd.read_parquet(users_file) if users_file.is_file() else pd.DataFrame({"user_id": []})
     vocabulary = Vocabulary(
         users=sorted(train_rows["user_id"].unique().tolist()),
@@ -74,10 +74,10 @@ def run_ranking(ctx: Context) -> StageOutput:
         item_attributes=attribute_maps(items, "item_id", cfg.model.item_features, "ranking.model.item_features"),
     )
     fmt = cfg.train.table_format
-    user_table = read_feature_table(ctx.run_dir / "export", "users", fmt)
-    item_table = read_feature_table(ctx.run_dir / "export", "items", fmt)
+    user_table = read_feature_table(ctx.layout.exports, "users", fmt)
+    item_table = read_feature_table(ctx.layout.exports, "items", fmt)
     # every sample reads the user snapshot of its own time (never one built from its event or later ones)
-    snapshots, _ = read_table(ctx.run_dir / "export", "user_snapshots", expect_version=manifest["version"])
+    snapshots, _ = read_table(ctx.layout.exports, "user_snapshots", expect_version=manifest["version"])
     columns = learn_columns(
         rows, snapshots, item_table.ids.astype(str), item_table.vectors, item_table.flags, item_table.fallback
     )
