@@ -343,6 +343,13 @@ def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, se
     )
 
 
+def pre_period_revenue(events: pd.DataFrame, snapshot: np.ndarray) -> pd.Series:
+    """Each user's revenue from conversions before their test period (the CUPED covariate), by user_id;
+    `snapshot` is the test period's start per event row."""
+    before = events[(events["ts"].to_numpy() < snapshot) & (events["label"] == 1)]
+    return before.groupby("user_id")["value"].sum()
+
+
 def run_ab(
     rows: pd.DataFrame,
     samples: pd.DataFrame,

@@ -217,3 +217,40 @@ def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
         fig.savefig(path, dpi=100)
     plt.close(fig)
     return drawn
+
+
+# the figures of each estimator that metrics.json carries (report.json keeps everything)
+ESTIMATOR_FIGURES = (
+    "revenue_lift",
+    "cvr_lift",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "cvr_ci_low",
+    "cvr_ci_high",
+    "unadjusted",
+    "users",
+    "cuped",
+    "min_detectable_lift",
+    "rerankable_share",
+    "single_candidate_share",
+    "candidates_per_request",
+)
+
+
+def ab_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The A/B test's figures for metrics.json: each estimator's lifts, intervals, resolution and segments,
+    the A/A false-positive rates, and the traffic."""
+    metrics: dict[str, Any] = {}
+    for name in ESTIMATORS:
+        block = result[name]
+        metrics[name] = {k: block[k] for k in ESTIMATOR_FIGURES}
+        metrics[name]["segments"] = block["segments"]
+    metrics["aa"] = {
+        "false_positive_rate": result["replay"]["aa"]["false_positive_rate"],
+        "runs": result["replay"]["aa"]["runs"],
+        "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"],
+    }
+    for key in ("requests", "days", "widened_candidates", "single_candidate_share"):
+        metrics[key] = result[key]
+    return metrics

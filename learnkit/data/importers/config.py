@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from learnkit.core.configload import option
-from learnkit.data.schema import DEFAULT_MAX_PRICE, DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_TS, DEFAULT_MIN_TS
+from learnkit.data.schema import (
+    DEFAULT_MAX_PRICE,
+    DEFAULT_MAX_TEXT_CHARS,
+    DEFAULT_MAX_TS,
+    DEFAULT_MIN_TS,
+    ValidationRules,
+)
 
 
 @dataclass
@@ -30,3 +36,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.path is None and self.fetch is None:
             raise ValueError("set data.path (a folder) or data.fetch (a dataset name, e.g. ml-100k)")
+
+    def rules(self) -> ValidationRules:
+        """The row checks this config asks for."""
+        return ValidationRules(
+            on_error=self.on_error,
+            max_price=self.max_price,
+            min_ts=self.min_ts,
+            max_ts=self.max_ts,
+            max_text_chars=self.max_text_chars,
+        )

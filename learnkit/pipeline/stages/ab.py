@@ -3,8 +3,6 @@ TensorFlow only to score widened requests through the rankers' SavedModels)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -40,66 +38,26 @@ def _widened(
 
 
 def run_ab(ctx: Context) -> StageOutput:
+    from eval.ab import pre_period_revenue
     from eval.ab import run_ab as simulate
-    from eval.ab_report import ab_report, plot_daily_lift
+    from eval.ab_report import ab_metrics, ab_report, plot_daily_lift
 
-    config = ctx.config
-    cfg = config.ab
+    config, cfg, out = ctx.config, ctx.config.ab, ctx.stage_dir
     assert cfg is not None
-    ranking = read_json(ctx.layout.finished("ranking"))["metrics"]
     scores = pd.read_parquet(ctx.layout.ranking_file("scores.parquet"))
     samples = pd.read_parquet(ctx.layout.ranking_file("samples.parquet"))
     events = pd.read_parquet(ctx.layout.events)
-    period = test_period(events, config.test_period)
-    before = events[(events["ts"].to_numpy() < period.user_snapshot(events["user_id"])) & (events["label"] == 1)]
-    pre_revenue = before.groupby("user_id")["value"].sum()
     items = read_items(ctx.layout)
+    period = test_period(events, config.test_period)
     if cfg.widen:
-        scores = pd.concat(
-            [scores.assign(widened=False), _widened(ctx, scores, events, items, period)], ignore_index=True
-        )
+        widened = _widened(ctx, scores, events, items, period)
+        scores = pd.concat([scores.assign(widened=False), widened], ignore_index=True)
+    pre_revenue = pre_period_revenue(events, period.user_snapshot(events["user_id"]))
     result = simulate(scores, samples, items, pre_revenue, config.test_period.day_seconds, cfg, config.seed)
-    write_parquet(ctx.stage_dir / "assignment.parquet", result.pop("assignment"))
+    write_parquet(out / "assignment.parquet", result.pop("assignment"))
     result = nan_to_null(result)
-    assert isinstance(result, dict)
-    write_json(ctx.stage_dir / "report.json", result)
-    drawn = plot_daily_lift(result, ctx.stage_dir / "daily_lift.png")
-    text = ab_report(
-        result,
-        ranking.get("delta"),
-        f"{ctx.stage_dir.name}/daily_lift.png" if drawn else None,
-        cfg.top_k,
-        (cfg.control_share, cfg.treatment_share),
-    )
-    metrics: dict[str, Any] = {}
-    for name in ("replay", "simulated"):
-        block = result[name]
-        metrics[name] = {
-            k: block[k]
-            for k in (
-                "revenue_lift",
-                "cvr_lift",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "cvr_ci_low",
-                "cvr_ci_high",
-                "unadjusted",
-                "users",
-                "cuped",
-                "min_detectable_lift",
-                "rerankable_share",
-                "single_candidate_share",
-                "candidates_per_request",
-            )
-        }
-        metrics[name]["segments"] = block["segments"]
-    metrics["aa"] = {
-        "false_positive_rate": result["replay"]["aa"]["false_positive_rate"],
-        "runs": result["replay"]["aa"]["runs"],
-        "simulated_false_positive_rate": result["simulated"]["aa"]["false_positive_rate"],
-    }
-    metrics["requests"], metrics["days"] = result["requests"], result["days"]
-    metrics["widened_candidates"] = result["widened_candidates"]
-    metrics["single_candidate_share"] = result["single_candidate_share"]
-    return StageOutput(metrics, text)
+    write_json(out / "report.json", result)
+    plot = f"{out.name}/daily_lift.png" if plot_daily_lift(result, out / "daily_lift.png") else None
+    ranking_delta = read_json(ctx.layout.finished("ranking"))["metrics"].get("delta")
+    text = ab_report(result, ranking_delta, plot, cfg.top_k, (cfg.control_share, cfg.treatment_share))
+    return StageOutput(ab_metrics(result), text)

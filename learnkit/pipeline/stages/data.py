@@ -8,10 +8,8 @@ import pandas as pd
 
 from learnkit.config import Config
 from learnkit.core.errors import DataError
-from learnkit.core.formatting import md_table
 from learnkit.core.fsutil import sha256_file, write_json, write_parquet
 from learnkit.data.fetch import fetch
-from learnkit.data.schema import ValidationRules
 from learnkit.pipeline.layout import RunLayout
 from learnkit.pipeline.runner import Context, StageOutput
 
@@ -41,19 +39,11 @@ def data_files_digest(config: Config) -> dict[str, str]:
 
 def run_data(ctx: Context) -> StageOutput:
     from learnkit.data.importers import load_dataset, validate
+    from learnkit.data.report import data_metrics, data_report
 
-    config = ctx.config.data
+    config, out = ctx.config.data, ctx.stage_dir
     folder, fmt, origin = resolve_data(ctx.config)
-    raw = load_dataset(fmt, folder, config.options)
-    rules = ValidationRules(
-        on_error=config.on_error,
-        max_price=config.max_price,
-        min_ts=config.min_ts,
-        max_ts=config.max_ts,
-        max_text_chars=config.max_text_chars,
-    )
-    dataset = validate(raw, rules)
-    out = ctx.stage_dir
+    dataset = validate(load_dataset(fmt, folder, config.options), config.rules())
     write_parquet(out / "items.parquet", dataset.items)
     write_parquet(out / "events.parquet", dataset.events)
     if dataset.users is not None:
@@ -61,31 +51,8 @@ def run_data(ctx: Context) -> StageOutput:
     write_parquet(out / "rejected.parquet", dataset.rejected)
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
     write_json(out / "validation.json", report)
-    events = dataset.events
-    metrics = {
-        "items": len(dataset.items),
-        "events": len(events),
-        "rejected": int(report["rejected_total"]),
-        "users": int(events["user_id"].nunique()),
-        "positives": int(events["label"].sum()),
-        "format": fmt,
-    }
-    rows = [
-        [table, report[table]["input_rows"], report[table]["kept"], report[table]["rejected"]]
-        for table in ("items", "events")
-    ]
-    text = (
-        f"## Data\n\nSource: `{folder}` ({fmt}, {origin}). {metrics['users']} users with events, "
-        f"{metrics['positives']} positive events (label 1).\n\n"
-        + md_table(["table", "rows read", "kept", "rejected"], rows)
-    )
-    if report["rejected_by_reason"]:
-        text += "\nRejected rows by reason (all listed in `data/rejected.parquet`):\n\n" + md_table(
-            ["reason", "rows"], [[k, v] for k, v in report["rejected_by_reason"].items()]
-        )
-    if report["notes"]:
-        text += "\nNotes: " + "; ".join(report["notes"]) + ".\n"
-    return StageOutput(metrics, text)
+    metrics = data_metrics(dataset.items, dataset.events, report, fmt)
+    return StageOutput(metrics, data_report(metrics, report, f"`{folder}` ({fmt}, {origin})"))
 
 
 def read_items(layout: RunLayout) -> pd.DataFrame:
