@@ -42,3 +42,29 @@ def label_share_at_k(matrix: np.ndarray, labels: list[frozenset[str]], k: int) -
     neighbours, _ = nearest_neighbours(matrix, k, queries)
     shares = [np.mean([bool(labels[q] & labels[n]) for n in row]) for q, row in zip(queries, neighbours, strict=True)]
     return float(np.mean(shares))
+
+
+def item_labels(values: list, separator: str = "|") -> list[frozenset[str]]:
+    """Each item's set of labels from a `separator`-joined text cell (empty when the cell is not text)."""
+    return [frozenset(filter(None, v.split(separator))) if isinstance(v, str) else frozenset() for v in values]
+
+
+def label_shares(matrices: dict[str, np.ndarray], labels: list[frozenset[str]], k: int) -> dict[str, float]:
+    """The shared-label figure of every embedding, raw and (except `random`) mean-centred (`<name>_centred`)."""
+    shares: dict[str, float] = {}
+    for name, matrix in matrices.items():
+        shares[name] = round(label_share_at_k(normalise(matrix), labels, k), 4)
+        if name != "random":
+            shares[f"{name}_centred"] = round(label_share_at_k(normalise(matrix, centre=True), labels, k), 4)
+    return shares
+
+
+def pick_queries(ids: list[str], wanted: list[str], sampled: int, rng: np.random.Generator) -> list[int]:
+    """Positions of the `wanted` items, then `sampled` other items drawn without replacement."""
+    position = {item: i for i, item in enumerate(ids)}
+    missing = [q for q in wanted if q not in position]
+    if missing:
+        raise ValueError(f"i2i.query_items not in the catalog: {missing}")
+    queries = [position[q] for q in wanted]
+    pool = [i for i in range(len(ids)) if i not in queries]
+    return queries + rng.choice(pool, size=min(sampled, len(pool)), replace=False).tolist()
