@@ -11,6 +11,7 @@ user tower takes histories padded to `length` (batch stays dynamic).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -78,6 +79,7 @@ def export_onnx(
         for name, x in zip(names, inputs, strict=True)
     }
     module.eval()
+    logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one INFO line per folded initializer otherwise
     torch.onnx.export(
         module,
         inputs,
