@@ -180,40 +180,19 @@ def run_learn(
 ) -> tuple[dict[str, Any], Scores]:
     """Train one method (its first seed is the model that is kept and exported; `method.extra_seeds` train
     again from other seeds for the spread) and score it on the test users."""
-    figures, scores = _train_and_score(
-        name,
-        method,
-        model_config,
-        train_config,
-        eval_config,
-        examples,
-        catalog,
-        gallery,
-        content,
-        out_dir,
-        resume,
-        aligned,
-        cold_items,
-    )
+
+    def train_from(seed: int, label: str, folder: Path) -> tuple[dict[str, Any], Scores]:
+        config = replace(train_config, seed=seed)
+        return _train_and_score(
+            label, method, model_config, config, eval_config, examples, catalog, gallery, content, folder, resume,
+            aligned, cold_items,
+        )  # fmt: skip
+
+    figures, scores = train_from(train_config.seed, name, out_dir)
     if method.extra_seeds:
         runs = {train_config.seed: figures}
         for seed in method.extra_seeds:
-            again, _ = _train_and_score(
-                f"{name} seed {seed}",
-                method,
-                model_config,
-                replace(train_config, seed=seed),
-                eval_config,
-                examples,
-                catalog,
-                gallery,
-                content,
-                out_dir / f"seed-{seed}",
-                resume,
-                aligned,
-                cold_items,
-            )
-            runs[seed] = again
+            runs[seed] = train_from(seed, f"{name} seed {seed}", out_dir / f"seed-{seed}")[0]
         figures["seeds"] = seed_summary(runs)
     return figures, scores
 

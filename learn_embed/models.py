@@ -148,9 +148,8 @@ def _dequantised_copy(folder: Path, gguf: str, fingerprint: str) -> Path:
     if not (cached / "config.json").is_file():
         log.info("dequantising %s once (about 30 s); cached at %s", gguf, cached)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, trust_remote_code=False, gguf_file=gguf, dtype=torch.float32
-        )
+        kwargs = {"gguf_file": gguf, "dtype": torch.float32}
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **kwargs)
         # The tensors are already dequantised float32; drop the GGUF markers so save_pretrained accepts it.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):

@@ -145,7 +145,7 @@ class LearnModel(nn.Module):
         super().__init__()
         self.config = config
         self.num_items = num_items
-        tied = config.input == "id" and config.tied_input
+        tied = config.tied_input  # PchConfig allows it with input: id only
         self.item_input = ItemInput(config.input, num_items, content, config.width, config.content_norm, tied)
         out_dim = config.out_dim
         if config.item_tower == "variant3":

@@ -50,12 +50,16 @@ def learn_columns(
     item_vectors: np.ndarray,
     item_flags: np.ndarray,
     item_fallback: np.ndarray,
+    joined: pd.DataFrame | None = None,
 ) -> dict[str, np.ndarray]:
     """The LEARN inputs of each row as columns: the joined user snapshot (or the fallback) and the item's
-    vector (or the fallback for an item the export does not hold), with their has_embedding flags."""
-    joined = join_user_snapshots(rows, snapshots)["snapshot"].to_numpy()
-    has_user = joined != NONE
-    user = np.where(has_user[:, None], snapshots.embeddings[np.maximum(joined, 0)], snapshots.fallback_vector()[None])
+    vector (or the fallback for an item the export does not hold), with their has_embedding flags. `joined`:
+    `join_user_snapshots(rows, snapshots)` when the caller has it already."""
+    row_snapshot = (join_user_snapshots(rows, snapshots) if joined is None else joined)["snapshot"].to_numpy()
+    has_user = row_snapshot != NONE
+    user = np.where(
+        has_user[:, None], snapshots.embeddings[np.maximum(row_snapshot, 0)], snapshots.fallback_vector()[None]
+    )
     position = pd.Index(np.asarray(item_ids, dtype=object).astype(str)).get_indexer(rows["item_id"].astype(str))
     has_item = position >= 0
     item = np.where(has_item[:, None], item_vectors[np.maximum(position, 0)], item_fallback[None])

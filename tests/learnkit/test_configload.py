@@ -125,3 +125,21 @@ def test_set_overrides_any_key_and_names_a_bad_one(tmp_path):
     for bad in ("i2i.k", "=3", "i2i..k=3"):
         with pytest.raises(LearnKitError, match="expected KEY=VALUE"):
             _overrides(argparse.Namespace(set=[bad], on_error=None))
+
+
+def test_the_content_seeds_config_is_the_main_scientific_config_but_for_its_seeds():
+    """Its figures are reported as seeds 1 and 2 of the main run's content models: nothing else may differ."""
+    import dataclasses
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    main = load_config(root / "amazon-scientific.yaml")
+    seeds = load_config(root / "amazon-scientific-content-seeds.yaml")
+    assert seeds.data == main.data and seeds.ceg == main.ceg and seeds.test_period == main.test_period
+    assert seeds.pch.split == main.pch.split and seeds.pch.model == main.pch.model
+    assert seeds.pch.train == dataclasses.replace(main.pch.train, seed=1) and seeds.pch.eval.ks == main.pch.eval.ks
+    assert set(seeds.pch.methods) == {"learn_minilm", "learn_llm"}
+    for name, method in seeds.pch.methods.items():
+        assert method.extra_seeds == [2]
+        assert dataclasses.replace(method, extra_seeds=[]) == main.pch.methods[name]
+        model, train = main.pch.method_configs(name)
+        assert seeds.pch.method_configs(name) == (model, dataclasses.replace(train, seed=1))

@@ -37,7 +37,8 @@ def run_export(ctx: Context) -> StageOutput:
     model_config, _ = pch.method_configs(config.method)
     events = pd.read_parquet(ctx.layout.events)
     period = test_period(events, ctx.config.test_period)
-    catalog = Catalog.from_ids(sorted(read_items(ctx.layout)["item_id"].tolist()))
+    item_rows = read_items(ctx.layout)
+    catalog = Catalog.from_ids(sorted(item_rows["item_id"].tolist()))
     content = load_content(ctx.layout.content(), [method.encoder], catalog) if method.encoder else {}
     model = LearnModel(model_config, len(catalog.ids), content.get(method.encoder) if method.encoder else None)
     checkpoint = ctx.layout.checkpoint(config.method)
@@ -72,9 +73,9 @@ def run_export(ctx: Context) -> StageOutput:
         """The CEG model of the exported method, as ONNX with its tokenizer, checked on real items spread
         over the catalog."""
         assert method.encoder is not None
-        items = read_items(ctx.layout).set_index("item_id").loc[list(catalog.ids)].reset_index()
-        step = max(1, len(items) // config.content_parity_items)
-        sentences = item_sentences(items.iloc[::step].head(config.content_parity_items), ctx.config.ceg.template)
+        ordered = item_rows.set_index("item_id").loc[list(catalog.ids)].reset_index()
+        step = max(1, len(ordered) // config.content_parity_items)
+        sentences = item_sentences(ordered.iloc[::step].head(config.content_parity_items), ctx.config.ceg.template)
         encoder = ContentEncoder(ctx.config.ceg.encoders[method.encoder])
         return export_content_model(encoder, sentences, folder, config.content_parity_items)
 

@@ -78,14 +78,15 @@ def run_ranking(ctx: Context) -> StageOutput:
     item_table = read_feature_table(ctx.layout.exports, "items", fmt)
     # every sample reads the user snapshot of its own time (never one built from its event or later ones)
     snapshots, _ = read_table(ctx.layout.exports, "user_snapshots", expect_version=manifest["version"])
+    joined = join_user_snapshots(rows, snapshots)
     columns = learn_columns(
-        rows, snapshots, item_table.ids.astype(str), item_table.vectors, item_table.flags, item_table.fallback
+        rows, snapshots, item_table.ids.astype(str), item_table.vectors, item_table.flags, item_table.fallback, joined
     )
     is_test = (rows["part"] == "test").to_numpy()
     test = rows[is_test].reset_index(drop=True)
     test_columns = {k: v[is_test] for k, v in columns.items()}
     history = events[events["label"] == 1] if config.pch is not None and config.pch.split.positives_only else events
-    coverage = _vector_coverage(rows, is_test, columns, join_user_snapshots(rows, snapshots), user_table, history)
+    coverage = _vector_coverage(rows, is_test, columns, joined, user_table, history)
     training, scores, serving = {}, {}, {}
     learn_tables = (user_table, item_table)
     for name, tables, similarity in (
