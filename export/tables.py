@@ -335,7 +335,8 @@ def read_table(
     info = manifest["tables"][name]
     if expect_dim is not None and info["dim"] != expect_dim:
         raise DataError(f"{folder}: table {name!r} has dimension {info['dim']}, expected {expect_dim}")
-    table = pa.concat_tables([pq.read_table(p) for p in paths])
+    parts = [pq.read_table(p) for p in paths]
+    table = pa.concat_tables(parts)
     ids = table.column("id").to_pylist()
     column = table.column("embedding").combine_chunks()
     if column.type.list_size != info["dim"]:
@@ -351,12 +352,8 @@ def read_table(
     history_end = table.column("history_end").to_numpy()
     as_of = np.concatenate(
         [
-            np.full(
-                pq.ParquetFile(p).metadata.num_rows,
-                partition_time(p.parent.name.partition("as_of=")[2], str(p)),
-                np.int64,
-            )
-            for p in paths
+            np.full(len(part), partition_time(p.parent.name.partition("as_of=")[2], str(p)), np.int64)
+            for p, part in zip(paths, parts, strict=True)
         ]
     )
     if (history_end >= valid_from).any():
