@@ -10,7 +10,7 @@ import numpy as np
 
 from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.core.formatting import md_table, pct
+from learnkit.core.formatting import md_table, pct, share
 
 ESTIMATORS = ("replay", "simulated")
 
@@ -43,7 +43,7 @@ def ab_report(
                 _with_ci(b["unadjusted"]),
                 _p(b["unadjusted"]["p_value"]),
                 _with_ci(b, "cvr_lift", "cvr_ci_low", "cvr_ci_high"),
-                f"{100 * b['aa']['false_positive_rate']:.1f}% of {b['aa']['runs']}",
+                f"{share(b['aa']['false_positive_rate'])} of {b['aa']['runs']}",
             ]
         )
     summary = md_table(
@@ -68,7 +68,7 @@ def ab_report(
                 [
                     kind,
                     segment,
-                    f"{100 * replay['share']:.1f}%",
+                    share(replay["share"]),
                     _with_ci(replay),
                     _with_ci(simulated),
                     "n/a" if auc is None else f"{100 * auc:+.2f}pp",
@@ -123,10 +123,10 @@ def _resolution(result: dict[str, Any], top_k: int) -> str:
         rows.append(
             [
                 name,
-                f"{100 * b['single_candidate_share']:.1f}%",
-                f"{100 * b['rerankable_share']:.1f}%",
+                share(b["single_candidate_share"]),
+                share(b["rerankable_share"]),
                 f"{per_request['mean']:.1f} (median {per_request['median']:g})",
-                "n/a" if mde is None or not np.isfinite(mde) else f"±{100 * mde:.1f}%",
+                "n/a" if mde is None or not np.isfinite(mde) else f"±{share(mde)}",
             ]
         )
     return md_table(

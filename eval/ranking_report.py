@@ -11,7 +11,7 @@ import pandas as pd
 from eval.compare import METRICS, compare_models
 from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.core.formatting import md_table, pp
+from learnkit.core.formatting import md_table, pp, share
 
 MODELS = ("baseline", "learn", "learn_similarity")
 LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
@@ -88,6 +88,49 @@ def _verdict(delta: dict[str, float]) -> str:
 def ranking_report(
     metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_description: str, bootstrap: int
 ) -> str:
+    """The ranking section: paper tables 6 and 7 with the per-segment plot, then the user vectors' coverage
+    (from `metrics.samples`) and each ranker's training (from `metrics.training`) where present."""
+    text = _tables(metrics, plot_path, plot_link, samples_description, bootstrap)
+    if "test_rows_with_user_vector" in metrics.get("samples", {}):
+        text += _coverage_text(metrics["samples"])
+    if "training" in metrics:
+        text += _training_table(metrics["training"])
+    return text
+
+
+def _coverage_text(samples: dict[str, Any]) -> str:
+    return (
+        "\nUser vectors are joined point in time: each sample reads its user's newest snapshot row valid at "
+        "or before it, built only from earlier events (the export's `user_snapshots`). "
+        f"{share(samples['test_rows_with_user_vector'])} of the test rows carry a real user vector "
+        f"({share(samples['test_rows_with_user_vector_single_snapshot'])} with one snapshot at each "
+        "user's test-period start). Of the test rows whose user has any earlier interaction, "
+        f"{share(samples['test_rows_with_history_and_vector'])} carry a vector; the others "
+        f"({share(samples['test_rows_awaiting_first_snapshot'])} of all test rows) come from users whose "
+        "whole history falls after the last snapshot before them (`export.snapshot_every`: "
+        "`event` refreshes a user after each event).\n"
+    )
+
+
+def _training_table(training: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            t["epochs_run"],
+            t["best_epoch"],
+            t["history"][t["best_epoch"] - 1].get("val_main_auc", "n/a"),
+            t["examples_per_s"],
+            f"{t['savedmodel_max_abs_diff']:.1e}",
+        ]
+        for name, t in training.items()
+    ]
+    header = ["model", "epochs run", "best epoch", "validation AUC", "examples/s"]
+    return "\nTraining (Adam, early stopping on the validation slice's AUC, the best epoch kept):\n\n" + md_table(
+        [*header, "SavedModel vs trained model, max abs diff"], rows
+    )
+
+
+def _tables(metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_description: str, bootstrap: int) -> str:
     models = [m for m in MODELS if m in metrics]
     base = metrics["baseline"]
     shown = [*([REFERENCE] if REFERENCE in metrics else []), *models]
@@ -111,7 +154,7 @@ def ranking_report(
     for kind in ("user", "item"):
         for segment in SEGMENTS:
             b = base["segments"][kind][segment]
-            row = [kind, segment, f"{100 * b['share']:.1f}%", b.get("rows", "n/a"), _round(b["UAUC"])]
+            row = [kind, segment, share(b["share"]), b.get("rows", "n/a"), _round(b["UAUC"])]
             for model in models[1:]:
                 d = metrics["deltas"][model]["segments"][kind][segment]
                 row += [

@@ -17,9 +17,10 @@ import pandas as pd
 import torch
 
 from export.tables import EmbeddingTable
-from learn_embed.experiment import Catalog, item_vectors, user_vectors
+from learn_embed.experiment import item_vectors, user_vectors
 from learn_embed.pch import LearnModel
 from learn_embed.train import SequenceData
+from learnkit.data.catalog import Catalog
 from learnkit.data.schema import CHRONOLOGICAL
 
 

@@ -10,12 +10,17 @@ from typing import Any
 import numpy as np
 
 from learn_embed.ceg import read_embeddings
-from learnkit.core.formatting import md_table
+from learnkit.core.formatting import md_table, share
 from learnkit.core.fsutil import read_json
 from learnkit.data.text import TemplateConfig
 
 log = logging.getLogger(__name__)
 TRUNCATION_WARNING = 0.05  # share of item sentences cut at max_tokens above which the stage warns
+
+
+def stats_file(folder: Path, rank: int) -> Path:
+    """One process's figures of an encoder's run (`encoder_figures` reads every process's)."""
+    return folder / f"stats-{rank:05d}.json"
 
 
 def encoder_figures(folder: Path, world: int, max_tokens: int) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def ceg_report(per_encoder: dict[str, dict[str, Any]], template: TemplateConfig)
             e["items_per_s"],
             e["max_tokens"],
             e["tokens_p95"],
-            f"{100 * e['truncated_share']:.1f}%" + (" (cut)" if e["truncated_share"] > TRUNCATION_WARNING else ""),
+            share(e["truncated_share"]) + (" (cut)" if e["truncated_share"] > TRUNCATION_WARNING else ""),
         ]
         for n, e in per_encoder.items()
     ]

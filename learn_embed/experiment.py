@@ -14,28 +14,26 @@ import pandas as pd
 import torch
 
 from learn_embed.ceg import ContentEncoder, read_embeddings
-from learn_embed.config import EncoderConfig, EvalConfig, MethodConfig, PchConfig, TrainConfig
+from learn_embed.config import (
+    CegConfig,
+    EncoderConfig,
+    EvalConfig,
+    MethodConfig,
+    PchConfig,
+    PchStageConfig,
+    TrainConfig,
+)
 from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
 from learn_embed.train import SequenceData, train
+from learnkit.core.fsutil import read_json, write_json, write_parquet
+from learnkit.data.catalog import Catalog
+from learnkit.data.splits import training_item_counts
 from learnkit.data.text import TemplateConfig, item_sentences
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Catalog:
-    """Items in a fixed order (sorted ids): the index every tensor uses."""
-
-    ids: list[str]
-    position: dict[str, int]
-
-    @classmethod
-    def from_ids(cls, ids: list[str]) -> Catalog:
-        return cls(ids, {item: i for i, item in enumerate(ids)})
-
-    def index(self, items: list[str]) -> list[int]:
-        return [self.position[i] for i in items]
+REFERENCES = ("popularity", "random")  # reference rows ranked by the same evaluator as every method
+PER_USER = "per_user.parquet"
 
 
 def examples_to_data(examples: pd.DataFrame, catalog: Catalog, aligned: bool = False, window: int = 1) -> SequenceData:
@@ -335,3 +333,74 @@ def load_content(ceg_dir: Path, encoders: list[str], catalog: Catalog) -> dict[s
             raise ValueError(f"CEG embeddings of {name} do not cover the catalog")
         out[name] = torch.from_numpy(matrix)
     return out
+
+
+@dataclass
+class RetrievalRun:
+    """Every row of the comparison: the reference rows and each method, with their figures and per-user scores."""
+
+    metrics: dict[str, Any]  # the catalog's figures, then one entry per row
+    per_user: dict[str, pd.DataFrame]  # row -> user_id and each figure, one row per test user
+    references: tuple[str, ...] = REFERENCES
+
+
+def run_retrieval(
+    config: PchStageConfig,
+    ceg: CegConfig,
+    items: pd.DataFrame,
+    events: pd.DataFrame,
+    examples: pd.DataFrame,
+    content_dir: Path,
+    out_dir: Path,
+    seed: int,
+    rank: int = 0,
+    resume: bool = False,
+) -> RetrievalRun:
+    """Train and score every configured method on one split beside the popularity and random references,
+    each method's figures and per-user scores written to `out_dir/<method>/` (a finished method is kept
+    on `resume`). `events` are those PCH may see: they define the gallery."""
+    catalog = Catalog.of_items(items)
+    gallery = gallery_items(catalog, events, config.eval.gallery)
+    counts = training_item_counts(examples, config.split.train_examples).reindex(catalog.ids, fill_value=0)
+    counts_array = counts.to_numpy()
+    cold = set(np.flatnonzero(counts_array == 0).tolist())
+    test = examples[examples.part == "test"]
+    content = load_content(content_dir, sorted({m.encoder for m in config.methods.values() if m.encoder}), catalog)
+    metrics: dict[str, Any] = {
+        "gallery_items": int(len(gallery)),
+        "test_users": int(len(test)),
+        "cold_items_in_catalog": len(cold),
+    }
+    scores: dict[str, Scores] = {}
+    for kind in REFERENCES:
+        scores[kind] = reference_scores(kind, counts_array, gallery, test, catalog, config.eval, cold, seed)
+        metrics[kind] = {**scores[kind].means(), "cold_items": scores[kind].cold_means()}
+    for name, method in config.methods.items():
+        out = out_dir / name
+        out.mkdir(parents=True, exist_ok=True)
+        done = out / "metrics.json"
+        if resume and done.is_file() and (out / PER_USER).is_file():
+            metrics[name] = read_json(done)
+            scores[name] = Scores.from_frame(pd.read_parquet(out / PER_USER))
+            log.info("method %s: finished before the interruption, kept", name)
+            continue
+        log.info("method %s: %s", name, method.kind)
+        torch.manual_seed(config.train.seed)
+        if method.kind == "baseline_v1":
+            if rank != 0:
+                continue  # one process reads the LLM over the histories
+            assert method.encoder is not None
+            metrics[name], scores[name] = run_baseline_v1(
+                method, ceg.encoders[method.encoder], ceg.template, items, examples, catalog, gallery,
+                content[method.encoder], config.eval, seed, cold,
+            )  # fmt: skip
+        else:
+            model_config, train_config = config.method_configs(name)
+            metrics[name], scores[name] = run_learn(
+                name, method, model_config, train_config, config.eval, examples, catalog, gallery, content, out,
+                resume, config.split.train_examples == "sequence", cold,
+            )  # fmt: skip
+        if rank == 0:
+            write_parquet(out / PER_USER, scores[name].to_frame())
+            write_json(done, metrics[name])
+    return RetrievalRun(metrics, {name: pd.DataFrame({"user_id": s.users, **s.per_user}) for name, s in scores.items()})

@@ -47,7 +47,10 @@ def i2i_report(
     k: int,
     primary: str,
     n_items: int,
+    plot_link: str | None = None,
 ) -> str:
+    """The I2I section: the label shares (with their plot at `plot_link`, relative to the report) and each
+    sampled item's nearest neighbours."""
     text = "## Item-to-item check (paper Fig. 2)\n\n"
     if label_key and shares is not None:
         text += (
@@ -55,7 +58,8 @@ def i2i_report(
             f"label, over {n_items} items. `_centred`: after subtracting the mean embedding (decoder "
             "states are anisotropic: raw cosines between unrelated items are all high).\n\n"
             + md_table(["embedding", label_key], [[n, v] for n, v in shares.items()])
-            + f"\n![{label_key}](i2i/{label_key}.png)\n\n"
+            + (f"\n![{label_key}]({plot_link})\n" if plot_link else "")
+            + "\n"
         )
     text += f"Nearest neighbours by `{primary}` (mean-centred cosine) of sampled items:\n\n"
     for entry in listing:

@@ -21,8 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from learn_embed.config import ModelConfig, TinyRandomModel
 from learnkit.core.errors import ConfigError
-from learnkit.core.fsutil import publish_folder, sha256_file, stable_hash
-from learnkit.data.fetch import cache_root
+from learnkit.core.fsutil import cache_root, publish_folder, sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from export.tables import EmbeddingTable
+from learnkit.core.errors import DataError
 
 NONE = -1
 
@@ -69,4 +70,50 @@ def learn_columns(
         "user_has_embedding": has_user.astype(np.float32),
         "item_learn": item.astype(np.float32),
         "item_has_embedding": item_flag.astype(np.float32),
+    }
+
+
+def vector_coverage(
+    rows: pd.DataFrame,
+    is_test: np.ndarray,
+    columns: dict[str, np.ndarray],
+    joined: pd.DataFrame,
+    single_ids: np.ndarray,
+    single_flags: np.ndarray,
+    history: pd.DataFrame,
+) -> dict[str, object]:
+    """How many test rows carry a real (non-fallback) user vector: point-in-time, and as the one snapshot at
+    each user's test-period start gave it (`single_ids`, `single_flags`: the export's `users` table); and the
+    leakage check, that no joined vector holds history from at or after its row's time."""
+    ts = rows["ts"].to_numpy()
+    has = joined["snapshot"].to_numpy() >= 0
+    if (joined["history_end"].to_numpy()[has] >= ts[has]).any():
+        raise DataError("a ranking sample's user vector holds history from at or after the sample: leakage")
+    single = pd.Index(single_ids.astype(str)).get_indexer(rows["user_id"].astype(str))
+    single_flag = np.where(single >= 0, single_flags[np.maximum(single, 0)], 0.0)
+    test = np.asarray(is_test)
+    # rows whose user has history before them but no snapshot yet: it all falls after the last snapshot
+    earlier = pd.merge_asof(
+        pd.DataFrame(
+            {"user_id": rows["user_id"].astype(str).to_numpy(), "ts": ts, "position": np.arange(len(rows))}
+        ).sort_values("ts"),
+        pd.DataFrame(
+            {"user_id": history["user_id"].astype(str).to_numpy(), "seen": history["ts"].to_numpy()}
+        ).sort_values("seen"),
+        left_on="ts",
+        right_on="seen",
+        by="user_id",
+        allow_exact_matches=False,
+    )
+    has_history = earlier.sort_values("position")["seen"].notna().to_numpy()
+    waiting = has_history & ~has
+    return {
+        "test_rows_with_user_vector": float(columns["user_has_embedding"][test].mean()) if test.any() else 0.0,
+        "test_rows_with_history_and_vector": float(has[test & has_history].mean())
+        if (test & has_history).any()
+        else 0.0,
+        "test_rows_awaiting_first_snapshot": float(waiting[test].mean()) if test.any() else 0.0,
+        "test_rows_with_user_vector_single_snapshot": float(single_flag[test].mean()) if test.any() else 0.0,
+        "train_rows_with_user_vector": float(columns["user_has_embedding"][~test].mean()),
+        "user_vector": "point-in-time: the user's snapshot row with the largest valid_from <= the sample's time",
     }

@@ -16,6 +16,11 @@ def pct(value: float | None) -> str:
     return f"{100 * value:+.1f}%" if _finite(value) else "n/a"
 
 
+def share(value: float) -> str:
+    """A share of a whole: 0.977 -> '97.7%'."""
+    return f"{100 * value:.1f}%"
+
+
 def pp(value: float | None, unit: str = "") -> str:
     """A difference of two shares in percentage points: 0.0123 -> '+1.23' (unit 'pp': '+1.23pp')."""
     return f"{100 * value:+.2f}{unit}" if _finite(value) else "n/a"

@@ -26,6 +26,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def cache_root() -> Path:
+    """Where fetched datasets, converted models and embedding caches live: $LEARN_KIT_CACHE, else
+    ~/.cache/learn-kit."""
+    return Path(os.environ.get("LEARN_KIT_CACHE", Path.home() / ".cache" / "learn-kit"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it onto `path` only if the block succeeds."""

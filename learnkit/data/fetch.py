@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from learnkit.core.errors import FetchError
-from learnkit.core.fsutil import publish_folder, sha256_file
+from learnkit.core.fsutil import cache_root, publish_folder, sha256_file
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -67,10 +67,6 @@ class Fetched:
     path: Path
     format: str
     origin: str
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LEARN_KIT_CACHE", Path.home() / ".cache" / "learn-kit"))
 
 
 def ratings_digest(events: pd.DataFrame) -> str:

@@ -38,6 +38,7 @@ import pandas as pd
 
 from learnkit.core.configload import option
 from learnkit.core.errors import DataError
+from learnkit.data.period import TestPeriodConfig, test_period
 from learnkit.data.schema import CHRONOLOGICAL
 
 
@@ -206,6 +207,26 @@ def make_split(
         {"users_skipped": skipped, **{f"{p}_examples": int(counts.get(p, 0)) for p in ("train", "valid", "test")}}
     )
     return examples, stats
+
+
+def split_around_period(
+    events: pd.DataFrame, config: SplitConfig, period: TestPeriodConfig, before_period: bool
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(examples, stats, the events the model may see). With `boundary: test_period` the test targets are
+    the users' events in the run's test period and training sees only what came before it; with
+    `before_period` the whole split is made inside the events before the test period."""
+    on_period = config.kind == "temporal" and config.boundary == "test_period"
+    found = test_period(events, period) if (before_period or on_period) else None
+    if found is not None and on_period:
+        examples, stats = make_split(events, config, found.in_test)
+        stats["test_period"] = found.description
+        return examples, stats, events[~found.in_test]
+    if found is not None:
+        events = events[~found.in_test]
+    examples, stats = make_split(events, config)
+    if found is not None:
+        stats["trained_before"] = found.description
+    return examples, stats, events
 
 
 def _in_test_period(group: pd.DataFrame) -> np.ndarray:

@@ -54,22 +54,74 @@ class RunLayout:
         return self.stage("data") / "users.parquet"
 
     @property
+    def rejected(self) -> Path:
+        return self.stage("data") / "rejected.parquet"
+
+    @property
     def validation(self) -> Path:
         return self.stage("data") / "validation.json"
 
-    # ceg, pch, export, ranking
+    # ceg, i2i
     def content(self, encoder: str | None = None) -> Path:
         return self.stage("ceg") if encoder is None else self.stage("ceg") / encoder
+
+    @property
+    def neighbours(self) -> Path:
+        return self.stage("i2i") / "neighbours.json"
+
+    def label_plot(self, label_key: str) -> Path:
+        return self.stage("i2i") / f"{label_key}.png"
+
+    # pch (each method writes its checkpoints, figures and per-user scores under pch/<method>/)
+    @property
+    def split(self) -> Path:
+        return self.stage("pch") / "split.parquet"
+
+    @property
+    def training_curves(self) -> Path:
+        return self.stage("pch") / "curves.png"
 
     def checkpoint(self, method: str) -> Path:
         return self.stage("pch") / method / "model.safetensors"
 
+    # export (versions, each a folder with its manifest; `latest` names the newest)
     @property
     def exports(self) -> Path:
         return self.stage("export")
 
-    def ranking_file(self, name: str) -> Path:
-        return self.stage("ranking") / name
+    # ranking
+    @property
+    def ranking_samples(self) -> Path:
+        return self.stage("ranking") / "samples.parquet"
+
+    @property
+    def ranking_scores(self) -> Path:
+        return self.stage("ranking") / "scores.parquet"
+
+    @property
+    def ranking_metrics(self) -> Path:
+        return self.stage("ranking") / "metrics.json"
+
+    @property
+    def segment_plot(self) -> Path:
+        return self.stage("ranking") / "segment_deltas.png"
 
     def savedmodel(self, model: str) -> Path:
-        return self.ranking_file(f"{model}_savedmodel")
+        return self.stage("ranking") / f"{model}_savedmodel"
+
+    # ab
+    @property
+    def assignment(self) -> Path:
+        return self.stage("ab") / "assignment.parquet"
+
+    @property
+    def ab_report(self) -> Path:
+        return self.stage("ab") / "report.json"
+
+    @property
+    def daily_lift_plot(self) -> Path:
+        return self.stage("ab") / "daily_lift.png"
+
+    def link(self, path: Path) -> str:
+        """`path` as the run report links it: relative to the run directory."""
+        return path.relative_to(self.root).as_posix()

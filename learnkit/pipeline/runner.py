@@ -51,7 +51,6 @@ class StageOutput:
 class Context:
     config: Config
     layout: RunLayout  # every path of the run, this process's rank and the world size
-    stage_dir: Path
     options: dict[str, Any] = field(default_factory=dict)  # command-line options, e.g. resume
 
 
@@ -176,7 +175,7 @@ def run_stage(
     _barrier(layout.world)
     log.info("stage %s: running", name)
     started = time.perf_counter()
-    output = stage.run(Context(config=config, layout=layout, stage_dir=stage_dir, options=options))
+    output = stage.run(Context(config=config, layout=layout, options=options))
     if layout.is_main:
         write_json(
             stage_dir / FINISHED,

@@ -7,7 +7,7 @@ from typing import Any
 
 from eval.ab_report import cannot_tell
 from eval.intervals import interval_sign
-from learnkit.core.formatting import pct, pp
+from learnkit.core.formatting import pct, pp, share
 
 SEGMENT_NAMES = {"cold_start": "cold-start", "long_tail": "long-tail", "others": "other"}
 
@@ -104,7 +104,7 @@ def run_summary(metrics: dict[str, Any]) -> str:
         lines.append(
             "- **Simulated A/B** (revenue per user, treatment LEARN vs control baseline): "
             + "; ".join(parts)
-            + f". A/A false-positive rate {100 * ab['aa']['false_positive_rate']:.1f}% "
+            + f". A/A false-positive rate {share(ab['aa']['false_positive_rate'])} "
             f"over {ab['aa']['runs']} salts (nominal 5%)."
         )
     return "## Summary\n\n" + "\n".join(lines) + "\n" if lines else ""

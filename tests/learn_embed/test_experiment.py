@@ -5,7 +5,8 @@ import pandas as pd
 import torch
 
 from learn_embed.config import EvalConfig
-from learn_embed.experiment import Catalog, Scores, evaluate, reference_scores
+from learn_embed.experiment import Scores, evaluate, reference_scores
+from learnkit.data.catalog import Catalog
 
 CATALOG = Catalog.from_ids([f"i{n}" for n in range(6)])
 EXAMPLES = pd.DataFrame(

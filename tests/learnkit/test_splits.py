@@ -3,8 +3,9 @@ import pytest
 
 from learnkit.core.errors import DataError
 from learnkit.data.importers import load_dataset, validate
+from learnkit.data.period import TestPeriodConfig
 from learnkit.data.schema import ValidationRules
-from learnkit.data.splits import SplitConfig, make_split, sequence_rows, training_item_counts
+from learnkit.data.splits import SplitConfig, make_split, sequence_rows, split_around_period, training_item_counts
 
 
 def events_of(sequences: dict[str, list[tuple[str, int]]]) -> pd.DataFrame:
@@ -196,3 +197,21 @@ def test_user_fraction_can_evaluate_every_user_on_their_own_last_events():
     train = examples[examples.part == "train"].set_index("user_id")
     assert train.loc["a", "history"] == ["i1", "i2"] and train.loc["a", "target"] == ["i2", "i3"]
     assert "c" not in train.index  # one training item: nothing to predict
+
+
+def test_a_split_before_the_test_period_never_sees_its_events():
+    # test period from ts 45: a's i5 (50) and all of c (60, 70) fall in it
+    period = TestPeriodConfig(start_ts=45)
+    loo = SplitConfig(kind="leave_one_out", train_examples="cuts")
+    examples, stats, seen = split_around_period(EVENTS, loo, period, before_period=True)
+    assert sorted(seen["ts"]) == [10, 15, 20, 25, 30, 35, 40]
+    assert "trained_before" in stats and "c" not in set(examples["user_id"])
+    assert examples.set_index(["user_id", "part"]).loc[("a", "test"), "target"] == ["i4"]
+    # boundary test_period: the targets are the test period's events, the history what came before
+    on_period = SplitConfig(kind="temporal", boundary="test_period", train_examples="cuts")
+    examples, stats, seen = split_around_period(EVENTS, on_period, period, before_period=False)
+    test = examples[examples.part == "test"].set_index("user_id")
+    assert test.loc["a", "history"] == ["i1", "i2", "i3", "i4"] and test.loc["a", "target"] == ["i5"]
+    assert "test_period" in stats and seen["ts"].max() == 40
+    # neither: the split sees everything
+    assert len(split_around_period(EVENTS, loo, period, before_period=False)[2]) == len(EVENTS)

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from export.embed import snapshot_histories
 from export.tables import EmbeddingTable
-from ranking.pointintime import NONE, join_user_snapshots, learn_columns
+from learnkit.core.errors import DataError
+from ranking.pointintime import NONE, join_user_snapshots, learn_columns, vector_coverage
 
 
 def test_event_refreshes_cover_every_row_with_an_earlier_event():
@@ -81,3 +83,34 @@ def test_a_hand_built_case_where_leakage_would_change_rows():
     assert columns["user_has_embedding"].tolist() == [1, 0, 1, 1, 0, 0]
     assert columns["item_learn"].tolist() == [[0, 0], [0, 1], [7, 7], [7, 7], [1, 0], [1, 0]]
     assert columns["item_has_embedding"].tolist() == [1, 1, 0, 0, 1, 1]
+
+
+def test_vector_coverage_counts_real_vectors_and_rows_awaiting_their_first_snapshot():
+    # four rows, the last three test: u at 5 and 12 with snapshots (valid 2 and 6, history to 1 and 5); v at 15
+    # has no earlier event (no vector, nothing to wait for); w at 9 has an event at 3 but no snapshot yet
+    rows = pd.DataFrame(
+        {"user_id": ["u", "u", "v", "w"], "ts": [5, 12, 15, 9], "part": ["train", "test", "test", "test"]}
+    )
+    joined = pd.DataFrame(
+        {"snapshot": [0, 1, NONE, NONE], "valid_from": [2, 6, NONE, NONE], "history_end": [1, 5, NONE, NONE]}
+    )
+    columns = {"user_has_embedding": np.array([1, 1, 0, 0], dtype=np.float32)}
+    history = pd.DataFrame({"user_id": ["u", "u", "w"], "ts": [1, 5, 3]})
+    # the one-snapshot table has u (with history) and w (a fallback row)
+    single_ids, single_flags = np.array([b"u", b"w"]), np.array([1.0, 0.0], dtype=np.float32)
+    is_test = (rows["part"] == "test").to_numpy()
+    coverage = vector_coverage(rows, is_test, columns, joined, single_ids, single_flags, history)
+    assert coverage["test_rows_with_user_vector"] == pytest.approx(1 / 3)  # float32 flags
+    assert coverage["test_rows_with_user_vector_single_snapshot"] == pytest.approx(1 / 3)
+    assert coverage["test_rows_with_history_and_vector"] == 1 / 2  # u at 12 has one, w at 9 waits
+    assert coverage["test_rows_awaiting_first_snapshot"] == 1 / 3
+    assert coverage["train_rows_with_user_vector"] == 1.0
+
+
+def test_vector_coverage_refuses_a_vector_built_from_its_own_row_or_later():
+    rows = pd.DataFrame({"user_id": ["u"], "ts": [5]})
+    joined = pd.DataFrame({"snapshot": [0], "valid_from": [2], "history_end": [5]})  # holds the event at 5 itself
+    with pytest.raises(DataError, match="leakage"):
+        vector_coverage(
+            rows, np.array([True]), {"user_has_embedding": np.ones(1)}, joined, np.array([b"u"]), np.ones(1), rows
+        )

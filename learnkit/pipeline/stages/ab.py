@@ -42,22 +42,22 @@ def run_ab(ctx: Context) -> StageOutput:
     from eval.ab import run_ab as simulate
     from eval.ab_report import ab_metrics, ab_report, plot_daily_lift
 
-    config, cfg, out = ctx.config, ctx.config.ab, ctx.stage_dir
+    config, cfg, layout = ctx.config, ctx.config.ab, ctx.layout
     assert cfg is not None
-    scores = pd.read_parquet(ctx.layout.ranking_file("scores.parquet"))
-    samples = pd.read_parquet(ctx.layout.ranking_file("samples.parquet"))
-    events = pd.read_parquet(ctx.layout.events)
-    items = read_items(ctx.layout)
+    scores = pd.read_parquet(layout.ranking_scores)
+    samples = pd.read_parquet(layout.ranking_samples)
+    events = pd.read_parquet(layout.events)
+    items = read_items(layout)
     period = test_period(events, config.test_period)
     if cfg.widen:
         widened = _widened(ctx, scores, events, items, period)
         scores = pd.concat([scores.assign(widened=False), widened], ignore_index=True)
     pre_revenue = pre_period_revenue(events, period.user_snapshot(events["user_id"]))
     result = simulate(scores, samples, items, pre_revenue, config.test_period.day_seconds, cfg, config.seed)
-    write_parquet(out / "assignment.parquet", result.pop("assignment"))
+    write_parquet(layout.assignment, result.pop("assignment"))
     result = nan_to_null(result)
-    write_json(out / "report.json", result)
-    plot = f"{out.name}/daily_lift.png" if plot_daily_lift(result, out / "daily_lift.png") else None
-    ranking_delta = read_json(ctx.layout.finished("ranking"))["metrics"].get("delta")
+    write_json(layout.ab_report, result)
+    plot = layout.link(layout.daily_lift_plot) if plot_daily_lift(result, layout.daily_lift_plot) else None
+    ranking_delta = read_json(layout.finished("ranking"))["metrics"].get("delta")
     text = ab_report(result, ranking_delta, plot, cfg.top_k, (cfg.control_share, cfg.treatment_share))
     return StageOutput(ab_metrics(result), text)

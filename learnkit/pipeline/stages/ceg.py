@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def _cache_root(config: Config) -> Path | None:
-    from learnkit.data.fetch import cache_root
+    from learnkit.core.fsutil import cache_root
 
     if not config.ceg.cache:
         return None
@@ -31,19 +31,19 @@ def model_weights_digest(config: Config) -> dict[str, str]:
 
 def run_ceg_stage(ctx: Context) -> StageOutput:
     from learn_embed.ceg import run_ceg
-    from learn_embed.ceg_report import ceg_metrics, ceg_report, encoder_figures
+    from learn_embed.ceg_report import ceg_metrics, ceg_report, encoder_figures, stats_file
 
     items, ceg, layout = read_items(ctx.layout), ctx.config.ceg, ctx.layout
     for name, encoder in ceg.encoders.items():
-        out = ctx.stage_dir / name
+        out = layout.content(name)
         result = run_ceg(items, name, encoder, ceg.template, out, _cache_root(ctx.config), layout.rank, layout.world)
-        write_json(out / f"stats-{layout.rank:05d}.json", result.__dict__)
+        write_json(stats_file(out, layout.rank), result.__dict__)
     if layout.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
     figures = {
-        name: encoder_figures(ctx.stage_dir / name, layout.world, encoder.max_tokens)
+        name: encoder_figures(layout.content(name), layout.world, encoder.max_tokens)
         for name, encoder in ceg.encoders.items()
     }
     return StageOutput(ceg_metrics(figures, ceg.primary), ceg_report(figures, ceg.template))

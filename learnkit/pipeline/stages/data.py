@@ -41,19 +41,24 @@ def run_data(ctx: Context) -> StageOutput:
     from learnkit.data.importers import load_dataset, validate
     from learnkit.data.report import data_metrics, data_report
 
-    config, out = ctx.config.data, ctx.stage_dir
+    config, layout = ctx.config.data, ctx.layout
     folder, fmt, origin = resolve_data(ctx.config)
     dataset = validate(load_dataset(fmt, folder, config.options), config.rules())
-    write_parquet(out / "items.parquet", dataset.items)
-    write_parquet(out / "events.parquet", dataset.events)
+    write_parquet(layout.items, dataset.items)
+    write_parquet(layout.events, dataset.events)
     if dataset.users is not None:
-        write_parquet(out / "users.parquet", dataset.users)
-    write_parquet(out / "rejected.parquet", dataset.rejected)
+        write_parquet(layout.users, dataset.users)
+    write_parquet(layout.rejected, dataset.rejected)
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
-    write_json(out / "validation.json", report)
+    write_json(layout.validation, report)
     metrics = data_metrics(dataset.items, dataset.events, report, fmt)
     return StageOutput(metrics, data_report(metrics, report, f"`{folder}` ({fmt}, {origin})"))
 
 
 def read_items(layout: RunLayout) -> pd.DataFrame:
     return pd.read_parquet(layout.items)
+
+
+def read_users(layout: RunLayout) -> pd.DataFrame:
+    """The user attributes, where the data has any (an empty table otherwise)."""
+    return pd.read_parquet(layout.users) if layout.users.is_file() else pd.DataFrame({"user_id": []})

@@ -30,10 +30,11 @@ def run_i2i(ctx: Context) -> StageOutput:
     if cfg.label_column and cfg.label_column in items.columns:
         label_key = f"{'genre' if cfg.label_column == 'genres' else cfg.label_column}_at_{cfg.k}"
         shares = metrics[label_key] = label_shares(matrices, item_labels(list(items.loc[ids, cfg.label_column])), cfg.k)
-        plot_label_shares(shares, cfg.k, cfg.label_column, ctx.stage_dir / f"{label_key}.png")
+        plot_label_shares(shares, cfg.k, cfg.label_column, ctx.layout.label_plot(label_key))
     queries = pick_queries(ids, cfg.query_items, cfg.queries, rng)
     neighbours, sims = nearest_neighbours(normalise(matrices[primary], centre=True), cfg.k, np.array(queries))
     listing = neighbour_listing(items, ids, queries, neighbours, sims)
-    write_json(ctx.stage_dir / "neighbours.json", listing)
-    text = i2i_report(listing, items, shares, label_key, cfg.label_column, cfg.k, primary, len(ids))
+    write_json(ctx.layout.neighbours, listing)
+    plot = ctx.layout.link(ctx.layout.label_plot(label_key)) if label_key else None
+    text = i2i_report(listing, items, shares, label_key, cfg.label_column, cfg.k, primary, len(ids), plot)
     return StageOutput(metrics, text)
