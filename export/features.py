@@ -19,7 +19,7 @@ from export.embed import embed_snapshots, embed_tables, histories_before, snapsh
 from export.tables import write_export
 from export.towers import export_towers
 from learn_embed.ceg import ContentEncoder, read_embeddings
-from learn_embed.config import CegConfig, PchStageConfig
+from learn_embed.config import CegConfig, PchConfig, PchStageConfig
 from learn_embed.experiment import load_content
 from learn_embed.pch import LearnModel
 from learnkit.core.errors import DataError
@@ -141,7 +141,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     return ExportResult(metrics, cadence, length, method.encoder)
 
 
-def _metadata(inputs: ExportInputs, model_config: Any, cadence: str, encoder: str | None) -> dict[str, Any]:
+def _metadata(inputs: ExportInputs, model_config: PchConfig, cadence: str, encoder: str | None) -> dict[str, Any]:
     """The manifest's metadata: what made the tables and how a reader joins them."""
     content_meta = read_embeddings(inputs.content_dir / encoder)[2] if encoder else None
     return {

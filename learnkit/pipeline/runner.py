@@ -16,8 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,50 +33,16 @@ from learnkit.core.fsutil import (
     stable_hash,
     write_json,
 )
+from learnkit.pipeline import stages
 from learnkit.pipeline.layout import FINISHED, STARTED, RunLayout
 from learnkit.pipeline.report import write_run_report
+from learnkit.pipeline.stage import Context, Stage, StageOutput
 from learnkit.pipeline.summary import run_summary
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StageOutput:
-    metrics: dict[str, Any]  # nested, placed under the stage's own key in metrics.json
-    report: str = ""  # a markdown section of report.md
-
-
-@dataclass
-class Context:
-    config: Config
-    layout: RunLayout  # every path of the run, this process's rank and the world size
-    options: dict[str, Any] = field(default_factory=dict)  # command-line options, e.g. resume
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    after: tuple[str, ...]
-    config_section: Callable[[Config], Any]
-    run: Callable[[Context], StageOutput]
-    # Fingerprint of inputs outside the run directory (the raw dataset files, say).
-    external_inputs: Callable[[Config], Any] = lambda config: None
-    # Where the stage's figures sit in metrics.json (default: the stage name).
-    metrics_key: str = ""
-    # Whether the config asks for this stage at all.
-    enabled: Callable[[Config], bool] = lambda config: True
-    # Whether a fresh (not resumed) run clears the stage folder first, so that nothing of an earlier run
-    # passes for this one's output. Export keeps its earlier versions by design.
-    clears_on_rerun: bool = True
-
-    @property
-    def key(self) -> str:
-        return self.metrics_key or self.name
-
-
 def _stages() -> dict[str, Stage]:
-    from learnkit.pipeline import stages
-
     return {s.name: s for s in stages.ALL}
 
 

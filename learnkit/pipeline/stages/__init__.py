@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learnkit.config import Config
-from learnkit.pipeline.runner import Stage
+from learnkit.pipeline.stage import Stage
 from learnkit.pipeline.stages.ab import run_ab
 from learnkit.pipeline.stages.ceg import model_weights_digest, run_ceg_stage
 from learnkit.pipeline.stages.data import data_files_digest, run_data

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from learnkit.config import Config
 from learnkit.core.fsutil import write_json
-from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stage import Context, StageOutput
 from learnkit.pipeline.stages.data import read_items
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from learnkit.core.errors import DataError
 from learnkit.core.fsutil import sha256_file, write_json, write_parquet
 from learnkit.data.fetch import fetch
 from learnkit.pipeline.layout import RunLayout
-from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stage import Context, StageOutput
 
 
 def resolve_data(config: Config) -> tuple[Path, str, str]:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from learnkit.core.fsutil import read_json
 from learnkit.data.period import test_period
-from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stage import Context, StageOutput
 from learnkit.pipeline.stages.data import read_items
 
 

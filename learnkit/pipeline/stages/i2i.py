@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from learnkit.core.fsutil import write_json
-from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stage import Context, StageOutput
 from learnkit.pipeline.stages.data import read_items
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from learnkit.core.fsutil import write_parquet
-from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stage import Context, StageOutput
 from learnkit.pipeline.stages.data import read_items
 
 

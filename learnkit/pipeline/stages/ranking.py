@@ -13,7 +13,7 @@ from learnkit.core.frameworks import prepare_tensorflow
 from learnkit.core.fsutil import read_json, write_json, write_parquet
 from learnkit.data.period import TestPeriod, test_period
 from learnkit.pipeline.report import nan_to_null
-from learnkit.pipeline.runner import Context, StageOutput
+from learnkit.pipeline.stage import Context, StageOutput
 from learnkit.pipeline.stages.data import read_items, read_users
 
 if TYPE_CHECKING:
