@@ -10,7 +10,7 @@ import numpy as np
 
 from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.core.formatting import md_table, pct, share
+from learnkit.core.formatting import md_table, pct, pp, share
 
 ESTIMATORS = ("replay", "simulated")
 
@@ -71,7 +71,7 @@ def ab_report(
                     share(replay["share"]),
                     _with_ci(replay),
                     _with_ci(simulated),
-                    "n/a" if auc is None else f"{100 * auc:+.2f}pp",
+                    pp(auc, "pp"),
                 ]
             )
     table7 = md_table(
