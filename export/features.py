@@ -18,9 +18,9 @@ from export.content_model import ContentParity, export_content_model
 from export.embed import embed_snapshots, embed_tables, histories_before, snapshot_histories
 from export.tables import write_export
 from export.towers import export_towers
-from learn_embed.ceg import ContentEncoder, read_embeddings
+from learn_embed.ceg import ContentEncoder
 from learn_embed.config import CegConfig, PchConfig, PchStageConfig
-from learn_embed.experiment import load_content
+from learn_embed.experiment import load_encoder
 from learn_embed.pch import LearnModel
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import sha256_file
@@ -74,8 +74,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     method = pch.methods[config.method]
     model_config, _ = pch.method_configs(config.method)
     catalog = Catalog.of_items(inputs.items)
-    content = load_content(inputs.content_dir, [method.encoder], catalog) if method.encoder else {}
-    matrix = content.get(method.encoder) if method.encoder else None
+    matrix, content_meta = load_encoder(inputs.content_dir, method.encoder, catalog) if method.encoder else (None, None)
     model = load_trained(inputs.checkpoint, LearnModel(model_config, len(catalog.ids), matrix))
     length = min(pch.split.history_max, model_config.max_len)
     histories = histories_before(
@@ -92,7 +91,8 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
         if not config.towers or method.encoder is None or model_config.item_tower == "id_table":
             return {"towers": "not exported" + ("" if config.towers else " (export.towers: false)")}
         known = [catalog.index(h) for h in histories.histories if h][: config.parity_users]
-        result = export_towers(model, content[method.encoder], known, staging / "towers", length)
+        assert matrix is not None
+        result = export_towers(model, matrix, known, staging / "towers", length)
         parity.update(result.as_metrics())
         described: dict[str, Any] = {}
         if config.content_model:
@@ -110,7 +110,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     folder = write_export(
         out_dir,
         tables,
-        _metadata(inputs, model_config, cadence, method.encoder),
+        _metadata(inputs, model_config, cadence, content_meta),
         rows_per_part=config.rows_per_part,
         formats=tuple(config.formats),
         artefacts=towers,
@@ -141,9 +141,10 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     return ExportResult(metrics, cadence, length, method.encoder)
 
 
-def _metadata(inputs: ExportInputs, model_config: PchConfig, cadence: str, encoder: str | None) -> dict[str, Any]:
+def _metadata(
+    inputs: ExportInputs, model_config: PchConfig, cadence: str, content_meta: dict[str, Any] | None
+) -> dict[str, Any]:
     """The manifest's metadata: what made the tables and how a reader joins them."""
-    content_meta = read_embeddings(inputs.content_dir / encoder)[2] if encoder else None
     return {
         "checkpoint": str(inputs.checkpoint),
         "checkpoint_sha256": sha256_file(inputs.checkpoint),

@@ -155,6 +155,27 @@ def reference_scores(
     return evaluate(users, items, gallery, examples, catalog, config, cold_items)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """What every row of one comparison shares: the examples, the catalog, the gallery every user's ranking
+    covers, the items cold in training, the CEG matrices and how the rows are scored."""
+
+    examples: pd.DataFrame
+    catalog: Catalog
+    gallery: np.ndarray
+    cold_items: set[int]
+    content: dict[str, torch.Tensor]  # encoder -> [catalog, dim] CEG embeddings
+    eval: EvalConfig
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.examples[self.examples.part == "test"]
+
+    def score(self, users: torch.Tensor, items: torch.Tensor, examples: pd.DataFrame) -> Scores:
+        """Rank the gallery (`items`: its vectors) for `examples`' users, scored on all and on cold targets."""
+        return evaluate(users, items, self.gallery, examples, self.catalog, self.eval, self.cold_items)
+
+
 def gallery_items(catalog: Catalog, events: pd.DataFrame, kind: str) -> np.ndarray:
     if kind == "all":
         return np.arange(len(catalog.ids))
@@ -166,25 +187,17 @@ def run_learn(
     method: MethodConfig,
     model_config: PchConfig,
     train_config: TrainConfig,
-    eval_config: EvalConfig,
-    examples: pd.DataFrame,
-    catalog: Catalog,
-    gallery: np.ndarray,
-    content: dict[str, torch.Tensor],
+    comparison: Comparison,
     out_dir: Path,
     resume: bool,
     aligned: bool,
-    cold_items: set[int],
 ) -> tuple[dict[str, Any], Scores]:
     """Train one method (its first seed is the model that is kept and exported; `method.extra_seeds` train
     again from other seeds for the spread) and score it on the test users."""
 
     def train_from(seed: int, label: str, folder: Path) -> tuple[dict[str, Any], Scores]:
         config = replace(train_config, seed=seed)
-        return _train_and_score(
-            label, method, model_config, config, eval_config, examples, catalog, gallery, content, folder, resume,
-            aligned, cold_items,
-        )  # fmt: skip
+        return _train_and_score(label, method, model_config, config, comparison, folder, resume, aligned)
 
     figures, scores = train_from(train_config.seed, name, out_dir)
     if method.extra_seeds:
@@ -214,37 +227,35 @@ def _train_and_score(
     method: MethodConfig,
     model_config: PchConfig,
     train_config: TrainConfig,
-    eval_config: EvalConfig,
-    examples: pd.DataFrame,
-    catalog: Catalog,
-    gallery: np.ndarray,
-    content: dict[str, torch.Tensor],
+    comparison: Comparison,
     out_dir: Path,
     resume: bool,
     aligned: bool,
-    cold_items: set[int],
 ) -> tuple[dict[str, Any], Scores]:
     torch.manual_seed(train_config.seed)
-    matrix = content[method.encoder] if method.input == "content" else None
+    examples, catalog, monitored = comparison.examples, comparison.catalog, comparison.eval.monitor_metric
+    matrix = comparison.content[method.encoder] if method.input == "content" else None
     model = LearnModel(model_config, len(catalog.ids), matrix)
     train_data = examples_to_data(examples[examples.part == "train"], catalog, aligned, train_config.window)
     valid = examples[examples.part == "valid"]
     valid_data = examples_to_data(valid, catalog) if not valid.empty else None
-    gallery_t = torch.from_numpy(gallery)
+    gallery_t = torch.from_numpy(comparison.gallery)
 
     def monitor(epoch: int, current: LearnModel) -> dict[str, float]:
         if valid_data is None:
             return {}
+        # validation is scored on all its targets; cold items are a test-time slice
         scores = evaluate(
-            user_vectors(current, valid_data), item_vectors(current, gallery_t), gallery, valid, catalog, eval_config
-        ).means()
-        return {"epoch": epoch + 1, eval_config.monitor_metric: scores[eval_config.monitor_metric]}
+            user_vectors(current, valid_data), item_vectors(current, gallery_t), comparison.gallery, valid, catalog,
+            comparison.eval,
+        ).means()  # fmt: skip
+        return {"epoch": epoch + 1, monitored: scores[monitored]}
 
     result = train(model, train_data, train_config, out_dir, resume=resume, on_epoch_end=monitor, desc=name)
-    test = examples[examples.part == "test"]
+    test = comparison.test
     started = time.perf_counter()
     users = user_vectors(model, examples_to_data(test, catalog))
-    scores = evaluate(users, item_vectors(model, gallery_t), gallery, test, catalog, eval_config, cold_items)
+    scores = comparison.score(users, item_vectors(model, gallery_t), test)
     eval_s = time.perf_counter() - started
     return {
         **scores.means(),
@@ -287,17 +298,12 @@ def run_baseline_v1(
     encoder_config: EncoderConfig,
     template: TemplateConfig,
     items: pd.DataFrame,
-    examples: pd.DataFrame,
-    catalog: Catalog,
-    gallery: np.ndarray,
-    item_matrix: torch.Tensor,
-    eval_config: EvalConfig,
+    comparison: Comparison,
     seed: int,
-    cold_items: set[int],
 ) -> tuple[dict[str, Any], Scores]:
     """Paper Baseline-v1: the frozen LLM reads the concatenated text of the user's history (cut to its
     context, newest items kept) and its pooled output is the user embedding; items are embedded alone."""
-    test = examples[examples.part == "test"]
+    test, catalog = comparison.test, comparison.catalog
     if len(test) > method.max_users:
         test = test.sample(n=method.max_users, random_state=seed)
     ordered = items.set_index("item_id").loc[catalog.ids].reset_index()
@@ -312,7 +318,9 @@ def run_baseline_v1(
         texts.append(text)
     started = time.perf_counter()
     users = torch.from_numpy(encoder.encode(texts, desc="baseline_v1 users"))
-    scores = evaluate(users, item_matrix[torch.from_numpy(gallery)], gallery, test, catalog, eval_config, cold_items)
+    assert method.encoder is not None
+    items_matrix = comparison.content[method.encoder][torch.from_numpy(comparison.gallery)]
+    scores = comparison.score(users, items_matrix, test)
     return {
         **scores.means(),
         "cold_items": scores.cold_means(),
@@ -325,14 +333,16 @@ def run_baseline_v1(
     }, scores
 
 
+def load_encoder(ceg_dir: Path, encoder: str, catalog: Catalog) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One encoder's CEG embeddings in catalog order, with the metadata of the model that made them."""
+    ids, matrix, meta = read_embeddings(ceg_dir / encoder)
+    if ids["item_id"].tolist() != catalog.ids:
+        raise ValueError(f"CEG embeddings of {encoder} do not cover the catalog")
+    return torch.from_numpy(matrix), meta
+
+
 def load_content(ceg_dir: Path, encoders: list[str], catalog: Catalog) -> dict[str, torch.Tensor]:
-    out = {}
-    for name in encoders:
-        ids, matrix, _ = read_embeddings(ceg_dir / name)
-        if ids["item_id"].tolist() != catalog.ids:
-            raise ValueError(f"CEG embeddings of {name} do not cover the catalog")
-        out[name] = torch.from_numpy(matrix)
-    return out
+    return {name: load_encoder(ceg_dir, name, catalog)[0] for name in encoders}
 
 
 @dataclass
@@ -361,11 +371,11 @@ def run_retrieval(
     on `resume`). `events` are those PCH may see: they define the gallery."""
     catalog = Catalog.of_items(items)
     gallery = gallery_items(catalog, events, config.eval.gallery)
-    counts = training_item_counts(examples, config.split.train_examples).reindex(catalog.ids, fill_value=0)
-    counts_array = counts.to_numpy()
-    cold = set(np.flatnonzero(counts_array == 0).tolist())
-    test = examples[examples.part == "test"]
-    content = load_content(content_dir, sorted({m.encoder for m in config.methods.values() if m.encoder}), catalog)
+    counts = training_item_counts(examples, config.split.train_examples).reindex(catalog.ids, fill_value=0).to_numpy()
+    cold = set(np.flatnonzero(counts == 0).tolist())
+    encoders = sorted({m.encoder for m in config.methods.values() if m.encoder})
+    comparison = Comparison(examples, catalog, gallery, cold, load_content(content_dir, encoders, catalog), config.eval)
+    test = comparison.test
     metrics: dict[str, Any] = {
         "gallery_items": int(len(gallery)),
         "test_users": int(len(test)),
@@ -373,7 +383,7 @@ def run_retrieval(
     }
     scores: dict[str, Scores] = {}
     for kind in REFERENCES:
-        scores[kind] = reference_scores(kind, counts_array, gallery, test, catalog, config.eval, cold, seed)
+        scores[kind] = reference_scores(kind, counts, gallery, test, catalog, config.eval, cold, seed)
         metrics[kind] = {**scores[kind].means(), "cold_items": scores[kind].cold_means()}
     for name, method in config.methods.items():
         out = out_dir / name
@@ -391,15 +401,14 @@ def run_retrieval(
                 continue  # one process reads the LLM over the histories
             assert method.encoder is not None
             metrics[name], scores[name] = run_baseline_v1(
-                method, ceg.encoders[method.encoder], ceg.template, items, examples, catalog, gallery,
-                content[method.encoder], config.eval, seed, cold,
-            )  # fmt: skip
+                method, ceg.encoders[method.encoder], ceg.template, items, comparison, seed
+            )
         else:
             model_config, train_config = config.method_configs(name)
+            aligned = config.split.train_examples == "sequence"
             metrics[name], scores[name] = run_learn(
-                name, method, model_config, train_config, config.eval, examples, catalog, gallery, content, out,
-                resume, config.split.train_examples == "sequence", cold,
-            )  # fmt: skip
+                name, method, model_config, train_config, comparison, out, resume, aligned
+            )
         if rank == 0:
             write_parquet(out / PER_USER, scores[name].to_frame())
             write_json(done, metrics[name])

@@ -1,6 +1,5 @@
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -12,6 +11,7 @@ from learn_embed.ceg import ContentEncoder, pool, read_embeddings, run_ceg
 from learn_embed.config import EncoderConfig, ModelConfig, TinyRandomModel
 from learnkit.core.errors import DataError
 from learnkit.data.text import TemplateConfig, item_sentence
+from tests.launch import CLI, torchrun
 
 TINY = ModelConfig(tiny_random=TinyRandomModel(hidden=32, layers=2, heads=2, seed=0))
 ITEMS = pd.DataFrame(
@@ -143,26 +143,10 @@ ceg:
         }
     ).to_csv(tmp_path / "data" / "events.csv", index=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name, launcher in (
-        ("single", [sys.executable, "-m", "learnkit.cli"]),
-        (
-            "multi",
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node",
-                "2",
-                "--master_port",
-                "29517",
-                "-m",
-                "learnkit.cli",
-            ],
-        ),
-    ):
+    for name, launcher in (("single", CLI), ("multi", torchrun(29517))):
         (tmp_path / f"{name}.yaml").write_text(config_text.format(name=name))
         subprocess.run(
-            [sys.executable, "-m", "learnkit.cli", "data", "import", "--config", str(tmp_path / f"{name}.yaml")],
+            [*CLI, "data", "import", "--config", str(tmp_path / f"{name}.yaml")],
             check=True,
             env=env,
             capture_output=True,

@@ -3,7 +3,6 @@ torch.distributed agree with one."""
 
 import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -14,6 +13,7 @@ from learn_embed.config import PchConfig, TrainConfig
 from learn_embed.pch import LearnModel
 from learn_embed.train import KILL_ENV, SequenceData, cosine_with_warmup, train
 from learnkit.core.errors import LearnKitError
+from tests.launch import CLI, torchrun
 
 CONFIG = """
 name: {name}
@@ -49,7 +49,7 @@ def small_data(tmp_path_factory, shared_data):
 
 def run_cli(args, env_extra=None, launcher=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = (launcher or [sys.executable, "-m", "learnkit.cli"]) + args
+    cmd = (launcher or CLI) + args
     return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
 
@@ -150,17 +150,7 @@ def test_two_processes_agree_with_one(tmp_path, small_data, isolated_cache):
     assert run_cli(["pch", "--config", str(one)]).returncode == 0
     proc = run_cli(
         ["pch", "--config", str(two)],
-        launcher=[
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29531",
-            "-m",
-            "learnkit.cli",
-        ],
+        launcher=torchrun(29531),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = weights(tmp_path, "one"), weights(tmp_path, "two")

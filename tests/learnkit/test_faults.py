@@ -18,6 +18,7 @@ from learnkit.config import load_config
 from learnkit.core.errors import ConfigError, LearnKitError
 from learnkit.core.fsutil import write_json
 from learnkit.pipeline.runner import run_lock
+from tests.launch import CLI
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -178,15 +179,10 @@ def test_a_run_killed_inside_a_stage_reruns_it_to_the_same_outputs(tmp_path, sha
     )
     clean, killed = config_file(tmp_path / "a", data=data), config_file(tmp_path / "b", data=data)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    assert (
-        subprocess.run(
-            [sys.executable, "-m", "learnkit.cli", "run", str(clean)], env=env, capture_output=True
-        ).returncode
-        == 0
-    )
+    assert subprocess.run([*CLI, "run", str(clean)], env=env, capture_output=True).returncode == 0
     run = tmp_path / "b" / "runs" / "t"
     process = subprocess.Popen(
-        [sys.executable, "-m", "learnkit.cli", "run", str(killed)],
+        [*CLI, "run", str(killed)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -197,9 +193,7 @@ def test_a_run_killed_inside_a_stage_reruns_it_to_the_same_outputs(tmp_path, sha
     process.kill()  # inside the stage: it has started and not finished
     process.wait()
     assert not (run / stage / "_stage.json").exists()
-    again = subprocess.run(
-        [sys.executable, "-m", "learnkit.cli", "run", str(killed)], env=env, capture_output=True, text=True
-    )
+    again = subprocess.run([*CLI, "run", str(killed)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     for name in ("data/events.parquet", "data/items.parquet", "ceg/llm/part-00000-of-00001.parquet"):
         import pyarrow.parquet as pq
