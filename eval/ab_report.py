@@ -177,7 +177,7 @@ def cannot_tell(block: dict[str, Any], least_rerankable: float = 0.5) -> bool:
 
 
 def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
-    from learnkit.core.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot, save_figure
 
     plt = pyplot()
 
@@ -213,9 +213,9 @@ def plot_daily_lift(result: dict[str, Any], path: Path) -> bool:
         ax.legend(fontsize=8)
     fig.tight_layout()
     if drawn:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    plt.close(fig)
+        save_figure(fig, path)
+    else:
+        plt.close(fig)
     return drawn
 
 

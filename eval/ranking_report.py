@@ -11,7 +11,7 @@ import pandas as pd
 from eval.compare import METRICS, compare_models
 from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
-from learnkit.core.formatting import md_table, pp, share
+from learnkit.core.formatting import Markup, md_table, pp, share
 
 MODELS = ("baseline", "learn", "learn_similarity")
 LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
@@ -138,7 +138,7 @@ def _tables(metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_de
         ["model", "AUC", "UAUC", "WUAUC", "users with both classes", "users excluded"],
         [
             [
-                f"*{m}*" if m == REFERENCE else m,
+                Markup(f"*{m}*") if m == REFERENCE else m,
                 *(_round(metrics[m][k]) for k in METRICS),
                 metrics[m]["users_evaluated"],
                 metrics[m]["users_excluded"],
@@ -186,7 +186,7 @@ def _tables(metrics: dict[str, Any], plot_path: Path, plot_link: str, samples_de
 
 
 def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:
-    from learnkit.core.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot, save_figure
 
     plt = pyplot()
 
@@ -214,7 +214,5 @@ def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("UAUC, LEARN - baseline (pp)")
     ax.set_title("UAUC difference with 95% bootstrap interval")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

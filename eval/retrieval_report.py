@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from eval.intervals import difference_interval, interval_sign, mean_interval, user_resamples
-from learnkit.core.formatting import md_table
+from learnkit.core.formatting import Markup, md_table
 
 
 class RetrievalSettings(Protocol):
@@ -73,7 +73,7 @@ def below_popularity(metrics: dict[str, Any], methods: list[str], figures: list[
 
 def plot_training_curves(metrics: dict[str, Any], monitor: str, path: Path) -> bool:
     """Training loss and the validation figure per epoch of every trained row; False when none trained."""
-    from learnkit.core.frameworks import pyplot
+    from learnkit.core.frameworks import pyplot, save_figure
 
     curves = {
         name: r["training"]
@@ -94,8 +94,7 @@ def plot_training_curves(metrics: dict[str, Any], monitor: str, path: Path) -> b
     valid_ax.set(xlabel="epoch", ylabel=f"validation {monitor}")
     valid_ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -130,7 +129,7 @@ def _figures_table(
         epochs = f"{training['epochs']} ({training.get('best_epoch') or '-'})" if "losses" in training else "-"
         converged = training.get("converged", "-") if "losses" in training else "-"
         table.append(
-            [f"*{name}*" if name in references else name]
+            [Markup(f"*{name}*") if name in references else name]
             + [round(r[f"{m}@{k}"], 4) for m in ("H", "R", "N") for k in ks]
             + [epochs, converged]
         )
@@ -175,7 +174,7 @@ def _interval_table(metrics: dict[str, Any], rows: list[str], methods: list[str]
         vs = ci.get(f"vs_{compare_to}")
         if compared:
             row += [
-                (_with_interval(vs[f], signed=True) + (" *" if interval_sign(vs[f]) else "")) if vs else "-"
+                Markup(_with_interval(vs[f], signed=True) + (" *" if interval_sign(vs[f]) else "")) if vs else "-"
                 for f in figures
             ]
         table.append(row)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from learn_embed.ceg import read_embeddings
-from learnkit.core.formatting import md_table, share
+from learnkit.core.formatting import md_code, md_table, share
 from learnkit.core.fsutil import read_json
 from learnkit.data.text import TemplateConfig
 
@@ -105,7 +105,7 @@ def ceg_report(per_encoder: dict[str, dict[str, Any]], template: TemplateConfig)
     ]
     return (
         "## Content embeddings (CEG)\n\nEach item's sentence (template: "
-        f"`{template.separator.join(template.parts)}{template.suffix}`, missing fields left out) "
+        f"{md_code(template.separator.join(template.parts) + template.suffix)}, missing fields left out) "
         "read by a frozen model, last hidden layer pooled over real tokens, L2-normalised.\n\n"
         + md_table(header, rows)
         + f"\n\nAn encoder that cuts more than {100 * TRUNCATION_WARNING:.0f}% of the sentences at `max_tokens` "

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from learnkit.core.configload import from_mapping, option
+from learnkit.core.configload import PlainName, from_mapping, option
 from learnkit.data.splits import SplitConfig
 from learnkit.data.text import TemplateConfig
 
@@ -55,7 +55,7 @@ class EncoderConfig:
 
 @dataclass
 class CegConfig:
-    encoders: dict[str, EncoderConfig] = option(help="the CEG encoders by name (each an encoder config)")
+    encoders: dict[PlainName, EncoderConfig] = option(help="the CEG encoders by name (each an encoder config)")
     primary: str = option("llm", help="the encoder later stages use by default")
     template: TemplateConfig = option(factory=TemplateConfig, help="how an item becomes a sentence")
     cache: bool = option(True, help="reuse embeddings of unchanged sentences from the cache")
@@ -74,10 +74,17 @@ class I2IConfig:
     queries: int = option(8, help="sampled query items shown with their neighbours")
     query_items: list[str] = option(factory=list, help="query items always shown, besides the sampled ones")
     label_column: str | None = option(
-        "genres",
-        help="item column with '|'-separated labels (genres); the figure is the share of neighbours sharing one",
+        None,
+        help=(
+            "item column with '|'-separated labels (genres); the figure is the share of neighbours sharing one "
+            "(null: no figure; a column the items lack stops the run before any stage)"
+        ),
     )
     seed: int = option(0, help="seed of the sampled query items")
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.queries < 0:
+            raise ValueError(f"k must be >= 1 and queries >= 0 (got k {self.k}, queries {self.queries})")
 
 
 @dataclass
@@ -241,9 +248,11 @@ class MethodConfig:
         "learn", help="learn: PCH towers trained here; baseline_v1: the frozen LLM over the history text"
     )
     encoder: str | None = option(None, help="CEG encoder whose embeddings are the input (content input)")
-    input: Literal["content", "id"] = option("content", help="content or id (overrides pch.model.input)")
-    item_tower: Literal["variant1", "variant2", "variant3", "id_table"] = option(
-        "variant1", help="overrides pch.model.item_tower"
+    input: Literal["content", "id"] | None = option(
+        None, help="content or id (null: pch.model.input; filled in on load)"
+    )
+    item_tower: Literal["variant1", "variant2", "variant3", "id_table"] | None = option(
+        None, help="the item tower (null: pch.model.item_tower; filled in on load)"
     )
     model: dict[str, Any] = option(factory=dict, help="overrides of pch.model")
     train: dict[str, Any] = option(factory=dict, help="overrides of pch.train")
@@ -256,10 +265,6 @@ class MethodConfig:
         help="train again from these seeds (besides pch.train.seed) and report each figure's mean and spread",
     )
 
-    def __post_init__(self) -> None:
-        if self.input == "content" and self.encoder is None:
-            raise ValueError("a method with content input (or baseline_v1) needs `encoder`")
-
 
 @dataclass
 class PchStageConfig:
@@ -267,7 +272,7 @@ class PchStageConfig:
     model: PchConfig = option(factory=PchConfig, help="the towers")
     train: TrainConfig = option(factory=TrainConfig, help="the training recipe")
     eval: EvalConfig = option(factory=EvalConfig, help="the retrieval evaluation")
-    methods: dict[str, MethodConfig] = option(factory=dict, help="the methods trained and compared, by name")
+    methods: dict[PlainName, MethodConfig] = option(factory=dict, help="the methods trained and compared, by name")
     train_before_test_period: bool = option(
         False,
         help=(
@@ -275,6 +280,14 @@ class PchStageConfig:
             "the outcomes the ranker and the A/B test are judged on"
         ),
     )
+
+    def __post_init__(self) -> None:
+        for name, method in self.methods.items():
+            # a method inherits what it does not set from the stage's model section
+            method.input = method.input or self.model.input
+            method.item_tower = method.item_tower or self.model.item_tower
+            if (method.input == "content" or method.kind == "baseline_v1") and method.encoder is None:
+                raise ValueError(f"method {name!r} reads content (input content or baseline_v1) and needs `encoder`")
 
     def method_configs(self, name: str) -> tuple[PchConfig, TrainConfig]:
         """The model and training configs of one method: the stage's, with the method's overrides."""

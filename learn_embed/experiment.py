@@ -26,7 +26,7 @@ from learn_embed.config import (
 from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
 from learn_embed.train import SequenceData, train
-from learnkit.core.fsutil import read_json, write_json, write_parquet
+from learnkit.core.fsutil import child, read_json, write_json, write_parquet
 from learnkit.data.catalog import Catalog
 from learnkit.data.splits import training_item_counts
 from learnkit.data.text import TemplateConfig, item_sentences
@@ -335,7 +335,7 @@ def run_baseline_v1(
 
 def load_encoder(ceg_dir: Path, encoder: str, catalog: Catalog) -> tuple[torch.Tensor, dict[str, Any]]:
     """One encoder's CEG embeddings in catalog order, with the metadata of the model that made them."""
-    ids, matrix, meta = read_embeddings(ceg_dir / encoder)
+    ids, matrix, meta = read_embeddings(child(ceg_dir, encoder))
     if ids["item_id"].tolist() != catalog.ids:
         raise ValueError(f"CEG embeddings of {encoder} do not cover the catalog")
     return torch.from_numpy(matrix), meta
@@ -386,7 +386,7 @@ def run_retrieval(
         scores[kind] = reference_scores(kind, counts, gallery, test, catalog, config.eval, cold, seed)
         metrics[kind] = {**scores[kind].means(), "cold_items": scores[kind].cold_means()}
     for name, method in config.methods.items():
-        out = out_dir / name
+        out = child(out_dir, name)
         out.mkdir(parents=True, exist_ok=True)
         done = out / "metrics.json"
         if resume and done.is_file() and (out / PER_USER).is_file():

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from learnkit.core.formatting import md_table
-from learnkit.core.frameworks import pyplot
+from learnkit.core.formatting import md_table, md_text
+from learnkit.core.frameworks import pyplot, save_figure
 
 
 def plot_label_shares(shares: dict[str, float], k: int, column: str, path: Path) -> None:
@@ -19,8 +19,7 @@ def plot_label_shares(shares: dict[str, float], k: int, column: str, path: Path)
     ax.set_xlabel(f"share of {k} nearest neighbours sharing a {column} label")
     ax.set_xlim(0, 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def neighbour_listing(items: pd.DataFrame, ids: list[str], queries: list[int], neighbours, sims) -> list[dict]:
@@ -69,5 +68,5 @@ def i2i_report(
             for i, nb in enumerate(entry["neighbours"][:5])
         ]
         header = ["#", "neighbour", "cosine"] + ([column] if label_key else [])
-        text += f"**{entry['title']}** ({label})\n\n" + md_table(header, rows) + "\n"
+        text += f"**{md_text(entry['title'])}** ({md_text(label)})\n\n" + md_table(header, rows) + "\n"
     return text

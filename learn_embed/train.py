@@ -34,7 +34,7 @@ from learn_embed.losses import candidate_softmax_loss
 from learn_embed.pch import LearnModel
 from learnkit.core.configload import differing_keys
 from learnkit.core.errors import LearnKitError
-from learnkit.core.fsutil import publish_folder
+from learnkit.core.fsutil import atomic_path, publish_folder
 from learnkit.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,12 @@ def _checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step-*") if (p / "trainer.json").is_file())
 
 
+def _save_weights(model: LearnModel, path: Path) -> None:
+    """The weights, published whole or not at all (a full disk leaves the previous file)."""
+    with atomic_path(path) as tmp:
+        save_file(_state(model), tmp)
+
+
 def _save_checkpoint(
     folder: Path,
     step: int,
@@ -442,7 +448,7 @@ def train(
                     epoch_metrics.append(on_epoch_end(epoch, model))
                     model.train()
                     if config.select_best and rank == 0 and _is_best(epoch_metrics):
-                        save_file(_state(model), out_dir / "best.safetensors")
+                        _save_weights(model, out_dir / "best.safetensors")
                     if rank == 0:
                         log.info(
                             "%s epoch %d: loss %.4f, validation %s",
@@ -486,7 +492,7 @@ def train(
         model.load_state_dict(load_file(out_dir / "best.safetensors"))
         best_epoch = _best_index(epoch_metrics) + 1
     if rank == 0:
-        save_file(_state(model), out_dir / "model.safetensors")
+        _save_weights(model, out_dir / "model.safetensors")
     elapsed = time.perf_counter() - started
     return TrainResult(
         steps=step,

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any
 
-from learnkit.core.errors import LearnKitError
+from learnkit.core.errors import LearnKitError, storage_error, storage_fault
 
 log = logging.getLogger("learnkit")
 
@@ -21,13 +21,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """`--set a.b=value` pairs (the value read as YAML: `0.002`, `true`, `[1, 2]`, `{a: 1}`), then --on-error."""
     import yaml
 
+    from learnkit.core.configload import parse_yaml
+
     overrides: dict[str, Any] = {}
     for pair in getattr(args, "set", None) or []:
         key, _, text = pair.partition("=")
         if not key or not _ or any(not part for part in key.split(".")):
             raise LearnKitError(f"--set {pair!r}: expected KEY=VALUE with a dotted key, e.g. pch.train.lr=0.002")
         try:
-            overrides[key] = yaml.safe_load(text)
+            overrides[key] = parse_yaml(text)
         except yaml.YAMLError as exc:
             raise LearnKitError(f"--set {pair!r}: the value is not YAML ({exc})") from exc
     if getattr(args, "on_error", None):
@@ -60,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
 def _stage(args: argparse.Namespace) -> int:
     from learnkit.config import load_config
     from learnkit.pipeline.layout import RunLayout
-    from learnkit.pipeline.runner import run_lock, run_stage, write_reports
+    from learnkit.pipeline.preflight import preflight
+    from learnkit.pipeline.runner import check_upstream, run_lock, run_stage, write_reports
 
     config = load_config(args.config, _overrides(args))
     layout = RunLayout.of(config.run_dir)
@@ -76,6 +79,9 @@ def _stage(args: argparse.Namespace) -> int:
         )
     try:
         with run_lock(config.run_dir):
+            if args.stage != "data":
+                check_upstream(config, args.stage)
+                preflight(config, layout)
             run_stage(
                 config,
                 args.stage,
@@ -159,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except LearnKitError as exc:
         log.error("%s", exc)
+        return 2
+    except Exception as exc:
+        fault = storage_fault(exc)  # outside a stage: the run folder, its lock, the reports
+        if fault is None:
+            raise
+        log.debug("the fault in full", exc_info=exc)
+        log.error("%s", storage_error(*fault))
         return 2
 
 

@@ -10,9 +10,8 @@ from typing import Any
 from eval.config import AbConfig
 from export.config import ExportConfig
 from learn_embed.config import CegConfig, I2IConfig, PchStageConfig
-from learnkit.core.configload import from_mapping, load_yaml, option
+from learnkit.core.configload import PlainName, from_mapping, load_yaml, option
 from learnkit.core.errors import ConfigError
-from learnkit.core.fsutil import is_plain_name
 from learnkit.data.importers.config import DataConfig
 from learnkit.data.period import TestPeriodConfig
 from ranking.config import RankingConfig
@@ -20,7 +19,7 @@ from ranking.config import RankingConfig
 
 @dataclass
 class Config:
-    name: str = option(help="the run's name: its outputs go to runs_dir/name")
+    name: PlainName = option(help="the run's name: its outputs go to runs_dir/name")
     data: DataConfig = option(help="the dataset")
     ceg: CegConfig = option(help="content embeddings")
     i2i: I2IConfig = option(factory=I2IConfig, help="the item-to-item check")
@@ -34,11 +33,7 @@ class Config:
     source: str = option("", help="(set by the loader: the config file)")
 
     def __post_init__(self) -> None:
-        if not is_plain_name(self.name):
-            raise ValueError(
-                f"key 'name': {self.name!r} is not a plain name (letters, digits, '.', '_', '-', "
-                "no '..'): it names the folder under runs_dir"
-            )
+        self._outside_the_run_folder()
         if self.export is not None:
             if self.pch is None or self.export.method not in self.pch.methods:
                 raise ValueError(f"key 'export.method': {self.export.method!r} is not one of the pch methods")
@@ -64,6 +59,19 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    def _outside_the_run_folder(self) -> None:
+        """What a run reads must not lie inside the folder it writes: a stage clears its folder before it runs,
+        and would delete its own input."""
+        run = self.run_dir.resolve()
+        inputs = {"data.path": self.data.path, "ceg.cache_dir": self.ceg.cache_dir}
+        inputs.update({f"ceg.encoders.{n}.model.path": e.model.path for n, e in self.ceg.encoders.items()})
+        for key, value in inputs.items():
+            if value is not None and Path(value).expanduser().resolve().is_relative_to(run):
+                raise ValueError(
+                    f"key '{key}': {value} lies inside this run's own folder {self.run_dir}, which the run clears "
+                    "and rewrites; keep inputs and caches outside it"
+                )
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:

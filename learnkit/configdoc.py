@@ -15,12 +15,15 @@ import typing
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from learnkit.config import Config
+from learnkit.core.configload import PlainName
 
 HEADER = """# Config reference
 
 Generated from the config dataclasses by `python -m learnkit.configdoc > docs/config.md`; do not edit by hand.
 Configs are YAML, validated into these dataclasses: an unknown key, a missing required key or a wrong type
-stops the load with the dotted key named. `learn-kit run CONFIG --set KEY=VALUE` overrides any key (the value
+stops the load with the dotted key named, and so do a key given twice and a number that is not finite (`.nan`,
+`.inf`). A `name` (the run's, a method's, an encoder's) becomes a folder name: letters, digits, '.', '_' and
+'-', not hidden, no '..'. `learn-kit run CONFIG --set KEY=VALUE` overrides any key (the value
 read as YAML). Each library owns its section: `data` (`learnkit/data/importers/config.py`), `ceg`, `i2i`, `pch`
 (`learn_embed/config.py`), `test_period` (`learnkit/data/period.py`), `export` (`export/config.py`), `ranking`
 (`ranking/config.py`), `ab` (`eval/config.py`); `learnkit/config.py` composes them. `<name>` stands for a key
@@ -46,7 +49,9 @@ def _type_text(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_type_text(a) for a in get_args(tp))
     if origin is not None:
-        return re.sub(r"typing\.|<class '|'>", "", repr(tp))
+        return re.sub(r"typing\.|<class '|'>", "", repr(tp)).replace(f"{PlainName.__module__}.PlainName", "name")
+    if tp is PlainName:
+        return "name"
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 

@@ -8,6 +8,7 @@ Optional, list, dict and nested dataclasses).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from collections.abc import Callable
 from dataclasses import MISSING
@@ -17,8 +18,38 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from learnkit.core.errors import ConfigError
+from learnkit.core.fsutil import is_plain_name
 
 T = TypeVar("T")
+
+
+class PlainName(str):
+    """A config value that becomes a file or folder name (a method, an encoder, a run): one path component
+    of letters, digits, '.', '_' and '-', never '..' nor hidden, so that it cannot leave its folder. As a
+    dataclass annotation it is checked on load; the value stays a plain `str`."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (PyYAML would keep the later one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text with duplicate keys refused (raises yaml.YAMLError)."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | None = None) -> Any:
@@ -36,7 +67,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -117,7 +148,16 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # .nan passes every bound check (nan > x is False), .inf most of them
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
+    if tp is PlainName:
+        if not is_plain_name(value):
+            raise ConfigError(
+                f"{where}: {value!r} is not a plain name (letters, digits, '.', '_', '-'; not hidden, no '..'): "
+                "it names a file or folder of the run"
+            )
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")

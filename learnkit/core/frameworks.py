@@ -7,7 +7,11 @@ set before `import tensorflow`. matplotlib: the file-only Agg backend, since not
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from learnkit.core.fsutil import atomic_path
 
 TENSORFLOW_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -26,3 +30,10 @@ def pyplot() -> ModuleType:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
+    """Write a matplotlib figure as PNG, published whole or not at all, and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    pyplot().close(fig)

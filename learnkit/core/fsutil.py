@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import os
@@ -19,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from learnkit.core.errors import LearnKitError
+from learnkit.core.errors import LearnKitError, storage_error, storage_fault
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _UMASK = os.umask(0)
@@ -45,16 +44,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp_path, target)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-            raise LearnKitError(
-                f"{target}: no space left on the device while writing it; free some space "
-                "and run again (the previous version of the file is intact)"
-            ) from exc
-        raise
+    except Exception as exc:
+        fault = storage_fault(exc)  # a library's own exception type too (safetensors, PIL, pyarrow)
+        if fault is None:
+            raise
+        raise storage_error(fault[0], target, "while writing it (the previous version, if any, is intact)") from exc
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):  # a read-only folder cannot lose it either
+            tmp_path.unlink(missing_ok=True)
 
 
 def publish_folder(staging: Path, dest: Path, replace: bool = True) -> None:
@@ -125,6 +122,18 @@ def json_default(obj: Any) -> Any:
 def is_plain_name(value: object) -> bool:
     """A single path component that cannot leave its folder: no separator, no `..`, not hidden."""
     return isinstance(value, str) and PLAIN_NAME.fullmatch(value) is not None and ".." not in value
+
+
+def child(folder: Path, name: str) -> Path:
+    """`folder / name` for a name from a config or from the data, refused unless it is a plain name: such a
+    name never reaches the file system as `..`, a separator or an absolute path. (The config loader checks
+    its names first; this is the guard for every other caller.)"""
+    if not is_plain_name(name):
+        raise LearnKitError(
+            f"{name!r} cannot name a file or folder under {folder}: not a plain name (letters, digits, '.', '_', "
+            "'-'; not hidden, no '..')"
+        )
+    return Path(folder) / name
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

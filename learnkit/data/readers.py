@@ -37,7 +37,9 @@ def open_text(path: str | Path, encoding: str = "utf-8") -> io.TextIOBase:
     """Open a text file, gunzipping `.gz` transparently."""
     path = Path(path)
     _check_file(path)
-    errors = "surrogateescape" if encoding.lower().replace("-", "") == "utf8" else "strict"
+    utf8 = encoding.lower().replace("-", "") in ("utf8", "utf8sig")
+    errors = "surrogateescape" if utf8 else "strict"
+    encoding = "utf-8-sig" if utf8 else encoding  # a byte-order mark is not part of the first column's name
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, errors=errors, newline="")
     return open(path, encoding=encoding, errors=errors, newline="")
@@ -62,16 +64,83 @@ def _check_header(path: Path, names: list[str]) -> None:
         seen.add(name)
 
 
-class _Lines:
-    """The file's lines, remembering whether the last one ended with a line break."""
+# A quoted field may hold line breaks, but one that runs on over this many lines is a quote left open.
+MAX_LINES_PER_RECORD = 1000
 
-    def __init__(self, path: Path, encoding: str) -> None:
-        self.path, self.encoding, self.last_complete = path, encoding, True
 
-    def __iter__(self) -> Iterator[str]:
-        for line in _iter_lines(self.path, self.encoding):
-            self.last_complete = line.endswith(("\n", "\r"))
-            yield line
+def _parse_line(text: str, sep: str, quoted: bool) -> list[str] | str:
+    """The fields of one text (a line, or lines joined), or why it does not parse: "open" when a quote is
+    still open at its end."""
+    if not quoted or '"' not in text:
+        stripped = text.rstrip("\r\n")
+        return stripped.split(sep) if stripped else []
+    try:
+        return next(csv.reader([text], delimiter=sep, strict=True), [])
+    except csv.Error as exc:
+        return "open" if "unexpected end of data" in str(exc) else f"malformed quoting ({exc})"
+
+
+class _Records:
+    """The records of a delimited file, each with its first line number, from lines read one at a time.
+
+    A record is one line, except that a quoted field may hold line breaks. Such a field is taken as one value
+    only while none of the lines it would swallow reads as a complete row on its own: an unclosed quote that
+    an inch mark (`55"`) three lines later appears to close would otherwise turn four rows into one. Then the
+    line that opened the quote is rejected and the lines after it are read again as rows of their own, so
+    that every line is kept or rejected by number."""
+
+    def __init__(self, path: Path, encoding: str, sep: str, quoted: bool) -> None:
+        self.path, self.encoding, self.sep, self.quoted = path, encoding, sep, quoted
+        self.pending: list[tuple[int, str]] = []  # lines to read again, the next one last
+        self.width = 0  # fields of a complete row, set once the header is known
+
+    def _next_line(self, file: Iterator[tuple[int, str]]) -> tuple[int, str] | None:
+        return self.pending.pop() if self.pending else next(file, None)
+
+    def __iter__(self) -> Iterator[tuple[int, list[str] | str, str]]:
+        """(first line number, the fields or why the line is rejected, the text read)."""
+        file = enumerate(_iter_lines(self.path, self.encoding), start=1)
+        while (line := self._next_line(file)) is not None:
+            number, text = line
+            parsed = _parse_line(text, self.sep, self.quoted)
+            yield self._multiline(number, text, file) if parsed == "open" else (number, parsed, text)
+
+    def _multiline(self, number: int, text: str, file: Iterator[tuple[int, str]]) -> tuple[int, list[str] | str, str]:
+        taken: list[tuple[int, str]] = []
+        problem = "it is never closed: every later line would be swallowed"
+        while (more := self._next_line(file)) is not None:
+            taken.append(more)
+            parsed = _parse_line(text + "".join(t for _, t in taken), self.sep, self.quoted)
+            if parsed == "open":
+                if len(taken) < MAX_LINES_PER_RECORD:
+                    continue
+                problem = f"it is still open {MAX_LINES_PER_RECORD} lines later"
+                break
+            swallowed = next((n for n, t in taken if self._complete_row(t)), None)
+            if isinstance(parsed, str):
+                problem = f"the record it starts has {parsed}"
+            elif swallowed is not None:
+                problem = f"line {swallowed} would be swallowed though it reads as a row of its own"
+            else:
+                return number, parsed, text + "".join(t for _, t in taken)
+            break
+        self.pending.extend(reversed(taken))  # read the lines it took again, as rows of their own
+        return number, f"a quote opened on line {number} is not closed on that line: {problem}", text
+
+    def _complete_row(self, text: str) -> bool:
+        parsed = _parse_line(text, self.sep, self.quoted)
+        return not isinstance(parsed, str) and len(parsed) == self.width and self.width > 1
+
+
+def _header(path: Path, stream: Iterator[tuple[int, list[str] | str, str]], strip_types: bool) -> list[str]:
+    for line, fields, _ in stream:
+        if isinstance(fields, str):
+            raise DataError(f"{path}: the header (line {line}) does not parse: {fields}")
+        if fields:
+            names = [h.split(":", 1)[0] if strip_types else h for h in fields]
+            _check_header(path, names)
+            return names
+    raise DataError(f"{path}: file is empty")
 
 
 def read_delimited(
@@ -86,68 +155,58 @@ def read_delimited(
 ) -> pd.DataFrame:
     """Read a delimited text file into a frame of strings plus `_file` and `_row`.
 
-    With `names=None` the first line is the header (`strip_types` drops RecBole's `:type` suffixes).
-    Every record is either in the frame or in `log`:
+    With `names=None` the first line is the header (`strip_types` drops RecBole's `:type` suffixes). A UTF-8
+    byte-order mark before it is dropped. Every record is either in the frame or in `log`:
     - a row with the wrong number of fields is logged and skipped;
     - a last line without a line break is logged and skipped (a file cut short mid-field would otherwise
       turn a price of 49.99 into 4);
-    - a quote that never closes (it would swallow every later record) stops the read, naming its line.
+    - with `sep=","` fields may be quoted; a quote that is not closed on its line is logged by its line unless
+      it closes on a later line without swallowing a complete row (see `_Records`).
     """
     path = Path(path)
-    lines = _Lines(path, encoding)
-    quoted = sep == ","
-    reader = csv.reader(lines, delimiter=sep, strict=quoted, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-    record_start = 1
+    records = _Records(path, encoding, sep, quoted=sep == ",")
+    rows: list[int] = []
+    kept: list[list[str]] = []
+    row_no, last_text = 0, ""
     try:
+        stream = iter(records)
         if names is None:
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: file is empty")
-            names = [h.split(":", 1)[0] if strip_types else h for h in header]
-            _check_header(path, names)
-            record_start = reader.line_num + 1
-        records: list[list[str]] = []
-        rows: list[int] = []
-        row_no = 0
-        for record in reader:
-            start, record_start = record_start, reader.line_num + 1
-            if not record:  # blank line
+            names = _header(path, stream, strip_types)
+        records.width = len(names)
+        for line, fields, text in stream:
+            if fields == []:  # blank line
                 continue
             row_no += 1
-            if len(record) != len(names):
+            last_text = text
+            if isinstance(fields, str):
+                log.add(table, str(path), row_no, "*", fields, text.rstrip("\r\n"))
+            elif len(fields) != len(names):
                 log.add(
                     table,
                     str(path),
                     row_no,
                     "*",
-                    f"row has {len(record)} fields, expected {len(names)} (line {start}; truncated or malformed)",
-                    sep.join(record),
+                    f"row has {len(fields)} fields, expected {len(names)} (line {line}; truncated or malformed)",
+                    sep.join(fields),
                 )
-                continue
-            records.append(record)
-            rows.append(row_no)
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            raise DataError(
-                f"{path}: the quote opened in the record at line {record_start} is never closed "
-                "(every later line would be swallowed into one field); fix the quoting"
-            ) from exc
-        raise DataError(f"{path}: unreadable at line {reader.line_num}: {exc}") from exc
+            else:
+                kept.append(fields)
+                rows.append(row_no)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid {encoding} text ({exc})") from exc
-    if not lines.last_complete and rows and rows[-1] == row_no:
+    if last_text and not last_text.endswith(("\n", "\r")) and rows and rows[-1] == row_no:
         log.add(
             table,
             str(path),
             row_no,
             "*",
             "last line has no line break: the file looks cut short (end a complete file with a newline)",
-            sep.join(records.pop()),
+            sep.join(kept.pop()),
         )
         rows.pop()
-    if not records and not log.count(table):
+    if not kept and not log.count(table):
         raise DataError(f"{path}: has a header but no rows")
-    frame = pd.DataFrame(records, columns=names, dtype=object)
+    frame = pd.DataFrame(kept, columns=names, dtype=object)
     frame["_file"] = str(path)
     frame["_row"] = rows
     return frame

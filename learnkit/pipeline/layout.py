@@ -4,8 +4,11 @@ RANK and WORLD_SIZE). Stages find their inputs and outputs here, never by spelli
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from learnkit.core.fsutil import child
 
 FINISHED = "_stage.json"  # a finished stage's record: fingerprint, outputs digest, metrics, report
 STARTED = "_running.json"  # what a running stage started from (for --resume)
@@ -28,7 +31,7 @@ class RunLayout:
         return self.rank == 0
 
     def stage(self, name: str) -> Path:
-        return self.root / name
+        return child(self.root, name)
 
     def finished(self, stage: str) -> Path:
         return self.stage(stage) / FINISHED
@@ -63,14 +66,15 @@ class RunLayout:
 
     # ceg, i2i
     def content(self, encoder: str | None = None) -> Path:
-        return self.stage("ceg") if encoder is None else self.stage("ceg") / encoder
+        return self.stage("ceg") if encoder is None else child(self.stage("ceg"), encoder)
 
     @property
     def neighbours(self) -> Path:
         return self.stage("i2i") / "neighbours.json"
 
     def label_plot(self, label_key: str) -> Path:
-        return self.stage("i2i") / f"{label_key}.png"
+        """The label figure's plot; the key holds a data column's name, so only its safe characters are kept."""
+        return self.stage("i2i") / f"{re.sub(r'[^A-Za-z0-9_-]', '_', label_key)}.png"
 
     # pch (each method writes its checkpoints, figures and per-user scores under pch/<method>/)
     @property
@@ -81,8 +85,12 @@ class RunLayout:
     def training_curves(self) -> Path:
         return self.stage("pch") / "curves.png"
 
+    def method(self, method: str) -> Path:
+        """A method's folder: its checkpoints, figures and per-user scores."""
+        return child(self.stage("pch"), method)
+
     def checkpoint(self, method: str) -> Path:
-        return self.stage("pch") / method / "model.safetensors"
+        return self.method(method) / "model.safetensors"
 
     # export (versions, each a folder with its manifest; `latest` names the newest)
     @property
@@ -107,7 +115,7 @@ class RunLayout:
         return self.stage("ranking") / "segment_deltas.png"
 
     def savedmodel(self, model: str) -> Path:
-        return self.stage("ranking") / f"{model}_savedmodel"
+        return child(self.stage("ranking"), f"{model}_savedmodel")
 
     # ab
     @property

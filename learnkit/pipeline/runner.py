@@ -23,7 +23,7 @@ from typing import Any
 from learnkit import __version__
 from learnkit.config import Config
 from learnkit.core.configload import differing_keys, to_mapping
-from learnkit.core.errors import LearnKitError
+from learnkit.core.errors import LearnKitError, StorageError, storage_error, storage_fault
 from learnkit.core.fsutil import (
     json_default,
     read_json,
@@ -35,6 +35,7 @@ from learnkit.core.fsutil import (
 )
 from learnkit.pipeline import stages
 from learnkit.pipeline.layout import FINISHED, STARTED, RunLayout
+from learnkit.pipeline.preflight import preflight
 from learnkit.pipeline.report import write_run_report
 from learnkit.pipeline.stage import Context, Stage, StageOutput
 from learnkit.pipeline.summary import run_summary
@@ -107,28 +108,68 @@ def _prepare(stage: Stage, stage_dir: Path, inputs: dict[str, Any], fingerprint:
     write_json(started, {"fingerprint": fingerprint, "inputs": inputs})
 
 
-def run_stage(
-    config: Config, name: str, force: bool = False, options: dict[str, Any] | None = None
-) -> tuple[StageOutput, bool]:
-    """Run one stage (or reuse its finished output). Returns (output, skipped)."""
-    stages = _stages()
-    stage = stages[name]
-    options = options or {}
-    if not stage.enabled(config):
-        raise LearnKitError(f"{config.source} has no '{name}' section: nothing to run for stage '{name}'")
-    layout = RunLayout.of(config.run_dir)
+def _fingerprint(stage: Stage, config: Config, layout: RunLayout) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(fingerprint, inputs, upstream) of `stage` as its inputs are now: its config section, its outside
+    inputs (hashed again), each upstream stage's recorded fingerprint and the content of its outputs."""
     upstream = {}
     for dep in stage.after:
         record = _record(layout, dep)
         if record is None:
             source = config.source
             raise LearnKitError(
-                f"stage '{name}' needs stage '{dep}' first: run "
+                f"stage '{stage.name}' needs stage '{dep}' first: run "
                 f"`learn-kit run {source} --only {dep}` or `learn-kit run {source}`"
             )
         upstream[dep] = {"fingerprint": record["fingerprint"], "outputs": outputs_digest(layout.stage(dep))}
     inputs = _inputs(stage, config, upstream)
-    fingerprint = stable_hash(inputs)
+    return stable_hash(inputs), inputs, upstream
+
+
+def _ancestors(stage: Stage) -> list[str]:
+    stages = _stages()
+    found: set[str] = set()
+    todo = list(stage.after)
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += stages[name].after
+    return [name for name in stages if name in found]  # in pipeline order
+
+
+def check_upstream(config: Config, name: str, current: set[str] | None = None) -> None:
+    """Refuse to run `name` on the outputs of a stage that is out of date: its raw input files, model weights,
+    config or the outputs it read changed since it ran. `current` names the stages this process has
+    already brought up to date (a whole run checks nothing twice)."""
+    layout = RunLayout.of(config.run_dir)
+    for dep in _ancestors(_stages()[name]):
+        if current is not None and dep in current:
+            continue
+        record = _record(layout, dep)
+        if record is None:
+            continue  # the stage that reads it directly says it must run first
+        fingerprint, inputs, _ = _fingerprint(_stages()[dep], config, layout)
+        if fingerprint == record["fingerprint"]:
+            continue  # (its outputs, edited or not, enter the fingerprints of the stages that read them)
+        started = layout.started(dep)
+        before = read_json(started).get("inputs", {}) if started.is_file() else {}
+        changed = ", ".join(differing_keys(before, inputs)) or "unrecorded"
+        raise LearnKitError(
+            f"stage '{name}' would read the outputs of stage '{dep}', which is out of date (changed since it "
+            f"ran: {changed}); run `learn-kit run {config.source}` to bring every stage up to date"
+        )
+
+
+def run_stage(
+    config: Config, name: str, force: bool = False, options: dict[str, Any] | None = None
+) -> tuple[StageOutput, bool]:
+    """Run one stage (or reuse its finished output). Returns (output, skipped)."""
+    stage = _stages()[name]
+    options = options or {}
+    if not stage.enabled(config):
+        raise LearnKitError(f"{config.source} has no '{name}' section: nothing to run for stage '{name}'")
+    layout = RunLayout.of(config.run_dir)
+    fingerprint, inputs, upstream = _fingerprint(stage, config, layout)
     stage_dir = layout.stage(name)
     record = _record(layout, name)
     if not force and record and record.get("fingerprint") == fingerprint:
@@ -136,11 +177,12 @@ def run_stage(
             log.info("stage %s: inputs and config unchanged, skipped", name)
             return StageOutput(record["metrics"], record.get("report", "")), True
         log.warning("stage %s: its outputs in %s changed after it finished; running it again", name, stage_dir)
-    _prepare(stage, stage_dir, inputs, fingerprint, bool(options.get("resume")), layout.rank)
-    _barrier(layout.world)
-    log.info("stage %s: running", name)
     started = time.perf_counter()
-    output = stage.run(Context(config=config, layout=layout, options=options))
+    with storage_faults(layout, name):
+        _prepare(stage, stage_dir, inputs, fingerprint, bool(options.get("resume")), layout.rank)
+        _barrier(layout.world)
+        log.info("stage %s: running", name)
+        output = stage.run(Context(config=config, layout=layout, options=options))
     if layout.is_main:
         write_json(
             stage_dir / FINISHED,
@@ -154,6 +196,26 @@ def run_stage(
             },
         )
     return output, False
+
+
+@contextlib.contextmanager
+def storage_faults(layout: RunLayout, name: str) -> Iterator[None]:
+    """A full disk, a read-only folder or a missing permission inside a stage, whichever library met it,
+    ends the command with one line naming the path and the errno. What the stage had half-written (staging
+    folders, temporary files) is removed; the stage has no finished record, so the next run re-runs it."""
+    try:
+        yield
+    except Exception as exc:
+        fault = None if isinstance(exc, StorageError) else storage_fault(exc)
+        if fault is None and not isinstance(exc, StorageError):
+            raise
+        if layout.world == 1:
+            with contextlib.suppress(OSError):  # a read-only folder keeps them; the next start removes them
+                remove_leftovers(layout.stage(name))
+        if fault is None:
+            raise
+        code, path = fault
+        raise storage_error(code, path or layout.stage(name), f"in stage '{name}'") from exc
 
 
 @contextlib.contextmanager
@@ -194,12 +256,18 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def run_pipeline(config: Config, only: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """Run every stage in order (or `only` these), then write metrics.json and the reports."""
     timings: dict[str, Any] = {}
+    checked, current = False, set()
     with run_lock(config.run_dir):
         for name, stage in _stages().items():
             if (only and name not in only) or not stage.enabled(config):
                 continue
+            if name != "data" and not checked:  # the data as imported, before anything is trained on it
+                preflight(config, RunLayout.of(config.run_dir))
+                checked = True
             started = time.perf_counter()
+            check_upstream(config, name, current)
             _, skipped = run_stage(config, name, force=force)
+            current.add(name)
             timings[name] = {"skipped": skipped, "seconds": round(time.perf_counter() - started, 3)}
         return write_reports(config, timings)
 

@@ -143,3 +143,120 @@ def test_the_content_seeds_config_is_the_main_scientific_config_but_for_its_seed
         assert dataclasses.replace(method, extra_seeds=[]) == main.pch.methods[name]
         model, train = main.pch.method_configs(name)
         assert seeds.pch.method_configs(name) == (model, dataclasses.replace(train, seed=1))
+
+
+PCH = """pch:
+  methods:
+    {method}: {{input: id}}
+"""
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (BASE + PCH.format(method="../../../x"), r"key 'pch.methods': '../../../x' is not a plain name"),
+        (BASE.replace("    llm:", "    ../enc:") + "  primary: ../enc\n", r"key 'ceg.encoders': '../enc' is not a"),
+        (BASE + PCH.format(method="/tmp/abs"), r"key 'pch.methods': '/tmp/abs' is not a plain name"),
+        (BASE + PCH.format(method=".hidden"), r"key 'pch.methods': '.hidden' is not a plain name"),
+    ],
+)
+def test_every_name_that_becomes_a_path_is_a_plain_name(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_the_last_guard_refuses_a_name_built_in_code():
+    from learnkit.core.errors import LearnKitError
+    from learnkit.core.fsutil import child
+    from learnkit.pipeline.layout import RunLayout
+
+    layout = RunLayout(Path("runs/t"))
+    assert layout.checkpoint("learn_llm") == Path("runs/t/pch/learn_llm/model.safetensors")
+    for call in (lambda: layout.method("../x"), lambda: layout.content("a/b"), lambda: child(Path("p"), "..")):
+        with pytest.raises(LearnKitError, match="not a plain name"):
+            call()
+    assert layout.label_plot("genre/../x_at_10").name == "genre____x_at_10.png"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: a\nname: b\n" + BASE.replace("name: t\n", ""), r"key 'name' appears twice in one mapping"),
+        (BASE + "i2i: {k: 3, k: 4}\n", r"key 'k' appears twice in one mapping"),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message + r" \(first on line \d+\)"):
+        load_config(write(tmp_path, text))
+
+
+def test_a_key_given_twice_in_a_set_value_is_refused(tmp_path, caplog):
+    from learnkit.cli import main
+
+    assert main(["run", str(write(tmp_path, BASE)), "--set", "i2i={k: 3, k: 4}"]) == 2
+    assert "key 'k' appears twice" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "data: {format: ml-100k, fetch: ml-100k, max_price: .nan}",
+        "ab: {control_share: .nan}",
+        "ranking: {train: {lr: .nan}}",
+        "pch: {train: {temperature: .inf}}",
+        "pch: {train: {temperature: -.inf}}",
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused_by_key(tmp_path, extra):
+    key = {"max_price": "data.max_price", "control_share": "ab.control_share", "lr": "ranking.train.lr"}
+    named = next((v for k, v in key.items() if k in extra), "pch.train.temperature")
+    text = BASE.replace("data: {format: ml-100k, fetch: ml-100k}\n", "") if extra.startswith("data") else BASE
+    with pytest.raises(ConfigError, match=rf"key '{named}': expected a finite number, got -?(nan|inf)"):
+        load_config(write(tmp_path, text + extra + "\n"))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("max_price: -5", "max_price -5.0 would reject every price; it must be > 0"),
+        ("min_ts: 1800000000, max_ts: 1700000000", "min_ts 1800000000 >= max_ts 1700000000 would reject every event"),
+        ("max_text_chars: 0", "max_text_chars 0 would reject every text"),
+    ],
+)
+def test_a_bound_that_would_reject_every_row_is_one_config_error(tmp_path, data, message):
+    text = BASE.replace("data: {format: ml-100k, fetch: ml-100k}", f"data: {{format: ml-100k, fetch: ml-100k, {data}}}")
+    with pytest.raises(ConfigError, match=rf"key 'data': {message}"):
+        load_config(write(tmp_path, text))
+
+
+def test_i2i_needs_at_least_one_neighbour_and_names_no_label_column_by_default(tmp_path):
+    with pytest.raises(ConfigError, match=r"key 'i2i': k must be >= 1"):
+        load_config(write(tmp_path, BASE + "i2i: {k: 0}\n"))
+    assert load_config(write(tmp_path, BASE)).i2i.label_column is None
+
+
+def test_a_method_inherits_the_item_tower_and_input_set_for_the_stage(tmp_path):
+    text = (
+        BASE
+        + "pch:\n  model: {input: id, item_tower: id_table}\n  methods:\n    a: {}\n    b: {item_tower: variant1}\n"
+    )
+    pch = load_config(write(tmp_path, text)).pch
+    assert (pch.methods["a"].input, pch.methods["a"].item_tower) == ("id", "id_table")
+    assert pch.method_configs("a")[0].item_tower == "id_table"
+    assert (pch.methods["b"].input, pch.methods["b"].item_tower) == ("id", "variant1")
+    with pytest.raises(ConfigError, match="method 'c' reads content .* needs `encoder`"):
+        load_config(write(tmp_path, BASE + "pch:\n  methods:\n    c: {}\n"))
+
+
+@pytest.mark.parametrize("key", ["data.path", "ceg.cache_dir"])
+def test_an_input_inside_the_run_folder_is_refused(tmp_path, key):
+    from learnkit.config import load_config as load
+
+    inside = tmp_path / "runs" / "t" / "data"
+    text = BASE + f"runs_dir: {tmp_path / 'runs'}\n"
+    if key == "data.path":
+        text = text.replace("data: {format: ml-100k, fetch: ml-100k}", f"data: {{format: canonical, path: {inside}}}")
+    else:
+        text = text.replace("ceg:\n", f"ceg:\n  cache_dir: {inside}\n")
+    with pytest.raises(ConfigError, match=rf"key '{key}': .* lies inside this run's own folder"):
+        load(write(tmp_path, text))

@@ -130,7 +130,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", no_space)
-    with pytest.raises(LearnKitError, match=rf"{target}: no space left on the device while writing it"):
+    with pytest.raises(LearnKitError, match=rf"{target}: No space left on device \(ENOSPC\) while writing it"):
         write_json(target, {"new": 2})
     monkeypatch.undo()
     assert target.read_text().strip().replace(" ", "").replace("\n", "") == '{"old":1}'
@@ -200,3 +200,87 @@ def test_a_run_killed_inside_a_stage_reruns_it_to_the_same_outputs(tmp_path, sha
 
         assert pq.read_table(run / name).equals(pq.read_table(tmp_path / "a" / "runs" / "t" / name)), name
     assert not [p for p in run.rglob("*") if p.name.endswith((".partial", ".tmp"))]
+
+
+SMALL = """
+name: t
+runs_dir: {runs}
+data: {{format: canonical, path: {data}}}
+ceg:
+  encoders:
+    llm: {{model: {{tiny_random: {{hidden: 16, layers: 1, heads: 2, seed: 0}}}}, max_tokens: 16}}
+i2i: {{k: 3, queries: 1{i2i}}}
+pch:
+  model: {{width: 16, layers: 1, heads: 2, out_dim: 16}}
+  train: {{epochs: 1, batch_size: 8}}
+  train_before_test_period: true
+  methods:
+    learn_llm: {{encoder: llm}}
+test_period: {{start_quantile: 0.8{period}}}
+export: {{method: learn_llm, content_model: false}}
+ranking: {{train: {{epochs: 1}}}}
+ab: {{}}
+"""
+
+
+def small_run(tmp_path, users, per_user, label=lambda u, j: (u + j) % 2, i2i="", period=""):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "items.csv").write_text("item_id,title,category\n" + "".join(f"i{k},Item {k},c{k % 3}\n" for k in range(6)))
+    (data / "events.csv").write_text(
+        "user_id,item_id,ts,label\n"
+        + "".join(
+            f"u{u},i{(u + j) % 6},{1700000000 + 10 * u + 1000 * j},{label(u, j)}\n"
+            for u in range(users)
+            for j in range(per_user)
+        )
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL.format(runs=tmp_path / "runs", data=data, i2i=i2i, period=period))
+    return config
+
+
+@pytest.mark.parametrize(
+    "users, per_user, label, i2i, period, message",
+    [
+        (3, 4, lambda u, j: (u + j) % 2, "", "",
+         r"ranking: no user has both a conversion and a non-conversion in the test period: UAUC is undefined; "
+         r"ab: the A/B test needs at least 2 users in each arm; 3 users have test-period events"),
+        (20, 6, lambda u, j: 0, "", "",
+         r"ranking: the ranker needs both labels in its training rows \(before the test period\); they hold no "
+         r"label 1 \(conversions\)"),
+        (20, 6, lambda u, j: (u + j) % 2, "", ", start_ts: 1900000000",
+         r"test_period: the test period \(events from ts 1900000000 on\) holds no events"),
+        (20, 6, lambda u, j: (u + j) % 2, ", label_column: genre", "",
+         r"i2i: key 'i2i.label_column': the items have no column 'genre' \(they have: title, category"),
+    ],
+)  # fmt: skip
+def test_data_a_stage_cannot_use_is_refused_before_any_stage_trains(
+    tmp_path, isolated_cache, caplog, users, per_user, label, i2i, period, message
+):
+    config = small_run(tmp_path, users, per_user, label, i2i, period)
+    assert main(["run", str(config)]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0]
+    assert re.search(rf"data/events.parquet: the data cannot serve the configured stages: .*{message}", errors[0])
+    run = tmp_path / "runs" / "t"
+    assert (run / "data" / "_stage.json").is_file() and not (run / "ceg").exists()  # refused right after data
+    assert main(["pch", "--config", str(config)]) == 2  # a stage run alone is checked the same way
+    assert not (run / "ceg").exists()
+
+
+def test_changed_raw_files_are_never_read_through_old_tables_whichever_command_runs(tmp_path, isolated_cache, caplog):
+    config = small_run(tmp_path, 20, 6)
+    config.write_text(config.read_text().split("pch:")[0])  # data, ceg and i2i: enough to show the mechanism
+    assert main(["run", str(config)]) == 0
+    events = tmp_path / "data" / "events.csv"
+    events.write_text(events.read_text().replace("u0,i0,1700000000,0", "u0,i0,1700000000,1"))
+    for command in (["i2i", "--config", str(config)], ["run", str(config), "--only", "i2i"]):
+        caplog.clear()
+        assert main(command) == 2
+        assert (
+            "stage 'i2i' would read the outputs of stage 'data', which is out of date (changed since it ran: "
+            "external.events.csv)"
+        ) in caplog.text
+    assert main(["run", str(config)]) == 0  # the whole run brings every stage up to date
+    assert main(["i2i", "--config", str(config)]) == 0

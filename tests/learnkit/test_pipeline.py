@@ -21,7 +21,7 @@ ceg:
   encoders:
     llm: {{model: {{tiny_random: {{hidden: 32, layers: 1, heads: 2, seed: 0}}}}, max_tokens: 24, batch_size: 128}}
     minilm: {{model: {{tiny_random: {{hidden: 16, layers: 1, heads: 2, seed: 1}}}}, pooling: cls, max_tokens: 24}}
-i2i: {{k: 10, queries: 2, query_items: ["1"]}}
+i2i: {{k: 10, queries: 2, query_items: ["1"], label_column: genres}}
 """
 
 

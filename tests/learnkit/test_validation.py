@@ -117,10 +117,57 @@ def test_a_last_line_cut_inside_its_last_field_is_rejected_not_read(tmp_path):
     assert ds.items["item_id"].tolist() == ["i1", "i2", "i3"] and ds.report["items"]["input_rows"] == 4
 
 
-def test_an_unclosed_quote_stops_the_read_naming_its_line(tmp_path):
+def test_an_unclosed_quote_is_rejected_by_its_line_and_nothing_after_it_is_lost(tmp_path):
     later = "".join(f"u{k},i1,{1700000300 + k},buy,1\n" for k in range(32))
-    with pytest.raises(DataError, match=r"events.csv: the quote opened in the record at line 5 is never closed"):
-        dataset(tmp_path, events=EVENTS + 'u3,"i1,1700000300,buy,1\n' + later)
+    ds = dataset(tmp_path, events=EVENTS + 'u3,"i1,1700000300,buy,1\n' + later)
+    assert rejected(ds) == [
+        [
+            "events",
+            4,
+            "*",
+            "a quote opened on line 5 is not closed on that line: it is never closed: every later line would be "
+            "swallowed",
+        ]
+    ]
+    assert len(ds.events) == 3 + 32 and ds.report["events"]["input_rows"] == 36
+    with pytest.raises(DataError, match=r"events.csv row 4 column '\*': a quote opened on line 5 is not closed"):
+        dataset(tmp_path, events=EVENTS + 'u3,"i1,1700000300,buy,1\n' + later, on_error="fail")
+
+
+@pytest.mark.parametrize("table", ["items", "events"])
+def test_a_quote_closed_by_an_inch_mark_rows_later_swallows_nothing(tmp_path, table):
+    """The probe's case: an unclosed quote on row 1, "closed" by `55"` three rows later, turned five lines
+    into two records with exit 0. Now the opening line alone is rejected and every other line is read."""
+    items = (
+        'item_id,title,category,brand,price\ni1,"Big TV,Video,Acme,500\ni2,Radio,Audio,Acme,20\n'
+        'i3,Phone,Audio,Acme,90\ni4,TV 55",Video,Acme,400\ni5,Lamp,Home,Acme,15\n'
+    )
+    events = (
+        'user_id,item_id,ts,event,label\nu1,"i1,1700000000,buy,1\nu1,i2,1700000100,buy,1\n'
+        'u2,i3,1700000200,buy,1\nu2,i4,1700000300,view 55",0\nu3,i5,1700000400,buy,1\n'
+    )
+    good_items = ITEMS + "i4,TV,Video,Acme,400\ni5,Lamp,Home,Acme,15\n"
+    if table == "items":
+        ds = dataset(tmp_path, items=items, events=EVENTS.replace("i1", "i2").replace("i3", "i5"))
+    else:
+        ds = dataset(tmp_path, items=good_items, events=events)
+    lines = 5
+    frame = ds.items if table == "items" else ds.events
+    assert [r[:2] for r in rejected(ds)] == [[table, 1]]
+    assert len(frame) + len(ds.rejected) == lines == ds.report[table]["input_rows"]
+    if table == "items":
+        assert ds.items["title"].tolist() == ["Radio", "Phone", 'TV 55"', "Lamp"]
+
+
+def test_a_quoted_field_may_hold_a_line_break_when_it_swallows_no_row(tmp_path):
+    items = 'item_id,title,category,brand,price\ni1,"Red mug,\nbig",Kitchen,Acme,9.99\ni2,Blue mug,Kitchen,,\n'
+    ds = dataset(tmp_path, items=items, events=EVENTS.replace("u2,i3", "u2,i1"))
+    assert ds.rejected.empty and ds.items["title"].tolist() == ["Red mug, big", "Blue mug"]
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    ds = dataset(tmp_path, items="\ufeff" + ITEMS, events="\ufeff" + EVENTS)
+    assert ds.rejected.empty and ds.items["item_id"].tolist() == ["i1", "i2", "i3"]
 
 
 def test_two_formats_of_one_table_are_ambiguous(tmp_path):

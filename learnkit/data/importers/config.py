@@ -36,6 +36,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.path is None and self.fetch is None:
             raise ValueError("set data.path (a folder) or data.fetch (a dataset name, e.g. ml-100k)")
+        # bounds that hold for the whole file, refused once here rather than as every row's rejection
+        if self.max_price <= 0:
+            raise ValueError(f"max_price {self.max_price} would reject every price; it must be > 0")
+        if self.min_ts >= self.max_ts:
+            raise ValueError(f"min_ts {self.min_ts} >= max_ts {self.max_ts} would reject every event")
+        if self.max_text_chars < 1:
+            raise ValueError(f"max_text_chars {self.max_text_chars} would reject every text; it must be >= 1")
 
     def rules(self) -> ValidationRules:
         """The row checks this config asks for."""

@@ -8,6 +8,7 @@ import pandas as pd
 
 from learnkit.config import Config
 from learnkit.core.errors import DataError
+from learnkit.core.formatting import md_code, md_text
 from learnkit.core.fsutil import sha256_file, write_json, write_parquet
 from learnkit.data.fetch import fetch
 from learnkit.pipeline.layout import RunLayout
@@ -52,7 +53,7 @@ def run_data(ctx: Context) -> StageOutput:
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
     write_json(layout.validation, report)
     metrics = data_metrics(dataset.items, dataset.events, report, fmt)
-    return StageOutput(metrics, data_report(metrics, report, f"`{folder}` ({fmt}, {origin})"))
+    return StageOutput(metrics, data_report(metrics, report, f"{md_code(folder)} ({md_text(fmt)}, {md_text(origin)})"))
 
 
 def read_items(layout: RunLayout) -> pd.DataFrame:
