@@ -23,7 +23,7 @@ class ExportConfig:
         True,
         help="the user and item towers as ONNX and as TensorFlow SavedModels, with parity checks (content methods)",
     )
-    parity_users: int = option(512, help="real user histories the parity is measured on (and every item)")
+    parity_users: int = option(512, help="real user histories the parity is measured on (and every item)", least=1)
     content_model: bool = option(
         True,
         help=(

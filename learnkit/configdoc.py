@@ -15,7 +15,7 @@ import typing
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from learnkit.config import Config
-from learnkit.core.configload import PlainName
+from learnkit.core.configload import PlainName, bound_text
 
 HEADER = """# Config reference
 
@@ -82,7 +82,8 @@ def rows(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             out.append((key, "mapping of name to section", _default_text(field), help_text))
             out += rows(get_args(tp)[1], f"{key}.<name>.")
             continue
-        out.append((key, _type_text(tp), _default_text(field), help_text))
+        bound = bound_text(field)
+        out.append((key, _type_text(tp) + (f", {bound}" if bound else ""), _default_text(field), help_text))
     return out
 
 

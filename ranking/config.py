@@ -39,7 +39,7 @@ class RankingSamplesConfig:
 
 @dataclass
 class RankingModelConfig:
-    id_dim: int = option(16, help="user and item ID embedding width")
+    id_dim: int = option(16, help="user and item ID embedding width", least=1)
     main_tower: list[int] = option(factory=lambda: [64, 32], help="layer widths of the main tower")
     aux_tower: list[int] = option(
         factory=lambda: [64, 32], help="layer widths of the auxiliary network; its last layer is the fusion embedding"
@@ -61,7 +61,7 @@ class RankingTrainConfig:
     batch_size: int = option(512, help="rows per step")
     lr: float = option(1e-3, help="Adam's learning rate")
     patience: int = option(3, help="epochs without a better validation AUC before stopping")
-    seed: int = option(0, help="seed of weights and order")
+    seed: int = option(0, help="seed of weights and order", least=0)
     table_format: Literal["parquet", "tfrecord"] = option("tfrecord", help="which copy of the export the ranker reads")
     strategy: Literal["none", "mirrored", "multi_worker"] = option("none", help="tf.distribute strategy")
 
@@ -76,7 +76,7 @@ class RankingConfig:
     model: RankingModelConfig = option(factory=RankingModelConfig, help="the rankers")
     train: RankingTrainConfig = option(factory=RankingTrainConfig, help="their training")
     segments: SegmentConfig = option(factory=SegmentConfig, help="paper table 7's segments")
-    bootstrap: int = option(500, help="resamples of users for the confidence intervals")
+    bootstrap: int = option(500, help="resamples of users for the confidence intervals", least=10)
     wuauc_weight: Literal["samples", "clicks"] = option(
         "samples", help="WUAUC's user weights: test rows or conversions"
     )

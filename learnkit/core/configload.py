@@ -52,14 +52,37 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def option(default: Any = MISSING, *, help: str, factory: Callable[[], Any] | None = None) -> Any:
-    """A config field with its help text: `docs/config.md` is generated from these (`learnkit.configdoc`)."""
-    metadata = {"help": help}
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    factory: Callable[[], Any] | None = None,
+    least: float | None = None,
+    above: float | None = None,
+) -> Any:
+    """A config field with its help text: `docs/config.md` is generated from these (`learnkit.configdoc`).
+    `least` (inclusive) and `above` (exclusive) bound a number: the loader refuses a value outside, naming
+    the key, so that no nonsense width, count or seed reaches a library."""
+    metadata: dict[str, Any] = {"help": help, "least": least, "above": above}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     if default is MISSING:
         return dataclasses.field(metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def bound_text(field: dataclasses.Field) -> str:
+    """The field's bound as `>= 1` or `> 0`, or ''."""
+    least, above = field.metadata.get("least"), field.metadata.get("above")
+    return f">= {least:g}" if least is not None else (f"> {above:g}" if above is not None else "")
+
+
+def _check_bound(field: dataclasses.Field, value: Any, where: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    least, above = field.metadata.get("least"), field.metadata.get("above")
+    if (least is not None and value < least) or (above is not None and value <= above):
+        raise ConfigError(f"{where}: {value!r} is out of bounds: it must be {bound_text(field)}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -91,13 +114,14 @@ def from_mapping(cls: type[T], data: Any, key: str = "", source: str = "config")
         sub = f"{key}.{name}" if key else name
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], sub, source)
+            _check_bound(field, kwargs[name], f"{source}: key '{sub}'")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{source}: missing required key '{sub}'")
     try:
         obj = cls(**kwargs)
     except ConfigError:
         raise
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ArithmeticError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     return obj
 

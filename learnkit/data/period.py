@@ -45,13 +45,17 @@ class SegmentConfig:
     """Paper table 7, relative to the test period's start (windows in days of `test_period.day_seconds`)."""
 
     user_lookback_days: float = option(
-        180.0, help="a user with no interaction in this many days before the test period is cold-start"
+        180.0,
+        help="a user with no interaction in this many days before the test period is cold-start",
+        above=0,
     )
-    user_long_tail_max: int = option(35, help="1..35 interactions in the look-back window: long-tail")
+    user_long_tail_max: int = option(35, help="1..35 interactions in the look-back window: long-tail", least=1)
     item_window_days: float = option(
-        7.0, help="an item's conversions are counted over this many days before the test period"
+        7.0,
+        help="an item's conversions are counted over this many days before the test period",
+        above=0,
     )
-    item_long_tail_max: int = option(30, help="at most 30 conversions in the window (and at least one ever)")
+    item_long_tail_max: int = option(30, help="at most 30 conversions in the window (and at least one ever)", least=1)
 
 
 @dataclass

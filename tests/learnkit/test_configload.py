@@ -260,3 +260,23 @@ def test_an_input_inside_the_run_folder_is_refused(tmp_path, key):
         text = text.replace("ceg:\n", f"ceg:\n  cache_dir: {inside}\n")
     with pytest.raises(ConfigError, match=rf"key '{key}': .* lies inside this run's own folder"):
         load(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("pch: {model: {heads: 0}}", r"key 'pch.model.heads': 0 is out of bounds: it must be >= 1"),
+        ("pch: {model: {width: -1}}", r"key 'pch.model.width': -1 is out of bounds: it must be >= 1"),
+        ("pch: {train: {clip_norm: -1.0}}", r"key 'pch.train.clip_norm': -1.0 is out of bounds: it must be >= 0"),
+        (
+            "ranking: {segments: {item_window_days: 0}}",
+            r"key 'ranking.segments.item_window_days': 0.0 is out of bounds: it must be > 0",
+        ),
+        ("pch: {methods: {m: {input: id, model: {layers: 0}}}}", r"key 'pch.methods.m.model.layers': 0 is out of"),
+        ("ranking: {bootstrap: 0}", r"key 'ranking.bootstrap': 0 is out of bounds: it must be >= 10"),
+        ("seed: -1", r"key 'seed': -1 is out of bounds: it must be >= 0"),
+    ],
+)
+def test_a_number_out_of_its_bounds_is_refused_by_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE + extra + "\n"))
