@@ -118,6 +118,7 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
     scores["popularity"] = positives.reindex(test["item_id"]).fillna(0).to_numpy(dtype=float)
     figures = {
         "negatives": samples.negatives,
+        **({"negatives_per_conversion": cfg.samples.negatives_per_positive} if samples.negatives == "sampled" else {}),
         "description": samples.description,
         "test_period": period.description,
         "export_version": manifest["version"],

@@ -52,8 +52,15 @@ def run_summary(metrics: dict[str, Any]) -> str:
     if ranking:
         delta = ranking["delta"]
         verdict = {1: "LEARN is better", -1: "the baseline is better", 0: "no clear difference"}
+        judged = ranking.get("protocol", {})
+        title = (
+            f"**Tower check, not a ranker gain** ({judged['label']}; LEARN - baseline, 95% interval over users)"
+            if judged.get("judges") == "towers"
+            else f"**Ranking** ({judged.get('label', 'negatives not recorded')}; LEARN - baseline, 95% interval "
+            "over users)"
+        )
         lines.append(
-            f"- **Ranking** (LEARN - baseline, 95% interval over users): UAUC {pp(delta['UAUC']['value'], 'pp')} "
+            f"- {title}: UAUC {pp(delta['UAUC']['value'], 'pp')} "
             f"[{pp(delta['UAUC']['ci_low'], 'pp')}, {pp(delta['UAUC']['ci_high'], 'pp')}], "
             f"WUAUC {pp(delta['WUAUC']['value'], 'pp')}, AUC {pp(delta['AUC']['value'], 'pp')}: "
             f"{verdict[interval_sign(delta['UAUC'])]} on UAUC."

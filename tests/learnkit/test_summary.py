@@ -18,6 +18,7 @@ def test_summary_reads_the_figures_and_names_significant_segments():
             "below_popularity": {"b": ["R@50"]},
         },
         "ranking": {
+            "protocol": {"negatives": "logged", "judges": "ranker", "label": "logged negatives"},
             "delta": {
                 "UAUC": interval(0.012, 0.002, 0.02),
                 "WUAUC": interval(0.01, -0.01, 0.03),
@@ -55,6 +56,7 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     assert "10 items, 200 events, 1 rejected rows" in text
     assert "best R@50 is `a` (0.3000); `b` 0.2000; *popularity* 0.2500; *random* 0.0200." in text
     assert "**Below popularity** (a bug to find, not a finding): `b` on R@50." in text
+    assert "**Ranking** (logged negatives; LEARN - baseline, 95% interval over users): UAUC +1.20pp" in text
     assert "UAUC +1.20pp [+0.20pp, +2.00pp]" in text and "LEARN is better on UAUC" in text
     assert (
         "LEARN better for cold-start users (UAUC +5.00pp, AUC +3.00pp); baseline better for other users (UAUC -2.00pp)."
@@ -65,3 +67,17 @@ def test_summary_reads_the_figures_and_names_significant_segments():
     ) in text
     assert "A/A false-positive rate 4.5% over 200 salts" in text
     assert run_summary({}) == ""
+
+
+def test_sampled_negatives_are_a_tower_check_never_a_ranker_gain():
+    from eval.ranking_report import protocol
+
+    judged = protocol({"negatives": "sampled", "negatives_per_conversion": 4})
+    assert judged["judges"] == "towers" and judged["per_conversion"] == 4
+    delta = {m: interval(0.1, 0.05, 0.15) for m in ("UAUC", "WUAUC", "AUC")}
+    text = run_summary({"ranking": {"protocol": judged, "delta": {**delta, "segments": {"user": {}, "item": {}}}}})
+    assert text.count("**") == 2 and (
+        "**Tower check, not a ranker gain** (sampled negatives (4 random items per conversion): a tower check, "
+        "not a ranker gain; LEARN - baseline"
+    ) in text
+    assert protocol({"negatives": "logged"})["judges"] == "ranker"

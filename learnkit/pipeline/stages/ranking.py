@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def run_ranking(ctx: Context) -> StageOutput:
     prepare_tensorflow()
-    from eval.ranking_report import ranking_metrics, ranking_report
+    from eval.ranking_report import protocol, ranking_metrics, ranking_report
     from eval.segments import segment_rows
     from ranking.experiment import train_and_score
 
@@ -37,7 +37,7 @@ def run_ranking(ctx: Context) -> StageOutput:
     scored = segment_rows(run.test, events, period.user_snapshot(events["user_id"]), cfg.segments, day)
     write_parquet(layout.ranking_scores, scored)
     metrics = ranking_metrics(scored, cfg.bootstrap, config.seed, cfg.wuauc_weight)
-    metrics.update(training=run.training, samples=run.samples)
+    metrics.update(training=run.training, samples=run.samples, protocol=protocol(run.samples))
     plot = layout.segment_plot
     text = ranking_report(metrics, plot, layout.link(plot), run.description, cfg.bootstrap)
     metrics = nan_to_null(metrics)
