@@ -13,8 +13,6 @@ from eval.intervals import interval_sign
 from eval.segments import SEGMENTS
 from learnkit.core.formatting import Markup, md_table, pp, share
 
-MODELS = ("baseline", "learn", "learn_similarity")
-LABELS = {"learn": "LEARN", "learn_similarity": "LEARN + similarity"}
 REFERENCE = "popularity"  # a reference row: the item's positive training samples, the same for every user
 
 
@@ -33,24 +31,26 @@ def protocol(samples: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ranking_metrics(rows: pd.DataFrame, bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
+def ranking_metrics(rows: pd.DataFrame, models: list[str], bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
     """rows: test rows with user_id, label, user_segment, item_segment and a score column per model
-    (`baseline` and any of `learn`, `learn_similarity`). Returns {<model>: {...}, deltas: {<model>: {...}}}
-    with `segments.<user|item>.<segment>` in each; every delta is against the baseline on the same users'
-    resamples, and `delta` is LEARN's (paper Fig. 5)."""
-    models = [m for m in MODELS if m in rows.columns]
+    (`baseline` and each of `models`, the shipped `learn` first). Returns {<model>: {...}, deltas: {<model>:
+    {...}}}, every delta against the baseline on the same users' resamples; the shipped `learn` (`delta`, paper
+    Fig. 5) and the baseline carry `segments.<user|item>.<segment>` too."""
     out: dict[str, Any] = {"deltas": {}}
-    for model in models[1:]:
-        result = _compare(rows, "baseline", model, bootstrap, seed, weight)
-        out["baseline"], out[model], out["deltas"][model] = result["a"], result["b"], result["delta"]
+    for model in models:
+        result = _compare(rows, "baseline", model, bootstrap, seed, weight, segments=model == "learn")
+        out["baseline"] = out.get("baseline") or result["a"]
+        out[model], out["deltas"][model] = result["b"], result["delta"]
     if REFERENCE in rows.columns:
         out[REFERENCE] = _compare(rows, "baseline", REFERENCE, bootstrap, seed, weight)["b"]
     out["delta"] = out["deltas"].get("learn")
     return out
 
 
-def _compare(rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
-    """compare_models overall and on every segment: {"a", "b", "delta"}, each with `segments`."""
+def _compare(
+    rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weight: str, segments: bool = True
+) -> dict[str, Any]:
+    """compare_models overall and (`segments`) on every segment: {"a", "b", "delta"}, each with `segments`."""
 
     def one(part: pd.DataFrame) -> dict[str, Any]:
         return compare_models(
@@ -64,6 +64,8 @@ def _compare(rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weig
         )  # type: ignore[arg-type]
 
     out = one(rows)
+    if not segments:
+        return out
     for key in ("a", "b", "delta"):
         out[key]["segments"] = {"user": {}, "item": {}}
     for kind in ("user", "item"):
@@ -128,20 +130,57 @@ def _coverage_text(samples: dict[str, Any]) -> str:
 
 
 def _training_table(training: dict[str, Any]) -> str:
+    def best(t: dict[str, Any], key: str) -> Any:
+        entry = next((h for h in t["history"] if h["epoch"] == t["best_epoch"]), {})
+        return entry.get(key, "-")
+
     rows = [
         [
             name,
             t["epochs_run"],
-            t["best_epoch"],
-            t["history"][t["best_epoch"] - 1].get("val_main_auc", "n/a"),
+            "0 (the untrained start)" if t["best_epoch"] == 0 else t["best_epoch"],
+            best(t, "val_main_auc"),
+            best(t, "val_uauc"),
             t["examples_per_s"],
-            f"{t['savedmodel_max_abs_diff']:.1e}",
+            f"{t['savedmodel_max_abs_diff']:.1e}" if "savedmodel_max_abs_diff" in t else "-",
         ]
         for name, t in training.items()
     ]
-    header = ["model", "epochs run", "best epoch", "validation AUC", "examples/s"]
-    return "\nTraining (Adam, early stopping on the validation slice's AUC, the best epoch kept):\n\n" + md_table(
-        [*header, "SavedModel vs trained model, max abs diff"], rows
+    header = ["model", "epochs run", "best epoch", "validation AUC", "validation UAUC", "examples/s"]
+    return (
+        "\nTraining (Adam; early stopping on the validation slice's AUC, or, for a residual candidate, on its "
+        "UAUC with the untrained start as epoch 0; the best epoch kept):\n\n"
+        + md_table([*header, "SavedModel vs trained model, max abs diff"], rows)
+    )
+
+
+def _selection_text(selection: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """Which candidate ships as `learn`, by validation UAUC, and every ranker's figures over the seeds."""
+    shipped, valid = selection["shipped"], selection["valid_uauc"]
+    text = (
+        f"\n**Shipped `learn`: candidate `{shipped}`**, the best validation UAUC of the candidates "
+        f"({valid[shipped]:.4f} against the baseline's {valid['baseline']:.4f}; the validation slice is the "
+        "newest share of the training period, after the training rows in time). "
+    )
+    if not selection["beats_baseline"]:
+        text += (
+            "**No candidate beats the ID baseline on validation UAUC**: the LEARN features do not help this "
+            "ranker here, and the export ships all the same. "
+        )
+    seeds = selection["seeds"]
+    rows = []
+    for name, figures in selection["per_seed"].items():
+        row = [Markup(f"`{name}`") if name == shipped else name]
+        for key in ("valid_uauc", "test_uauc"):
+            values = np.asarray(figures[key], dtype=float)
+            spread = f" ± {values.std():.4f}" if len(values) > 1 else ""
+            row.append(f"{np.nanmean(values):.4f}{spread}")
+        rows.append(row)
+    label = f"mean ± spread over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    return (
+        text
+        + f"Validation and test UAUC of every ranker ({label}):\n\n"
+        + md_table(["ranker", "validation UAUC", "test UAUC"], rows)
     )
 
 
@@ -153,9 +192,9 @@ def _tables(
     bootstrap: int,
     judged: dict[str, Any],
 ) -> str:
-    models = [m for m in MODELS if m in metrics]
+    compared = list(metrics["deltas"])  # the shipped `learn` first, then every candidate
     base = metrics["baseline"]
-    shown = [*([REFERENCE] if REFERENCE in metrics else []), *models]
+    shown = [*([REFERENCE] if REFERENCE in metrics else []), "baseline", *compared]
     table6 = md_table(
         ["model", "AUC", "UAUC", "WUAUC", "users with both classes", "users excluded"],
         [
@@ -168,28 +207,30 @@ def _tables(
             for m in shown
         ]
         + [
-            [f"{LABELS[m]} - baseline (pp, 95% CI)", *(_interval(metrics["deltas"][m][k]) for k in METRICS), "", ""]
-            for m in models[1:]
-        ],
+            [f"{m} - baseline (pp, 95% CI)", *(_interval(metrics["deltas"][m][k]) for k in METRICS), "", ""]
+            for m in compared
+        ],  # fmt: skip
     )
     rows = []
     for kind in ("user", "item"):
         for segment in SEGMENTS:
             b = base["segments"][kind][segment]
-            row = [kind, segment, share(b["share"]), b.get("rows", "n/a"), _round(b["UAUC"])]
-            for model in models[1:]:
-                d = metrics["deltas"][model]["segments"][kind][segment]
-                row += [
-                    _round(metrics[model]["segments"][kind][segment]["UAUC"]),
+            d = metrics["deltas"]["learn"]["segments"][kind][segment]
+            rows.append(
+                [
+                    kind,
+                    segment,
+                    share(b["share"]),
+                    b.get("rows", "n/a"),
+                    _round(b["UAUC"]),
+                    _round(metrics["learn"]["segments"][kind][segment]["UAUC"]),
                     _interval(d["UAUC"]),
                     _interval(d["AUC"]),
                     _verdict(d["UAUC"]),
-                ]
-            rows.append(row)
-    header = ["", "segment", "share of test samples", "rows", "UAUC baseline"]
-    for model in models[1:]:
-        header += [f"UAUC {LABELS[model]}", "ΔUAUC pp", "ΔAUC pp", "UAUC verdict"]
-    table7 = md_table(header, rows)
+                ]  # fmt: skip
+            )
+    header = ["", "segment", "share of test samples", "rows", "UAUC baseline", "UAUC learn", "ΔUAUC pp", "ΔAUC pp"]
+    table7 = md_table([*header, "UAUC verdict"], rows)
     drawn = plot_segment_deltas(metrics["delta"], plot_path) if metrics.get("delta") else False
     return (
         (
@@ -202,13 +243,15 @@ def _tables(
         )
         + f"Negatives: {judged['label']}. Test rows: {base['rows']:,} ({samples_description}). "
         "*popularity* is a reference row: each item scored by its positive training samples, the same for "
-        "every user. The same samples train and test every model: "
-        "the ID baseline; LEARN (paper Fig. 5: the auxiliary network over the LEARN vectors, fused into the "
-        "main tower); LEARN + similarity (Fig. 5 with the user . item score of the LEARN vectors as one "
-        "more input). UAUC averages the AUC of each user with both classes; WUAUC weights it by the user's "
-        "number of samples. Intervals: 2.5 and 97.5 percentiles over "
-        f"{bootstrap} bootstrap resamples of users.\n\n" + table6 + "\nBy segment (paper table 7), with each "
-        "segment's rows (its reference size):\n\n"
+        "every user. The same samples train and test every model: the ID baseline and each candidate LEARN "
+        "ranker (`fig5`: paper Fig. 5, the auxiliary network over the LEARN vectors fused into the main tower; "
+        "`_similarity`: with the user . item score of the LEARN vectors as one more input; `residual`: the "
+        "LEARN branch added to the trained baseline's logit, starting at zero). `learn` is the shipped one. UAUC "
+        "averages the AUC of each user with both classes; WUAUC weights it by the user's number of samples. "
+        f"Intervals: 2.5 and 97.5 percentiles over {bootstrap} bootstrap resamples of users.\n\n"
+        + table6
+        + (_selection_text(metrics["selection"], metrics) if "selection" in metrics else "")
+        + "\nThe shipped `learn` by segment (paper table 7), with each segment's rows (its reference size):\n\n"
         + table7
         + (f"\n![per-segment deltas]({plot_link})\n" if drawn else "")
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from learnkit.core.configload import option
+from learnkit.core.configload import PlainName, option
 from learnkit.data.period import SegmentConfig
 
 
@@ -71,6 +72,50 @@ class RankingTrainConfig:
 
 
 @dataclass
+class CandidateConfig:
+    """A ranker trained beside the ID baseline on the same samples. The diagnosis variants and the residual
+    integration are candidates; the shipped `learn` ranker is the one with the best validation UAUC."""
+
+    inputs: Literal["vectors", "similarity", "both", "none"] = option(
+        "vectors",
+        help=(
+            "what it reads of the LEARN features: the user and item vectors (paper Fig. 5), their user . item "
+            "similarity, both, or none (another baseline)"
+        ),
+    )
+    residual: bool = option(
+        False,
+        help=(
+            "the LEARN branch as a residual on the trained baseline: warm-started from the baseline's weights, the "
+            "branch's last layer zero-initialised, so that it starts as the baseline; early stopping on "
+            "validation UAUC with the untrained start as the first candidate epoch"
+        ),
+    )
+    aux_weight: float | None = option(None, help="lambda of the auxiliary CVR loss (null: ranking.model.aux_weight)")
+    learn_dropout: float = option(0.0, help="dropout on the LEARN inputs while training")
+    user_features: list[str] | None = option(None, help="the user columns it reads (null: ranking.model.user_features)")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.learn_dropout < 1.0:
+            raise ValueError(f"learn_dropout must be in [0, 1), got {self.learn_dropout}")
+        if self.aux_weight is not None and self.aux_weight < 0:
+            raise ValueError("aux_weight must be >= 0")
+        if self.residual and self.inputs == "none":
+            raise ValueError("a residual candidate needs LEARN inputs (inputs: vectors, similarity or both)")
+
+
+def _default_candidates() -> dict[str, CandidateConfig]:
+    return {
+        "residual": CandidateConfig(inputs="both", residual=True),
+        "fig5": CandidateConfig(inputs="vectors"),
+        "fig5_similarity": CandidateConfig(inputs="both"),
+    }
+
+
+RESERVED = ("baseline", "learn", "popularity")  # the baseline, the shipped winner and the reference row
+
+
+@dataclass
 class RankingConfig:
     samples: RankingSamplesConfig = option(factory=RankingSamplesConfig, help="how ranking samples are drawn")
     model: RankingModelConfig = option(factory=RankingModelConfig, help="the rankers")
@@ -80,3 +125,38 @@ class RankingConfig:
     wuauc_weight: Literal["samples", "clicks"] = option(
         "samples", help="WUAUC's user weights: test rows or conversions"
     )
+    candidates: dict[PlainName, CandidateConfig] = option(
+        factory=_default_candidates,
+        help=(
+            "the rankers trained beside the ID baseline, by name; the one with the best validation UAUC ships as "
+            "`learn` (its SavedModel, its test figures and the A/B arm)"
+        ),
+    )
+    seeds: list[int] = option(
+        factory=list,
+        help=(
+            "more seeds of ranking.train.seed's kind: the baseline and every candidate trained again from each, "
+            "with validation and test UAUC reported as mean and spread (the intervals use ranking.train.seed)"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ValueError("candidates: name at least one ranker to compare with the baseline")
+        clash = sorted(set(self.candidates) & set(RESERVED))
+        if clash:
+            raise ValueError(f"candidates: {clash[0]!r} is reserved ({', '.join(RESERVED)}); choose another name")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError("seeds must be >= 0")
+        for name, candidate in self.candidates.items():
+            if candidate.residual and candidate.user_features not in (None, self.model.user_features):
+                raise ValueError(f"candidates.{name}: a residual ranker reads the baseline's user_features")
+
+    def candidate_model(self, name: str) -> RankingModelConfig:
+        """The model config one candidate trains with: ranking.model with the candidate's own choices."""
+        candidate = self.candidates[name]
+        return dataclasses.replace(
+            self.model,
+            aux_weight=self.model.aux_weight if candidate.aux_weight is None else candidate.aux_weight,
+            user_features=self.model.user_features if candidate.user_features is None else candidate.user_features,
+        )

@@ -19,11 +19,11 @@ from ranking.config import RankingConfig
 from ranking.model import Vocabulary
 from ranking.pointintime import join_user_snapshots, learn_columns, vector_coverage
 from ranking.samples import ranking_samples
-from ranking.tables import read_feature_table
+from ranking.tables import FeatureTable, read_feature_table
 from ranking.train import predict, save_serving, train_ranker
 
 log = logging.getLogger(__name__)
-RANKERS = (("baseline", False, False), ("learn", True, False), ("learn_similarity", True, True))  # name, LEARN, sim
+UAUC = Callable[[np.ndarray, np.ndarray, np.ndarray], float]  # (users, labels, scores) -> UAUC, from eval
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class RankingInputs:
     in_valid: np.ndarray | None  # [events] bool: the validation slice, where the data names one
     ordinal_time: bool
     positives_only: bool  # user histories count positive events only (as PCH's split did)
+    uauc: UAUC  # chooses the shipped ranker on the validation slice (the stage passes eval's)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class RankingRun:
     training: dict[str, Any]  # per ranker: history, best epoch, speed, SavedModel parity
     samples: dict[str, Any]  # the samples' figures and the user-vector coverage
     description: str  # how the negatives were drawn, in words
+    selection: dict[str, Any]  # validation and test UAUC of every ranker and seed, and the shipped candidate
 
 
 def attribute_maps(table: pd.DataFrame, id_column: str, columns: list[str], key: str) -> dict[str, dict[str, str]]:
@@ -57,6 +59,12 @@ def attribute_maps(table: pd.DataFrame, id_column: str, columns: list[str], key:
         values = table[column].astype("string").fillna("")
         out[column] = dict(zip(table[id_column].astype(str), values.astype(str), strict=True))
     return out
+
+
+def _user_columns(cfg: RankingConfig) -> list[str]:
+    """Every user column a ranker reads: the baseline's and each candidate's."""
+    chosen = [c.user_features or [] for c in cfg.candidates.values()]
+    return sorted({*cfg.model.user_features, *(column for columns in chosen for column in columns)})
 
 
 def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) -> RankingRun:
@@ -77,7 +85,7 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
     vocabulary = Vocabulary(
         users=sorted(train_rows["user_id"].unique().tolist()),
         items=sorted(train_rows["item_id"].unique().tolist()),
-        user_attributes=attribute_maps(inputs.users, "user_id", cfg.model.user_features, "ranking.model.user_features"),
+        user_attributes=attribute_maps(inputs.users, "user_id", _user_columns(cfg), "ranking.model.user_features"),
         item_attributes=attribute_maps(inputs.items, "item_id", cfg.model.item_features, "ranking.model.item_features"),
     )
     fmt = cfg.train.table_format
@@ -94,24 +102,8 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
     test_columns = {k: v[is_test] for k, v in columns.items()}
     history = events[events["label"] == 1] if inputs.positives_only else events
     coverage = vector_coverage(rows, is_test, columns, joined, user_table.ids, user_table.flags, history)
-    training, scores = {}, {}
-    for name, uses_learn, similarity in RANKERS:
-        log.info(
-            "ranker %s: training on %d rows (%d validation)",
-            name,
-            int((rows.part == "train").sum()),
-            int((rows.part == "valid").sum()),
-        )
-        tables = (user_table, item_table) if uses_learn else (None, None)
-        trained = train_ranker(rows, vocabulary, cfg, *tables, similarity=similarity, columns=columns)
-        scores[name] = predict(trained.model, test, columns=test_columns)
-        training[name] = {
-            "history": trained.history,
-            "best_epoch": trained.best_epoch,
-            "epochs_run": len(trained.history),
-            "examples_per_s": round(trained.examples_per_s, 1),
-            "savedmodel_max_abs_diff": save_serving(trained.model, savedmodel(name), test.head(256)),
-        }
+    training, scores, selection = _train_every_ranker(inputs, rows, vocabulary, (user_table, item_table), columns,
+                                                      test, test_columns, savedmodel)  # fmt: skip
     # the reference row: each item's positive training samples (what a most-popular list ranks by)
     train_part = rows[~is_test]
     positives = train_part.loc[train_part["label"] == 1, "item_id"].value_counts()
@@ -128,4 +120,68 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
         **coverage,
     }
     scored = test.assign(**scores, snapshot=period.user_snapshot(test["user_id"]))
-    return RankingRun(rows, scored, training, figures, samples.description)
+    return RankingRun(rows, scored, training, figures, samples.description, selection)
+
+
+def _train_every_ranker(
+    inputs: RankingInputs,
+    rows: pd.DataFrame,
+    vocabulary: Vocabulary,
+    tables: tuple[FeatureTable, FeatureTable],
+    columns: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    test_columns: dict[str, np.ndarray],
+    savedmodel: Callable[[str], Path],
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """The baseline and every candidate, once per seed; the candidate with the best validation UAUC (of the
+    first seed) ships as `learn`. Returns (training figures, test scores, selection)."""
+    cfg = inputs.config
+    valid = rows[rows["part"] == "valid"]
+    is_valid = (rows["part"] == "valid").to_numpy()
+    valid_columns = {k: v[is_valid] for k, v in columns.items()}
+
+    def uauc_of(part: pd.DataFrame, probabilities: np.ndarray) -> float:
+        return inputs.uauc(part["user_id"].to_numpy(), part["label"].to_numpy(), probabilities)
+
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    training: dict[str, Any] = {}
+    scores: dict[str, np.ndarray] = {}
+    models: dict[str, Any] = {}
+    for seed in [cfg.train.seed, *cfg.seeds]:
+        first = seed == cfg.train.seed
+        trained_baseline = None
+        for name in ["baseline", *cfg.candidates]:
+            log.info("ranker %s, seed %d: training on %d rows (%d validation)", name, seed,
+                     int((rows.part == "train").sum()), int(is_valid.sum()))  # fmt: skip
+            trained = train_ranker(
+                rows, vocabulary, cfg, *tables, columns=columns, candidate=None if name == "baseline" else name,
+                seed=seed, baseline=trained_baseline, valid_score=lambda p: uauc_of(valid, p),
+            )  # fmt: skip
+            if name == "baseline":
+                trained_baseline = trained.model
+            figures = per_seed.setdefault(name, {"valid_uauc": [], "test_uauc": []})
+            figures["valid_uauc"].append(uauc_of(valid, predict(trained.model, valid, columns=valid_columns)))
+            test_scores = predict(trained.model, test, columns=test_columns)
+            figures["test_uauc"].append(uauc_of(test, test_scores))
+            if first:
+                scores[name], models[name] = test_scores, trained.model
+                training[name] = {
+                    "history": trained.history,
+                    "best_epoch": trained.best_epoch,
+                    "epochs_run": sum(1 for h in trained.history if h["epoch"] > 0),
+                    "examples_per_s": round(trained.examples_per_s, 1),
+                }
+    valid_first = {name: figures["valid_uauc"][0] for name, figures in per_seed.items()}
+    shipped = max(cfg.candidates, key=lambda name: valid_first[name])
+    scores["learn"] = scores[shipped]
+    for name, model in (("baseline", models["baseline"]), ("learn", models[shipped])):
+        training.setdefault(name, dict(training[shipped]))
+        training[name]["savedmodel_max_abs_diff"] = save_serving(model, savedmodel(name), test.head(256))
+    selection = {
+        "shipped": shipped,
+        "valid_uauc": valid_first,
+        "beats_baseline": bool(valid_first[shipped] > valid_first["baseline"]),
+        "seeds": [cfg.train.seed, *cfg.seeds],
+        "per_seed": per_seed,
+    }
+    return training, scores, selection

@@ -5,8 +5,11 @@
 - `learn`: the baseline plus an auxiliary network: an MLP over the LEARN user and item embeddings (and
   their has_embedding flags) with its own CVR loss; its last hidden layer is the fusion embedding. The main
   tower reads the ID embeddings, the LEARN embeddings and the fusion embedding. Loss = main + lambda x aux.
-- `learn_similarity`: `learn` with the LEARN user . item score (the retrieval score the towers were trained
-  on) as one more input beside the vectors: an MLP learns a dot product of its inputs poorly.
+- `inputs`: what a LEARN ranker reads of the LEARN features: the vectors (Fig. 5), their user . item score
+  (the retrieval score the towers were trained on: an MLP learns a dot product of its inputs poorly), or both.
+- `residual`: the LEARN branch added to the trained baseline's logit. The baseline's layers are copied in
+  (`warm_start`) and the branch's last layer starts at zero, so the untrained model is the baseline exactly:
+  training can only move it where the validation slice says it helps.
 
 Every input is looked up inside the model from the raw `user_id` and `item_id`, so the SavedModel serves
 raw ids. An id the model has not seen maps to an out-of-vocabulary embedding; an id missing from a LEARN
@@ -100,6 +103,10 @@ def _task(name: str) -> tfrs.tasks.Ranking:
     )
 
 
+# the layers a residual ranker shares with the baseline, copied from it by `warm_start`
+SHARED = ("user_id", "item_id", "main_tower", "main_head")
+
+
 class Ranker(tfrs.Model):
     def __init__(
         self,
@@ -107,11 +114,13 @@ class Ranker(tfrs.Model):
         config: RankingModelConfig,
         users: FeatureTable | None = None,
         items: FeatureTable | None = None,
-        similarity: bool = False,
+        inputs: str = "vectors",
+        residual: bool = False,
+        learn_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.config = config
-        self.similarity = similarity
+        self.inputs, self.residual = inputs, residual
         self.user_id = IdEmbedding(vocabulary.users, config.id_dim, "user_id")
         self.item_id = IdEmbedding(vocabulary.items, config.id_dim, "item_id")
         self.user_attributes = [
@@ -128,6 +137,10 @@ class Ranker(tfrs.Model):
             self.aux_tower = mlp(config.aux_tower, "aux_tower")
             self.aux_head = tf.keras.layers.Dense(1, name="aux_head")
             self.aux_task = _task("aux")
+            self.learn_dropout = tf.keras.layers.Dropout(learn_dropout, name="learn_dropout")
+            if residual:  # zero: the branch adds nothing until training finds that it helps
+                self.branch_tower = mlp(config.main_tower, "branch_tower")
+                self.branch_head = tf.keras.layers.Dense(1, kernel_initializer="zeros", name="branch_head")
         self.main_tower = mlp(config.main_tower, "main_tower")
         self.main_head = tf.keras.layers.Dense(1, name="main_head")
         self.task = _task("main")
@@ -141,27 +154,45 @@ class Ranker(tfrs.Model):
         else:
             user, user_flag = self.learn_users(features["user_id"])
             item, item_flag = self.learn_items(features["item_id"])
-        parts = [user, user_flag, item, item_flag]
-        if self.similarity:
+        parts = [user_flag, item_flag]
+        if self.inputs in ("vectors", "both"):
+            parts = [user, user_flag, item, item_flag]
+        if self.inputs in ("similarity", "both"):
             parts.append(tf.reduce_sum(user * item, axis=1, keepdims=True))
         return tf.concat(parts, axis=1)
 
-    def call(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
         users, items = features["user_id"], features["item_id"]
         parts = [self.user_id(users), self.item_id(items)]
         parts += [layer(users) for layer in self.user_attributes] + [layer(items) for layer in self.item_attributes]
         out = {}
-        if self.uses_learn:
-            learn = self.learn_features(features)
-            fusion = self.aux_tower(learn)
-            out["aux_logit"] = self.aux_head(fusion)[:, 0]
-            parts += [learn, fusion]
-        out["logit"] = self.main_head(self.main_tower(tf.concat(parts, axis=1)))[:, 0]
+        if not self.uses_learn:
+            out["logit"] = self.main_head(self.main_tower(tf.concat(parts, axis=1)))[:, 0]
+            return out
+        learn = self.learn_dropout(self.learn_features(features), training=training)
+        fusion = self.aux_tower(learn)
+        out["aux_logit"] = self.aux_head(fusion)[:, 0]
+        if self.residual:  # the baseline's logit plus the branch's
+            base = self.main_head(self.main_tower(tf.concat(parts, axis=1)))[:, 0]
+            branch = self.branch_head(self.branch_tower(tf.concat([*parts, learn, fusion], axis=1)))[:, 0]
+            out["logit"] = base + branch
+        else:
+            out["logit"] = self.main_head(self.main_tower(tf.concat([*parts, learn, fusion], axis=1)))[:, 0]
         return out
+
+    def warm_start(self, baseline: Ranker, batch: dict[str, tf.Tensor]) -> None:
+        """Copy the trained baseline's ID, attribute and main-tower weights into this residual ranker (both
+        built by calling them on `batch`), so that it starts as the baseline."""
+        self(batch)
+        pairs = [(getattr(self, n), getattr(baseline, n)) for n in SHARED]
+        pairs += list(zip(self.user_attributes, baseline.user_attributes, strict=True))
+        pairs += list(zip(self.item_attributes, baseline.item_attributes, strict=True))
+        for mine, theirs in pairs:
+            mine.set_weights(theirs.get_weights())
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         labels = tf.cast(features["label"], tf.float32)[:, None]
-        out = self(features)
+        out = self(features, training=training)
         loss = tf.nn.compute_average_loss(self.task(labels, out["logit"][:, None]))
         if self.uses_learn:
             aux = tf.nn.compute_average_loss(self.aux_task(labels, out["aux_logit"][:, None]))

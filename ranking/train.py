@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ranking.tables import FeatureTable
 
 log = logging.getLogger(__name__)
 MONITOR = "val_main_auc"
+SCORE = "val_uauc"  # a warm-started ranker's early-stopping figure, computed on the validation slice
 
 
 def set_determinism(seed: int) -> None:
@@ -59,26 +61,34 @@ def dataset(features: dict[str, np.ndarray], batch_size: int, shuffle_seed: int 
 
 
 class KeepBest(tf.keras.callbacks.Callback):
-    """Early stopping on the validation AUC that always ends with the best epoch's weights."""
+    """Early stopping that always ends with the best epoch's weights: on the validation AUC, or on `score`
+    (the model -> a validation figure, higher better), which also scores the untrained start as epoch 0, so that
+    a warm-started ranker never ends below where it began."""
 
-    def __init__(self, patience: int) -> None:
+    def __init__(self, patience: int, score: Callable[[Ranker], float] | None = None) -> None:
         super().__init__()
-        self.patience = patience
+        self.patience, self.score = patience, score
         self.best, self.best_epoch, self.weights, self.history = -np.inf, -1, None, []
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.score is not None:
+            self._consider(-1, {SCORE: self.score(self.model)})
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        self.history.append(
-            {
-                "epoch": epoch + 1,
-                **{k: round(float(v), 6) for k, v in logs.items() if k in ("loss", "main_auc", MONITOR, "val_loss")},
-            }
-        )
-        value = float(logs.get(MONITOR, -np.inf))
+        logs = dict(logs or {})
+        if self.score is not None:
+            logs[SCORE] = self.score(self.model)
+        if not self._consider(epoch, logs) and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def _consider(self, epoch: int, logs: dict[str, Any]) -> bool:
+        kept = ("loss", "main_auc", MONITOR, "val_loss", SCORE)
+        self.history.append({"epoch": epoch + 1, **{k: round(float(v), 6) for k, v in logs.items() if k in kept}})
+        value = float(logs.get(SCORE if self.score is not None else MONITOR, -np.inf))
         if value > self.best:
             self.best, self.best_epoch, self.weights = value, epoch, self.model.get_weights()
-        elif epoch - self.best_epoch >= self.patience:
-            self.model.stop_training = True
+            return True
+        return False
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.weights is not None:
@@ -100,28 +110,51 @@ def train_ranker(
     users: FeatureTable | None = None,
     items: FeatureTable | None = None,
     verbose: int = 2,
-    similarity: bool = False,
     columns: dict[str, np.ndarray] | None = None,
+    candidate: str | None = None,
+    seed: int | None = None,
+    baseline: Ranker | None = None,
+    valid_score: Callable[[np.ndarray], float] | None = None,
 ) -> Trained:
-    """Train one ranker (the LEARN ranker when both tables are given, reading their user . item score too
-    with `similarity`) on the `train` rows, stopping early on the `valid` rows."""
+    """Train one ranker on the `train` rows, stopping early on the `valid` rows: the ID baseline when
+    `candidate` is None, else that candidate of `config.candidates` (reading the LEARN tables when both are
+    given). A residual candidate starts from `baseline`'s weights and stops on `valid_score` (validation
+    probabilities -> a figure, higher better), its untrained start included."""
     train_cfg = config.train
-    set_determinism(train_cfg.seed)
+    seed = train_cfg.seed if seed is None else seed
+    set_determinism(seed)
     strategy = strategy_for(train_cfg.strategy)
     is_train, is_valid = (samples["part"] == "train").to_numpy(), (samples["part"] == "valid").to_numpy()
     train_rows, valid_rows = samples[is_train], samples[is_valid]
     global_batch = train_cfg.batch_size
+    choice = config.candidates[candidate] if candidate is not None else None
+    uses_learn = choice is not None and choice.inputs != "none" and users is not None and items is not None
     with strategy.scope():
-        model = Ranker(vocabulary, config.model, users, items, similarity)
+        model = Ranker(
+            vocabulary,
+            config.candidate_model(candidate) if candidate is not None else config.model,
+            users if uses_learn else None,
+            items if uses_learn else None,
+            inputs=choice.inputs if choice is not None else "none",
+            residual=bool(choice and choice.residual),
+            learn_dropout=choice.learn_dropout if choice is not None else 0.0,
+        )
         model.compile(optimizer=tf.keras.optimizers.Adam(train_cfg.lr))
-    learn = columns if users is not None else None
-    train_ds = dataset(features_of(train_rows, learn, is_train), global_batch, shuffle_seed=train_cfg.seed)
+    learn = columns if uses_learn else None
+    train_ds = dataset(features_of(train_rows, learn, is_train), global_batch, shuffle_seed=seed)
     valid_ds = dataset(features_of(valid_rows, learn, is_valid), 4 * global_batch)
-    keep = KeepBest(train_cfg.patience)
+    score = None
+    if choice is not None and choice.residual:
+        if baseline is None or valid_score is None:
+            raise ValueError(f"candidate {candidate!r} is residual: it needs the trained baseline and a valid_score")
+        model.warm_start(baseline, next(iter(valid_ds)))
+        valid_columns = {k: v[is_valid] for k, v in (learn or {}).items()}
+        score = lambda m: valid_score(predict(m, valid_rows, columns=valid_columns))  # noqa: E731
+    keep = KeepBest(train_cfg.patience, score)
     started = time.perf_counter()
     model.fit(train_ds, validation_data=valid_ds, epochs=train_cfg.epochs, callbacks=[keep], verbose=verbose)
     elapsed = time.perf_counter() - started
-    epochs = len(keep.history)
+    epochs = sum(1 for h in keep.history if h["epoch"] > 0)
     return Trained(model, keep.history, keep.best_epoch + 1, len(train_rows) * epochs / elapsed)
 
 

@@ -65,12 +65,21 @@ def run_summary(metrics: dict[str, Any]) -> str:
             f"WUAUC {pp(delta['WUAUC']['value'], 'pp')}, AUC {pp(delta['AUC']['value'], 'pp')}: "
             f"{verdict[interval_sign(delta['UAUC'])]} on UAUC."
         )
-        with_similarity = ranking.get("deltas", {}).get("learn_similarity")
-        if with_similarity:
-            uauc = with_similarity["UAUC"]
+        selection = ranking.get("selection")
+        if selection:
+            valid = selection["valid_uauc"]
             lines.append(
-                f"  With the LEARN similarity as an input: UAUC {pp(uauc['value'], 'pp')} [{pp(uauc['ci_low'], 'pp')}, "
-                f"{pp(uauc['ci_high'], 'pp')}] against the baseline: {verdict[interval_sign(uauc)]} on UAUC."
+                f"  `learn` is candidate `{selection['shipped']}`, chosen by validation UAUC "
+                f"({valid[selection['shipped']]:.4f}; baseline {valid['baseline']:.4f})"
+                + ("" if selection["beats_baseline"] else ": **no candidate beats the baseline on validation**")
+                + ". Other candidates on test UAUC: "
+                + ", ".join(
+                    f"`{name}` {pp(d['UAUC']['value'], 'pp')} [{pp(d['UAUC']['ci_low'], 'pp')}, "
+                    f"{pp(d['UAUC']['ci_high'], 'pp')}]"
+                    for name, d in ranking.get("deltas", {}).items()
+                    if name not in ("learn", selection["shipped"])
+                )
+                + "."
             )
         better, worse = [], []
         for kind in ("user", "item"):

@@ -218,8 +218,10 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     with pytest.raises(DataError, match="row 2 field 'title': empty text"):
         embed_new_items(run / "export", pd.DataFrame({"item_id": ["n1", "n2"], "title": ["A new film", " "]}))
     ranking = metrics["ranking"]
-    for model in ("baseline", "learn", "learn_similarity"):
+    candidates = ["residual", "fig5", "fig5_similarity"]
+    for model in ("baseline", "learn", *candidates):
         assert 0.5 < ranking[model]["AUC"] < 1 and 0.5 < ranking[model]["UAUC"] < 1
+    for model in ("baseline", "learn"):
         for kind in ("user", "item"):
             assert set(ranking[model]["segments"][kind]) == {"cold_start", "long_tail", "others"}
         assert ranking["training"][model]["savedmodel_max_abs_diff"] < 1e-6
@@ -228,9 +230,17 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     delta = ranking["delta"]["UAUC"]
     assert abs(delta["value"] - (ranking["learn"]["UAUC"] - ranking["baseline"]["UAUC"])) < 1e-12
     assert delta["ci_low"] <= delta["value"] <= delta["ci_high"]
-    similar = ranking["deltas"]["learn_similarity"]["UAUC"]
-    assert abs(similar["value"] - (ranking["learn_similarity"]["UAUC"] - ranking["baseline"]["UAUC"])) < 1e-12
+    for name in candidates:
+        own = ranking["deltas"][name]["UAUC"]
+        assert abs(own["value"] - (ranking[name]["UAUC"] - ranking["baseline"]["UAUC"])) < 1e-12
     assert ranking["deltas"]["learn"] == ranking["delta"]
+    # the shipped `learn` is the validation winner; the residual candidate is never below the baseline there
+    selection = ranking["selection"]
+    valid = selection["valid_uauc"]
+    assert selection["shipped"] == max(candidates, key=valid.get)
+    assert {k: v for k, v in ranking["learn"].items() if k != "segments"} == ranking[selection["shipped"]]
+    assert valid["residual"] >= valid["baseline"] and valid[selection["shipped"]] >= valid["baseline"]
+    assert ranking["protocol"]["negatives"] == "logged" and ranking["protocol"]["judges"] == "ranker"
     assert 0.4 < ranking["popularity"]["AUC"] < 1 and "popularity" not in ranking["deltas"]  # a reference row
     # the point-in-time property over the whole run: no sample's user vector holds an event at or after it
     from export.tables import read_table as read_export_table

@@ -30,7 +30,7 @@ def test_summary_reads_the_figures_and_names_significant_segments():
                     },
                     "item": {"long_tail": {"UAUC": none, "AUC": {"value": None, "ci_low": None, "ci_high": None}}},
                 },
-            }
+            },
         },
         "ab": {
             "replay": {
@@ -76,8 +76,12 @@ def test_sampled_negatives_are_a_tower_check_never_a_ranker_gain():
     assert judged["judges"] == "towers" and judged["per_conversion"] == 4
     delta = {m: interval(0.1, 0.05, 0.15) for m in ("UAUC", "WUAUC", "AUC")}
     text = run_summary({"ranking": {"protocol": judged, "delta": {**delta, "segments": {"user": {}, "item": {}}}}})
-    assert text.count("**") == 2 and (
-        "**Tower check, not a ranker gain** (sampled negatives (4 random items per conversion): a tower check, "
-        "not a ranker gain; LEARN - baseline"
-    ) in text
+    assert (
+        text.count("**") == 2
+        and (
+            "**Tower check, not a ranker gain** (sampled negatives (4 random items per conversion): a tower check, "
+            "not a ranker gain; LEARN - baseline"
+        )
+        in text
+    )
     assert protocol({"negatives": "logged"})["judges"] == "ranker"

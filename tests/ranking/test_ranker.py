@@ -114,7 +114,7 @@ def test_learn_features_carry_what_ids_cannot_and_training_is_deterministic(worl
     root, samples, vocabulary = world
     users, items = read_feature_table(root, "users"), read_feature_table(root, "items")
     test = samples[samples.part == "test"]
-    learn = train_ranker(samples, vocabulary, config(), users, items, verbose=0)
+    learn = train_ranker(samples, vocabulary, config(), users, items, verbose=0, candidate="fig5")
     baseline = train_ranker(samples, vocabulary, config(), verbose=0)
     learn_auc, base_auc = (
         auc(test.label.to_numpy(), predict(learn.model, test)),
@@ -123,23 +123,57 @@ def test_learn_features_carry_what_ids_cannot_and_training_is_deterministic(worl
     # test users are new to the ID model; their LEARN embeddings say what they like
     assert learn_auc > 0.75 and base_auc < 0.65, (learn_auc, base_auc)
     assert 1 <= learn.best_epoch <= len(learn.history) and "val_main_auc" in learn.history[0]
-    again = train_ranker(samples, vocabulary, config(), users, items, verbose=0)
+    again = train_ranker(samples, vocabulary, config(), users, items, verbose=0, candidate="fig5")
     assert np.array_equal(predict(again.model, test), predict(learn.model, test))
+
+
+def test_a_residual_ranker_starts_as_the_baseline_and_never_ends_below_it_on_validation(world):
+    """The integration that cannot lose by construction: the baseline's weights copied in and the branch's
+    last layer at zero give the baseline's exact scores before training; early stopping on validation UAUC
+    counts that start, so the kept model's validation UAUC is at least the baseline's."""
+    from eval.metrics import user_auc
+
+    root, samples, vocabulary = world
+    users, items = read_feature_table(root, "users"), read_feature_table(root, "items")
+    valid, test = samples[samples.part == "valid"], samples[samples.part == "test"]
+
+    def score(probabilities):
+        return user_auc(valid.user_id.to_numpy(), valid.label.to_numpy(), probabilities).uauc
+
+    baseline = train_ranker(samples, vocabulary, config(), verbose=0)
+    start = Ranker(vocabulary, config().model, users, items, inputs="both", residual=True)
+    start.warm_start(baseline.model, {k: tf.constant(v) for k, v in features_of(valid.head(8)).items()})
+    assert np.abs(predict(start, test) - predict(baseline.model, test)).max() < 1e-6
+    residual = train_ranker(
+        samples, vocabulary, config(), users, items, verbose=0, candidate="residual", baseline=baseline.model,
+        valid_score=score,
+    )  # fmt: skip
+    assert residual.history[0]["epoch"] == 0 and residual.history[0]["val_uauc"] == round(
+        score(predict(baseline.model, valid)), 6
+    )
+    assert score(predict(residual.model, valid)) >= score(predict(baseline.model, valid))
+    # here the LEARN vectors carry what the IDs cannot: the branch learns to use them
+    labels = test.label.to_numpy()
+    assert auc(labels, predict(residual.model, test)) > auc(labels, predict(baseline.model, test)) + 0.1
+    with pytest.raises(ValueError, match="is residual: it needs the trained baseline"):
+        train_ranker(samples, vocabulary, config(), users, items, verbose=0, candidate="residual")
 
 
 def test_mirrored_strategy_trains_the_same_model(world):
     root, samples, vocabulary = world
     users, items = read_feature_table(root, "users"), read_feature_table(root, "items")
     test = samples[samples.part == "test"]
-    plain = train_ranker(samples, vocabulary, config(epochs=2), users, items, verbose=0)
-    mirrored = train_ranker(samples, vocabulary, config(epochs=2, strategy="mirrored"), users, items, verbose=0)
+    plain = train_ranker(samples, vocabulary, config(epochs=2), users, items, verbose=0, candidate="fig5")
+    mirrored = train_ranker(
+        samples, vocabulary, config(epochs=2, strategy="mirrored"), users, items, verbose=0, candidate="fig5"
+    )
     assert np.abs(predict(plain.model, test) - predict(mirrored.model, test)).max() < 1e-4
 
 
 def test_savedmodel_serves_raw_ids_without_torch(world, tmp_path):
     root, samples, vocabulary = world
     users, items = read_feature_table(root, "users"), read_feature_table(root, "items")
-    trained = train_ranker(samples, vocabulary, config(epochs=1), users, items, verbose=0)
+    trained = train_ranker(samples, vocabulary, config(epochs=1), users, items, verbose=0, candidate="fig5")
     rows = pd.DataFrame(
         {"user_id": ["u1", "u250", "stranger"], "item_id": ["i3", "i4", "new-item"], "label": [0, 0, 0]}
     )

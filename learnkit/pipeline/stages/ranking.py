@@ -36,8 +36,8 @@ def run_ranking(ctx: Context) -> StageOutput:
     day = config.test_period.day_seconds
     scored = segment_rows(run.test, events, period.user_snapshot(events["user_id"]), cfg.segments, day)
     write_parquet(layout.ranking_scores, scored)
-    metrics = ranking_metrics(scored, cfg.bootstrap, config.seed, cfg.wuauc_weight)
-    metrics.update(training=run.training, samples=run.samples, protocol=protocol(run.samples))
+    metrics = ranking_metrics(scored, ["learn", *cfg.candidates], cfg.bootstrap, config.seed, cfg.wuauc_weight)
+    metrics.update(training=run.training, samples=run.samples, protocol=protocol(run.samples), selection=run.selection)
     plot = layout.segment_plot
     text = ranking_report(metrics, plot, layout.link(plot), run.description, cfg.bootstrap)
     metrics = nan_to_null(metrics)
@@ -47,6 +47,7 @@ def run_ranking(ctx: Context) -> StageOutput:
 
 def _inputs(ctx: Context, events: pd.DataFrame, period: TestPeriod) -> RankingInputs:
     """What the rankers read of the run: its data, the export, and the configs that made them."""
+    from eval.metrics import user_auc
     from ranking.experiment import RankingInputs
 
     config, layout = ctx.config, ctx.layout
@@ -62,4 +63,5 @@ def _inputs(ctx: Context, events: pd.DataFrame, period: TestPeriod) -> RankingIn
         in_valid=(events["split"] == "valid").to_numpy() if config.test_period.kind == "split" else None,
         ordinal_time=read_json(layout.validation).get("time") == "ordinal",
         positives_only=config.pch is not None and config.pch.split.positives_only,
+        uauc=lambda users, labels, scores: user_auc(users, labels, scores).uauc,
     )
