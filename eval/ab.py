@@ -300,12 +300,18 @@ def _daily(outcomes_day: dict[str, pd.DataFrame], members: dict[str, np.ndarray]
     return out
 
 
+def logged_requests(rows: pd.DataFrame) -> bool:
+    """Whether every row names the logged request it was shown in (an impressions log's `request_id`)."""
+    return "request_id" in rows and bool(rows["request_id"].notna().all()) and bool((rows["request_id"] != "").all())
+
+
 def add_requests(rows: pd.DataFrame, day_seconds: int) -> pd.DataFrame:
-    """Rows sorted by user and time, with `day` (days since the user's test period began) and `request`
-    (one per user-day)."""
+    """Rows sorted by user and time, with `day` (days since the user's test period began) and `request`: the
+    logged request (`request_id`) where every row names one, else one per user-day."""
     rows = rows.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
     rows["day"] = ((rows["ts"].to_numpy() - rows["snapshot"].to_numpy()) // day_seconds).astype(np.int64)
-    rows["request"] = rows.groupby(["user_id", "day"], sort=False).ngroup()
+    keys = ["request_id"] if logged_requests(rows) else ["user_id", "day"]
+    rows["request"] = rows.groupby(keys, sort=False).ngroup()
     return rows
 
 
@@ -326,8 +332,12 @@ def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, se
     """`per_request` catalog items drawn uniformly for each request (rows from `add_requests`), none of
     them already a candidate of that request: user_id, item_id, ts (the request's first), snapshot."""
     rng = np.random.default_rng(seed)
+    named = logged_requests(rows)
     requests = rows.groupby("request", sort=True).agg(
-        user_id=("user_id", "first"), ts=("ts", "min"), snapshot=("snapshot", "first")
+        user_id=("user_id", "first"),
+        ts=("ts", "min"),
+        snapshot=("snapshot", "first"),
+        **({"request_id": ("request_id", "first")} if named else {}),
     )
     logged = set(zip(rows["request"], rows["item_id"], strict=True))
     request_ids = np.repeat(requests.index.to_numpy(), per_request)
@@ -339,6 +349,7 @@ def widen_requests(rows: pd.DataFrame, catalog: np.ndarray, per_request: int, se
             "item_id": catalog[picks[keep]],
             "ts": chosen["ts"].to_numpy(),
             "snapshot": chosen["snapshot"].to_numpy(),
+            **({"request_id": chosen["request_id"].to_numpy()} if named else {}),
         }
     )
 

@@ -2,7 +2,7 @@
 
 learn-kit run CONFIG [--force] [--on-error drop] [--set KEY=VALUE ...]
 learn-kit <stage> --config CONFIG [--set KEY=VALUE ...]  (ceg, i2i, pch, export, rank, ab; ceg, pch under torchrun)
-learn-kit data fetch ml-100k [--path DIR]
+learn-kit data fetch ml-100k|mind-small [--path DIR]
 """
 
 from __future__ import annotations

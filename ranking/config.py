@@ -141,8 +141,8 @@ class RankingConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.candidates:
-            raise ValueError("candidates: name at least one ranker to compare with the baseline")
+        if not self.learn_candidates:
+            raise ValueError("candidates: name at least one ranker that reads the LEARN features (inputs not none)")
         clash = sorted(set(self.candidates) & set(RESERVED))
         if clash:
             raise ValueError(f"candidates: {clash[0]!r} is reserved ({', '.join(RESERVED)}); choose another name")
@@ -151,6 +151,11 @@ class RankingConfig:
         for name, candidate in self.candidates.items():
             if candidate.residual and candidate.user_features not in (None, self.model.user_features):
                 raise ValueError(f"candidates.{name}: a residual ranker reads the baseline's user_features")
+
+    @property
+    def learn_candidates(self) -> list[str]:
+        """The candidates that read LEARN features: the shipped `learn` is one of them."""
+        return [name for name, c in self.candidates.items() if c.inputs != "none"]
 
     def candidate_model(self, name: str) -> RankingModelConfig:
         """The model config one candidate trains with: ranking.model with the candidate's own choices."""

@@ -172,7 +172,7 @@ def _train_every_ranker(
                     "examples_per_s": round(trained.examples_per_s, 1),
                 }
     valid_first = {name: figures["valid_uauc"][0] for name, figures in per_seed.items()}
-    shipped = max(cfg.candidates, key=lambda name: valid_first[name])
+    shipped = max(cfg.learn_candidates, key=lambda name: valid_first[name])
     scores["learn"] = scores[shipped]
     for name, model in (("baseline", models["baseline"]), ("learn", models[shipped])):
         training.setdefault(name, dict(training[shipped]))

@@ -116,11 +116,15 @@ def ranking_samples(
     ordinal_time: bool = False,
 ) -> Samples:
     """`in_test` marks the events of the test period; `in_valid` (optional) the validation events."""
+    if "request_id" in events:  # an impressions log: the ranker's rows are exactly the logged impressions
+        shown = (events["request_id"].fillna("") != "").to_numpy()
+        in_test, events = np.asarray(in_test, bool)[shown], events[shown]
+        in_valid = None if in_valid is None else np.asarray(in_valid, bool)[shown]
     has_negatives = bool((events["label"] == 0).any())
     mode = config.negatives if config.negatives != "auto" else ("logged" if has_negatives else "sampled")
-    base = events[["user_id", "item_id", "ts", "label", "value"]].assign(
-        _test=np.asarray(in_test, bool), _valid=np.zeros(len(events), bool) if in_valid is None else in_valid
-    )
+    base = events[
+        ["user_id", "item_id", "ts", "label", "value", *(["request_id"] if "request_id" in events else [])]
+    ].assign(_test=np.asarray(in_test, bool), _valid=np.zeros(len(events), bool) if in_valid is None else in_valid)
     if mode == "logged":
         if not has_negatives:
             raise DataError("ranking.samples.negatives is 'logged' but the events have no label-0 rows")
@@ -159,4 +163,5 @@ def ranking_samples(
     if not (rows["part"] == "train").any():
         raise DataError("the validation slice took every training row; lower ranking.samples.valid_fraction")
     rows["label"] = rows["label"].astype(np.int8)
-    return Samples(rows[COLUMNS], mode, description)
+    extra = ["request_id"] if mode == "logged" and "request_id" in rows else []
+    return Samples(rows[COLUMNS + extra], mode, description)

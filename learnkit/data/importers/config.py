@@ -17,7 +17,9 @@ from learnkit.data.schema import (
 
 @dataclass
 class DataConfig:
-    format: str = option("ml-100k", help="importer: ml-100k | ml-100k-grouplens | amazon-reviews | unisrec | canonical")
+    format: str = option(
+        "ml-100k", help="importer: ml-100k | ml-100k-grouplens | amazon-reviews | unisrec | mind | canonical"
+    )
     path: str | None = option(None, help="folder with the dataset's files; null means `learn-kit data fetch <fetch>`")
     fetch: str | None = option(
         None, help="a known dataset to find or download and verify instead of `path` (e.g. ml-100k)"
