@@ -194,6 +194,13 @@ class TrainConfig:
         1, help="next-item sequences: each position's positives are the next `window` items (1 = next item)"
     )
     mask_history: bool = option(False, help="the user's own earlier items are no negatives (LEARN's fine-tuning)")
+    time_valid_negatives: bool = option(
+        True,
+        help=(
+            "an item whose first event comes after a training position's time is no negative for it (off for "
+            "ordinal time, whose positions are no times)"
+        ),
+    )
     patience: int = option(
         0, help="stop after this many epochs without a better validation figure (0: always run `epochs`)"
     )

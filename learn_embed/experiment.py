@@ -25,7 +25,7 @@ from learn_embed.config import (
 )
 from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
-from learn_embed.train import SequenceData, train
+from learn_embed.train import NO_TIME, SequenceData, train
 from learnkit.core.fsutil import child, read_json, write_json, write_parquet
 from learnkit.data.catalog import Catalog
 from learnkit.data.splits import training_item_counts
@@ -36,14 +36,48 @@ REFERENCES = ("popularity", "random")  # reference rows ranked by the same evalu
 PER_USER = "per_user.parquet"
 
 
-def examples_to_data(examples: pd.DataFrame, catalog: Catalog, aligned: bool = False, window: int = 1) -> SequenceData:
-    """`aligned`: next-item training rows (target[t] follows history[t]); see `SequenceData.from_lists`."""
+def examples_to_data(
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    aligned: bool = False,
+    window: int = 1,
+    clock: EventClock | None = None,
+) -> SequenceData:
+    """`aligned`: next-item training rows (target[t] follows history[t]); see `SequenceData.from_lists`. With
+    a `clock`, each position carries the time of its first positive."""
     return SequenceData.from_lists(
         [catalog.index(h) for h in examples["history"]],
         [catalog.index(t) for t in examples["target"]],
         aligned=aligned,
         window=window,
+        target_times=clock.target_times(examples) if clock is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class EventClock:
+    """When things happened, for a softmax over the items that exist: each item's first event (`birth`, in
+    catalog order; NO_TIME for an item without events) and each (user, item)'s first event."""
+
+    birth: torch.Tensor  # [catalog] int64
+    first: pd.Series  # (user_id, item_id) -> ts of the user's first event with the item
+
+    @classmethod
+    def of(cls, events: pd.DataFrame, catalog: Catalog) -> EventClock:
+        born = events.groupby("item_id")["ts"].min().reindex(catalog.ids)
+        known = born.notna().to_numpy()
+        birth = torch.full((len(catalog.ids),), NO_TIME, dtype=torch.int64)
+        birth[torch.from_numpy(known)] = torch.from_numpy(born[known].to_numpy(dtype=np.int64))
+        return cls(birth, events.groupby(["user_id", "item_id"])["ts"].min())
+
+    def target_times(self, examples: pd.DataFrame) -> list[list[int]]:
+        """Each example's target times (a user's first event with the item: earlier, never later, than the
+        one the target stands for, so the mask can only drop negatives, never admit a later item)."""
+        flat = examples[["user_id", "target"]].explode("target").dropna()
+        keys = pd.MultiIndex.from_arrays([flat["user_id"].to_numpy(), flat["target"].to_numpy()])
+        when = self.first.reindex(keys).fillna(NO_TIME).to_numpy(dtype=np.int64)
+        counts = examples["target"].map(len).to_numpy()
+        return [chunk.tolist() for chunk in np.split(when, np.cumsum(counts)[:-1])] if len(counts) else []
 
 
 @torch.no_grad()
@@ -166,6 +200,7 @@ class Comparison:
     cold_items: set[int]
     content: dict[str, torch.Tensor]  # encoder -> [catalog, dim] CEG embeddings
     eval: EvalConfig
+    clock: EventClock | None = None  # when items first exist (None: ordinal time, or the mask turned off)
 
     @property
     def test(self) -> pd.DataFrame:
@@ -236,7 +271,8 @@ def _train_and_score(
     examples, catalog, monitored = comparison.examples, comparison.catalog, comparison.eval.monitor_metric
     matrix = comparison.content[method.encoder] if method.input == "content" else None
     model = LearnModel(model_config, len(catalog.ids), matrix)
-    train_data = examples_to_data(examples[examples.part == "train"], catalog, aligned, train_config.window)
+    clock = comparison.clock if train_config.time_valid_negatives else None
+    train_data = examples_to_data(examples[examples.part == "train"], catalog, aligned, train_config.window, clock)
     valid = examples[examples.part == "valid"]
     valid_data = examples_to_data(valid, catalog) if not valid.empty else None
     gallery_t = torch.from_numpy(comparison.gallery)
@@ -251,7 +287,10 @@ def _train_and_score(
         ).means()  # fmt: skip
         return {"epoch": epoch + 1, monitored: scores[monitored]}
 
-    result = train(model, train_data, train_config, out_dir, resume=resume, on_epoch_end=monitor, desc=name)
+    result = train(
+        model, train_data, train_config, out_dir, resume=resume, on_epoch_end=monitor, desc=name,
+        item_birth=clock.birth if clock is not None else None,
+    )  # fmt: skip
     test = comparison.test
     started = time.perf_counter()
     users = user_vectors(model, examples_to_data(test, catalog))
@@ -266,6 +305,7 @@ def _train_and_score(
             "steps": result.steps,
             "loss": result.loss,
             "window": train_config.window,
+            "time_valid_negatives": clock is not None,
             "temperature": train_config.temperature,
             "dropout": model_config.dropout,
             "losses": [round(x, 5) for x in result.losses],
@@ -365,6 +405,7 @@ def run_retrieval(
     seed: int,
     rank: int = 0,
     resume: bool = False,
+    ordinal_time: bool = False,
 ) -> RetrievalRun:
     """Train and score every configured method on one split beside the popularity and random references,
     each method's figures and per-user scores written to `out_dir/<method>/` (a finished method is kept
@@ -374,7 +415,9 @@ def run_retrieval(
     counts = training_item_counts(examples, config.split.train_examples).reindex(catalog.ids, fill_value=0).to_numpy()
     cold = set(np.flatnonzero(counts == 0).tolist())
     encoders = sorted({m.encoder for m in config.methods.values() if m.encoder})
-    comparison = Comparison(examples, catalog, gallery, cold, load_content(content_dir, encoders, catalog), config.eval)
+    clock = None if ordinal_time else EventClock.of(events, catalog)  # positions of a sequence are no times
+    content = load_content(content_dir, encoders, catalog)
+    comparison = Comparison(examples, catalog, gallery, cold, content, config.eval, clock)
     test = comparison.test
     metrics: dict[str, Any] = {
         "gallery_items": int(len(gallery)),

@@ -38,6 +38,8 @@ from learnkit.core.fsutil import atomic_path, publish_folder
 from learnkit.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
+# a position without a time (padding, or data without times): every item exists for it
+NO_TIME = torch.iinfo(torch.int64).max
 KILL_ENV = "LEARN_KIT_KILL_AFTER_CHECKPOINT"  # test hook: SIGKILL this process after that checkpoint step
 
 
@@ -47,14 +49,21 @@ class SequenceData:
 
     history: torch.Tensor  # [n, L]
     positives: torch.Tensor  # [n, L, W]
+    times: torch.Tensor | None = None  # [n, L] each position's time: that of its first positive
 
     @classmethod
     def from_lists(
-        cls, histories: list[list[int]], targets: list[list[int]], aligned: bool = False, window: int = 1
+        cls,
+        histories: list[list[int]],
+        targets: list[list[int]],
+        aligned: bool = False,
+        window: int = 1,
+        target_times: list[list[int]] | None = None,
     ) -> SequenceData:
         """`aligned`: target[t] is the item after history[t] (next-item sequences); position t's positives
         are target[t : t + window]. Otherwise every history position predicts the whole target list (the
-        paper's history/target cuts)."""
+        paper's history/target cuts). `target_times` (aligned with `targets`) give each position the time of
+        its first positive: the items that exist by then are its negatives."""
         history = _pad(histories)
         if aligned:
             rows = [[target[t : t + window] for t in range(len(target))] for target in targets]
@@ -65,7 +74,14 @@ class SequenceData:
         for i, r in enumerate(rows):
             for t, items in enumerate(r):
                 positives[i, t, : len(items)] = torch.tensor(items, dtype=torch.int64)
-        return cls(history, positives)
+        times = None
+        if target_times is not None:
+            times = torch.full(history.shape, NO_TIME, dtype=torch.int64)
+            for i, (h, when) in enumerate(zip(histories, target_times, strict=True)):
+                if when:
+                    row = when[: len(h)] if aligned else [min(when)] * len(h)
+                    times[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+        return cls(history, positives, times)
 
     def __len__(self) -> int:
         return self.history.shape[0]
@@ -74,10 +90,12 @@ class SequenceData:
         history = _trim(self.history[index])
         positives = self.positives[index][:, : history.shape[1]]
         width = int((positives >= 0).sum(-1).max().clamp(min=1)) if positives.numel() else 1
-        return SequenceData(history, positives[:, :, :width])
+        times = self.times[index][:, : history.shape[1]] if self.times is not None else None
+        return SequenceData(history, positives[:, :, :width], times)
 
     def to(self, device: torch.device) -> SequenceData:
-        return SequenceData(self.history.to(device), self.positives.to(device))
+        times = self.times.to(device) if self.times is not None else None
+        return SequenceData(self.history.to(device), self.positives.to(device), times)
 
     def item_counts(self, num_items: int) -> torch.Tensor:
         """How often each item is a positive in this data: the popularity the sampled loss corrects for."""
@@ -141,6 +159,7 @@ class Candidates:
     positive_cols: torch.Tensor  # [B, L, W]
     banned_cols: torch.Tensor | None  # [B, L, L] the user's items up to each position, when masked
     log_q: torch.Tensor | None  # [C] sampling correction
+    birth: torch.Tensor | None = None  # [C] when each candidate first exists (none: always)
 
 
 def _candidates(
@@ -151,6 +170,7 @@ def _candidates(
     config: TrainConfig,
     step: int,
     world: int,
+    item_birth: torch.Tensor | None = None,
 ) -> Candidates:
     device = batch.history.device
     if kind == "full":
@@ -185,7 +205,8 @@ def _candidates(
     if kind == "sampled":
         assert sampling_q is not None
         log_q = torch.log(sampling_q[ids.cpu()].to(device).float())
-    return Candidates(ids, to_cols(batch.positives), banned, log_q)
+    birth = item_birth.to(device)[ids] if item_birth is not None and batch.times is not None else None
+    return Candidates(ids, to_cols(batch.positives), banned, log_q, birth)
 
 
 def _gather_ids(items: torch.Tensor) -> torch.Tensor:
@@ -204,10 +225,12 @@ def _loss(
     user: torch.Tensor, items: torch.Tensor, batch: SequenceData, cands: Candidates, temperature: float, world: int
 ) -> torch.Tensor:
     user_mask = batch.history >= 0
+    when = dict(position_time=batch.times, candidate_birth=cands.birth) if cands.birth is not None else {}
     if world == 1:
         return candidate_softmax_loss(
-            user, user_mask, cands.positive_cols, items, temperature, log_q=cands.log_q, banned_cols=cands.banned_cols
-        )
+            user, user_mask, cands.positive_cols, items, temperature, log_q=cands.log_q, banned_cols=cands.banned_cols,
+            **when,
+        )  # fmt: skip
     # normalise by the global number of (position, positive) pairs; DDP averages over processes
     pairs = ((cands.positive_cols >= 0) & user_mask[:, :, None]).sum().to(torch.float64)
     dist.all_reduce(pairs)
@@ -220,6 +243,7 @@ def _loss(
         log_q=cands.log_q,
         banned_cols=cands.banned_cols,
         normaliser=float(pairs) / world,
+        **when,
     )
 
 
@@ -368,8 +392,10 @@ def train(
     on_epoch_end: Callable[[int, LearnModel], dict[str, float]] | None = None,
     progress: bool = True,
     desc: str = "PCH",
+    item_birth: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train `model` in place; checkpoints and the final weights go to `out_dir`."""
+    """Train `model` in place; checkpoints and the final weights go to `out_dir`. `item_birth` [items]: when
+    each item first exists; with `data.times`, an item is no negative for a position before that time."""
     rank, world = _distributed()
     torch.manual_seed(config.seed)
     device = _device(config.device, rank)
@@ -417,7 +443,7 @@ def train(
         for b in range(offset, steps_per_epoch):
             index = order[b * config.batch_size : (b + 1) * config.batch_size][rank::world]
             batch = data.rows(index).to(device)
-            cands = _candidates(batch, loss_kind, model.num_items, sampling_q, config, step, world)
+            cands = _candidates(batch, loss_kind, model.num_items, sampling_q, config, step, world, item_birth)
             user, items = twin(batch.history, cands.ids)
             loss = _loss(user, items, batch, cands, config.temperature, world)
             optimizer.zero_grad(set_to_none=True)

@@ -169,3 +169,50 @@ def test_train_config_rejects_bad_values(bad):
 
     with pytest.raises((ValueError, ConfigError)):
         from_mapping(TrainConfig, bad, "pch.train", source="x.yaml")
+
+
+def test_an_item_that_does_not_exist_yet_is_no_negative_and_gets_no_gradient():
+    """The leak a full softmax has: every catalog item is a negative at every step, items that first appear
+    later included, so a content tower learns that their text means "never chosen". With times, an item first
+    seen after a position's time is no negative for it: the loss is the softmax over the items that exist, and
+    a future item's vector gets exactly zero gradient (without the times it does not)."""
+    torch.manual_seed(0)
+    user = torch.randn(1, 2, 4)
+    items = torch.randn(4, 4, requires_grad=True)
+    positives = torch.tensor([[[0], [1]]])  # position 0 at time 10 predicts item 0, position 1 at time 30 item 1
+    when = torch.tensor([[10, 30]])
+    birth = torch.tensor([0, 5, 20, 40])  # item 2 exists from time 20, item 3 from 40: after both positions
+    loss = candidate_softmax_loss(
+        user, torch.ones(1, 2), positives, items, 1.0, position_time=when, candidate_birth=birth
+    )
+    # by hand: position 0 sees items {0, 1} (2 and 3 come later), position 1 sees {0, 1, 2}
+    u = user[0].detach()
+    v = items.detach()
+    first = -torch.log_softmax(torch.stack([u[0] @ v[0], u[0] @ v[1]]), 0)[0]
+    second = -torch.log_softmax(torch.stack([u[1] @ v[1], u[1] @ v[0], u[1] @ v[2]]), 0)[0]
+    assert abs(float(loss) - float((first + second) / 2)) < 1e-5
+    loss.backward()
+    assert torch.count_nonzero(items.grad[3]) == 0 and torch.count_nonzero(items.grad[2]) > 0
+    items.grad = None
+    candidate_softmax_loss(user, torch.ones(1, 2), positives, items, 1.0).backward()
+    assert torch.count_nonzero(items.grad[3]) > 0  # the leak, without times
+
+
+def test_training_positions_carry_the_time_of_their_first_positive():
+    import pandas as pd
+
+    from learn_embed.experiment import EventClock
+    from learn_embed.train import NO_TIME
+    from learnkit.data.catalog import Catalog
+
+    events = pd.DataFrame(
+        {"user_id": ["u", "u", "u", "v", "u"], "item_id": ["a", "b", "c", "d", "b"], "ts": [1, 2, 3, 4, 9]}
+    )
+    catalog = Catalog.of_items(pd.DataFrame({"item_id": ["a", "b", "c", "d", "e"]}))
+    clock = EventClock.of(events, catalog)
+    assert clock.birth.tolist() == [1, 2, 3, 4, NO_TIME]  # e never appears: never a negative
+    examples = pd.DataFrame({"user_id": ["u", "u"], "history": [["a", "b"], ["a"]], "target": [["b", "c"], ["c", "b"]]})
+    assert clock.target_times(examples) == [[2, 3], [3, 2]]  # b's first time, though u met it again at 9
+    aligned = SequenceData.from_lists([[0, 1]], [[1, 2]], aligned=True, target_times=[[2, 3]])
+    cuts = SequenceData.from_lists([[0]], [[2, 1]], target_times=[[3, 2]])
+    assert aligned.times.tolist() == [[2, 3]] and cuts.times.tolist() == [[2]]  # a cut: its earliest target

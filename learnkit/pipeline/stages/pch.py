@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from learnkit.core.fsutil import write_parquet
+from learnkit.core.fsutil import read_json, write_parquet
 from learnkit.pipeline.stage import Context, StageOutput
 from learnkit.pipeline.stages.data import read_items
 
@@ -24,7 +24,7 @@ def run_pch(ctx: Context) -> StageOutput:
         write_parquet(layout.split, examples)
     run = run_retrieval(
         cfg, config.ceg, read_items(layout), seen, examples, layout.content(), layout.stage("pch"), config.seed,
-        layout.rank, bool(ctx.options.get("resume")),
+        layout.rank, bool(ctx.options.get("resume")), read_json(layout.validation).get("time") == "ordinal",
     )  # fmt: skip
     methods = list(cfg.methods)
     metrics = with_intervals(
