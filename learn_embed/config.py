@@ -289,6 +289,15 @@ class PchStageConfig:
             "the outcomes the ranker and the A/B test are judged on"
         ),
     )
+    train_before_ranker_validation: bool = option(
+        False,
+        help=(
+            "with train_before_test_period: also before the ranker's validation slice (its newest "
+            "ranking.samples.valid_fraction of the training period), so that the LEARN features of the rows the "
+            "ranker is chosen on are as new to the towers as the test period's (towers fitted on those very "
+            "outcomes make LEARN look better on validation than it is)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         for name, method in self.methods.items():

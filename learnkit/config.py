@@ -39,6 +39,12 @@ class Config:
                 raise ValueError(f"key 'export.method': {self.export.method!r} is not one of the pch methods")
             if self.pch.methods[self.export.method].kind != "learn":
                 raise ValueError("key 'export.method': only a trained (kind: learn) method can be exported")
+        if self.pch is not None and self.pch.train_before_ranker_validation:
+            if not self.pch.train_before_test_period or self.ranking is None:
+                raise ValueError(
+                    "key 'pch.train_before_ranker_validation': needs pch.train_before_test_period and a 'ranking' "
+                    "section (whose validation slice it keeps the towers from)"
+                )
         if self.ranking is not None and self.export is None:
             raise ValueError("key 'ranking': the LEARN ranker reads the export; add an 'export' section")
         if self.ab is not None and self.ranking is None:
@@ -55,6 +61,13 @@ class Config:
                 self.pch.method_configs(name)
             except ConfigError as exc:  # re-raised as ValueError so that the loader adds the file name
                 raise ValueError(str(exc).removeprefix(": ")) from exc
+
+    @property
+    def ranker_validation(self) -> float | None:
+        """The ranker's validation share, when the towers must not see its slice."""
+        if self.pch is None or self.ranking is None or not self.pch.train_before_ranker_validation:
+            return None
+        return self.ranking.samples.valid_fraction
 
     @property
     def run_dir(self) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from learnkit.core.errors import DataError
+from learnkit.data.period import validation_start
 from learnkit.data.sampling import draw_avoiding
 from ranking.config import RankingSamplesConfig
 
@@ -157,7 +158,7 @@ def ranking_samples(
         raise DataError("the test period leaves no training or no test rows")
     valid = rows["_valid"].to_numpy() & train
     if in_valid is None:
-        valid_from = np.quantile(rows.loc[train, "ts"].to_numpy(), 1 - config.valid_fraction, method="higher")
+        valid_from = validation_start(rows.loc[train, "ts"].to_numpy(), config.valid_fraction)
         valid = train & (rows["ts"].to_numpy() >= valid_from)
     rows["part"] = np.where(~train, "test", np.where(valid, "valid", "train"))
     if not (rows["part"] == "train").any():

@@ -69,6 +69,11 @@ class TestPeriod:
         return self.snapshot.reindex(np.asarray(user_ids)).fillna(NEVER).to_numpy(dtype=float)
 
 
+def validation_start(ts: np.ndarray, valid_fraction: float) -> int:
+    """Where a ranker's validation slice begins: the newest `valid_fraction` of its training rows' times."""
+    return int(np.quantile(np.asarray(ts), 1 - valid_fraction, method="higher"))
+
+
 def test_period(events: pd.DataFrame, config: TestPeriodConfig) -> TestPeriod:
     if events.empty:
         raise DataError("no events: the test period cannot be placed")

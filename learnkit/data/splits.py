@@ -38,7 +38,7 @@ import pandas as pd
 
 from learnkit.core.configload import option
 from learnkit.core.errors import DataError
-from learnkit.data.period import TestPeriodConfig, test_period
+from learnkit.data.period import TestPeriodConfig, test_period, validation_start
 from learnkit.data.schema import CHRONOLOGICAL
 
 
@@ -210,11 +210,16 @@ def make_split(
 
 
 def split_around_period(
-    events: pd.DataFrame, config: SplitConfig, period: TestPeriodConfig, before_period: bool
+    events: pd.DataFrame,
+    config: SplitConfig,
+    period: TestPeriodConfig,
+    before_period: bool,
+    ranker_valid_fraction: float | None = None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(examples, stats, the events the model may see). With `boundary: test_period` the test targets are
     the users' events in the run's test period and training sees only what came before it; with
-    `before_period` the whole split is made inside the events before the test period."""
+    `before_period` the whole split is made inside the events before the test period, and with
+    `ranker_valid_fraction` also before the ranker's validation slice (its newest share of those events)."""
     on_period = config.kind == "temporal" and config.boundary == "test_period"
     found = test_period(events, period) if (before_period or on_period) else None
     if found is not None and on_period:
@@ -223,9 +228,15 @@ def split_around_period(
         return examples, stats, events[~found.in_test]
     if found is not None:
         events = events[~found.in_test]
+    cutoff = None
+    if found is not None and ranker_valid_fraction is not None:
+        cutoff = validation_start(events["ts"].to_numpy(), ranker_valid_fraction)
+        events = events[events["ts"].to_numpy() < cutoff]
     examples, stats = make_split(events, config)
     if found is not None:
-        stats["trained_before"] = found.description
+        stats["trained_before"] = found.description + (
+            f", and before the ranker's validation slice (ts {cutoff} on)" if cutoff is not None else ""
+        )
     return examples, stats, events
 
 

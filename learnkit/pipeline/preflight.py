@@ -50,7 +50,9 @@ def _pch(config: Config, events: pd.DataFrame) -> list[str]:
     if pch is None:
         return []
     try:
-        _, split, _ = split_around_period(events, pch.split, config.test_period, pch.train_before_test_period)
+        _, split, _ = split_around_period(
+            events, pch.split, config.test_period, pch.train_before_test_period, config.ranker_validation
+        )
     except DataError as exc:
         return [f"pch: {exc}"]
     missing = [part for part in ("train", "test") if not split.get(f"{part}_examples")]

@@ -28,7 +28,7 @@ def _keys(tree: dict, prefix: str = "") -> list[str]:
     out = []
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if prefix in ("ceg.encoders.", "pch.methods."):
+        if prefix in ("ceg.encoders.", "pch.methods.", "ranking.candidates."):
             name = f"{prefix}<name>"
         out.append(name)
         if isinstance(value, dict):

@@ -215,3 +215,35 @@ def test_a_split_before_the_test_period_never_sees_its_events():
     assert "test_period" in stats and seen["ts"].max() == 40
     # neither: the split sees everything
     assert len(split_around_period(EVENTS, loo, period, before_period=False)[2]) == len(EVENTS)
+
+
+def test_towers_before_the_ranker_validation_slice_never_see_its_events():
+    """The towers fitted on the very rows a ranker is chosen on make the LEARN features look better there than
+    on the test period (configs/tuning/demo-ranker.yaml). With the ranker's validation share, the towers' events
+    end where the ranker's validation rows begin: the same `validation_start` over the same events."""
+    import numpy as np
+
+    from learnkit.data.period import test_period, validation_start
+    from ranking.config import RankingSamplesConfig
+    from ranking.samples import ranking_samples
+
+    events = pd.DataFrame(
+        {
+            "user_id": [f"u{k % 7}" for k in range(60)],
+            "item_id": [f"i{k % 11}" for k in range(60)],
+            "ts": 1_700_000_000 + np.arange(60) * 100,
+            "label": [k % 2 for k in range(60)],
+            "value": 1.0,
+        }
+    )
+    period = TestPeriodConfig(start_quantile=0.8)
+    config = SplitConfig(kind="temporal", boundary="user_fraction", evaluate_all_users=True)
+    _, stats, seen = split_around_period(events, config, period, True, ranker_valid_fraction=0.25)
+    in_test = test_period(events, period).in_test
+    cutoff = validation_start(events.loc[~in_test, "ts"].to_numpy(), 0.25)
+    assert seen["ts"].max() < cutoff and len(seen) == int((events["ts"] < cutoff).sum())
+    assert f"before the ranker's validation slice (ts {cutoff} on)" in stats["trained_before"]
+    samples = ranking_samples(
+        events, pd.DataFrame({"item_id": []}), in_test, RankingSamplesConfig(valid_fraction=0.25), 0
+    )
+    assert samples.rows.loc[samples.rows["part"] == "valid", "ts"].min() == cutoff  # where the towers stop

@@ -41,6 +41,7 @@ ALL = [
             "pch": c.pch,
             "template": c.ceg.template,
             "period": _period(c),
+            "ranker_validation": c.ranker_validation,
             "encoders": {n: e for n, e in c.ceg.encoders.items()},
             "seed": c.seed,
         },

@@ -19,7 +19,9 @@ def run_pch(ctx: Context) -> StageOutput:
     cfg = config.pch
     assert cfg is not None
     events = pd.read_parquet(layout.events)
-    examples, split, seen = split_around_period(events, cfg.split, config.test_period, cfg.train_before_test_period)
+    examples, split, seen = split_around_period(
+        events, cfg.split, config.test_period, cfg.train_before_test_period, config.ranker_validation
+    )
     if layout.is_main:
         write_parquet(layout.split, examples)
     run = run_retrieval(
