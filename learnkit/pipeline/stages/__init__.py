@@ -41,7 +41,7 @@ ALL = [
             "pch": c.pch,
             "template": c.ceg.template,
             "period": _period(c),
-            "ranker_validation": c.ranker_validation,
+            **({"ranker_validation": c.ranker_validation} if c.ranker_validation else {}),
             "encoders": {n: e for n, e in c.ceg.encoders.items()},
             "seed": c.seed,
         },
