@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.learnkit.test_faults import SMALL
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -41,21 +43,6 @@ def _dataset(folder: Path) -> None:
         + "".join(f"u{u},i{(3 * u + j) % 30},{1700000000 + 1000 * j + u},1\n" for u in range(40) for j in range(8))
     )
 
-
-CONFIG = """
-name: t
-runs_dir: {runs}
-data: {{format: canonical, path: {data}}}
-ceg:
-  encoders:
-    llm: {{model: {{tiny_random: {{hidden: 16, layers: 1, heads: 2, seed: 0}}}}, max_tokens: 16}}
-i2i: {{k: 5, queries: 2, label_column: category}}
-pch:
-  model: {{width: 16, layers: 1, heads: 2, out_dim: 16}}
-  train: {{epochs: 1, batch_size: 16}}
-  methods:
-    learn_llm: {{encoder: llm}}
-"""
 
 # Runs inside the namespaces: the CLI in this interpreter, each fault in turn, results as JSON on stdout.
 DRIVER = """
@@ -114,7 +101,9 @@ def test_full_disk_read_only_and_no_permission_are_one_line_and_a_rerun_works(tm
     if os.geteuid() == 0:
         os.chown(locked, 65534, 65534)  # owned by an id the namespace does not map: its root cannot write there
     config = tmp_path / "c.yaml"
-    config.write_text(CONFIG.format(runs=runs, data=tmp_path / "data"))
+    # data, ceg, i2i and pch of the fault suite's small run: a plot (PIL) and weights (safetensors) to write
+    small = SMALL.split("\ntest_period:")[0] + "\n"
+    config.write_text(small.format(runs=runs, data=tmp_path / "data", i2i=", label_column: category", period=""))
     driver = DRIVER.format(repo=str(REPO), runs=str(runs), config=str(config), locked=str(locked))
     done = subprocess.run(
         ["unshare", "-rm", sys.executable, "-c", textwrap.dedent(driver)],
@@ -128,7 +117,7 @@ def test_full_disk_read_only_and_no_permission_are_one_line_and_a_rerun_works(tm
     assert out["first"] == {"code": 0, "errors": []}
     run = runs / "t"
     expected = {
-        "i2i": rf"^{run}/i2i/category_at_5\.png: No space left on device \(ENOSPC\) while writing it",
+        "i2i": rf"^{run}/i2i/category_at_3\.png: No space left on device \(ENOSPC\) while writing it",
         "pch": rf"^{run}/pch: No space left on device \(ENOSPC\) in stage 'pch'; free some space and run again$",
     }
     for stage, pattern in expected.items():
