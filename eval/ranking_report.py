@@ -154,7 +154,7 @@ def _training_table(training: dict[str, Any]) -> str:
     )
 
 
-def _selection_text(selection: dict[str, Any], metrics: dict[str, Any]) -> str:
+def _selection_text(selection: dict[str, Any]) -> str:
     """Which candidate ships as `learn`, by validation UAUC, and every ranker's figures over the seeds."""
     shipped, valid = selection["shipped"], selection["valid_uauc"]
     text = (
@@ -250,7 +250,7 @@ def _tables(
         "averages the AUC of each user with both classes; WUAUC weights it by the user's number of samples. "
         f"Intervals: 2.5 and 97.5 percentiles over {bootstrap} bootstrap resamples of users.\n\n"
         + table6
-        + (_selection_text(metrics["selection"], metrics) if "selection" in metrics else "")
+        + (_selection_text(metrics["selection"]) if "selection" in metrics else "")
         + "\nThe shipped `learn` by segment (paper table 7), with each segment's rows (its reference size):\n\n"
         + table7
         + (f"\n![per-segment deltas]({plot_link})\n" if drawn else "")
