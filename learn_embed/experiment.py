@@ -67,7 +67,7 @@ class EventClock:
         born = events.groupby("item_id")["ts"].min().reindex(catalog.ids)
         known = born.notna().to_numpy()
         birth = torch.full((len(catalog.ids),), NO_TIME, dtype=torch.int64)
-        birth[torch.from_numpy(known)] = torch.from_numpy(born[known].to_numpy(dtype=np.int64))
+        birth[torch.tensor(known)] = torch.tensor(born[known].to_numpy(dtype=np.int64))
         return cls(birth, events.groupby(["user_id", "item_id"])["ts"].min())
 
     def target_times(self, examples: pd.DataFrame) -> list[list[int]]:
