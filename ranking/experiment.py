@@ -168,7 +168,7 @@ def _train_every_ranker(
                 training[name] = {
                     "history": trained.history,
                     "best_epoch": trained.best_epoch,
-                    "epochs_run": sum(1 for h in trained.history if h["epoch"] > 0),
+                    "epochs_run": trained.epochs_run,
                     "examples_per_s": round(trained.examples_per_s, 1),
                 }
     valid_first = {name: figures["valid_uauc"][0] for name, figures in per_seed.items()}

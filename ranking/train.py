@@ -99,8 +99,13 @@ class KeepBest(tf.keras.callbacks.Callback):
 class Trained:
     model: Ranker
     history: list[dict[str, Any]]
-    best_epoch: int
+    best_epoch: int  # 0: the untrained start (a residual ranker that never beat the baseline)
     examples_per_s: float
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained (the untrained start a residual ranker scores is no epoch)."""
+        return sum(1 for h in self.history if h["epoch"] > 0)
 
 
 def train_ranker(
@@ -154,8 +159,9 @@ def train_ranker(
     started = time.perf_counter()
     model.fit(train_ds, validation_data=valid_ds, epochs=train_cfg.epochs, callbacks=[keep], verbose=verbose)
     elapsed = time.perf_counter() - started
-    epochs = sum(1 for h in keep.history if h["epoch"] > 0)
-    return Trained(model, keep.history, keep.best_epoch + 1, len(train_rows) * epochs / elapsed)
+    trained = Trained(model, keep.history, keep.best_epoch + 1, 0.0)
+    trained.examples_per_s = len(train_rows) * trained.epochs_run / elapsed
+    return trained
 
 
 def predict(

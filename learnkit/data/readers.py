@@ -110,17 +110,16 @@ class _Records:
         problem = "it is never closed: every later line would be swallowed"
         while (more := self._next_line(file)) is not None:
             taken.append(more)
+            if self._complete_row(more[1]):  # refused whether or not the quote closes later: stop reading
+                problem = f"line {more[0]} would be swallowed though it reads as a row of its own"
+                break
             parsed = _parse_line(text + "".join(t for _, t in taken), self.sep, self.quoted)
             if parsed == "open":
                 if len(taken) < MAX_LINES_PER_RECORD:
                     continue
                 problem = f"it is still open {MAX_LINES_PER_RECORD} lines later"
-                break
-            swallowed = next((n for n, t in taken if self._complete_row(t)), None)
-            if isinstance(parsed, str):
+            elif isinstance(parsed, str):
                 problem = f"the record it starts has {parsed}"
-            elif swallowed is not None:
-                problem = f"line {swallowed} would be swallowed though it reads as a row of its own"
             else:
                 return number, parsed, text + "".join(t for _, t in taken)
             break

@@ -203,19 +203,23 @@ def storage_faults(layout: RunLayout, name: str) -> Iterator[None]:
     """A full disk, a read-only folder or a missing permission inside a stage, whichever library met it,
     ends the command with one line naming the path and the errno. What the stage had half-written (staging
     folders, temporary files) is removed; the stage has no finished record, so the next run re-runs it."""
-    try:
-        yield
-    except Exception as exc:
-        fault = None if isinstance(exc, StorageError) else storage_fault(exc)
-        if fault is None and not isinstance(exc, StorageError):
-            raise
+
+    def clean_up() -> None:
         if layout.world == 1:
             with contextlib.suppress(OSError):  # a read-only folder keeps them; the next start removes them
                 remove_leftovers(layout.stage(name))
+
+    try:
+        yield
+    except StorageError:  # already one line (an atomic write names its file)
+        clean_up()
+        raise
+    except Exception as exc:
+        fault = storage_fault(exc)
         if fault is None:
             raise
-        code, path = fault
-        raise storage_error(code, path or layout.stage(name), f"in stage '{name}'") from exc
+        clean_up()
+        raise storage_error(fault[0], fault[1] or layout.stage(name), f"in stage '{name}'") from exc
 
 
 @contextlib.contextmanager

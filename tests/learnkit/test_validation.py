@@ -125,13 +125,16 @@ def test_an_unclosed_quote_is_rejected_by_its_line_and_nothing_after_it_is_lost(
             "events",
             4,
             "*",
-            "a quote opened on line 5 is not closed on that line: it is never closed: every later line would be "
-            "swallowed",
+            "a quote opened on line 5 is not closed on that line: line 6 would be swallowed though it reads as a "
+            "row of its own",
         ]
     ]
     assert len(ds.events) == 3 + 32 and ds.report["events"]["input_rows"] == 36
     with pytest.raises(DataError, match=r"events.csv row 4 column '\*': a quote opened on line 5 is not closed"):
         dataset(tmp_path, events=EVENTS + 'u3,"i1,1700000300,buy,1\n' + later, on_error="fail")
+    # a quote still open at the end of the file, with nothing after it that reads as a row
+    ds = dataset(tmp_path, events=EVENTS + 'u3,"i1,1700000300,buy,1\nand more\n')
+    assert rejected(ds)[0][3].endswith("it is never closed: every later line would be swallowed")
 
 
 @pytest.mark.parametrize("table", ["items", "events"])

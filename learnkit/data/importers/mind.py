@@ -6,9 +6,9 @@ behaviors.tsv: impression_id, user_id, time ("11/15/2019 8:55:22 AM"), history (
 user clicked before), impressions (space-separated "N123-1" / "N456-0": each news item shown in the request
 and whether it was clicked). Every shown item becomes one event, label = its clicked flag, `request_id` = the
 impression id: the ranker's rows are exactly the logged impressions and the A/B replay uses the logged
-requests. The history has no times, only that it came first: with `history: true` each clicked item becomes a
-label-1 event one second before the user's first logged request (once per user and item), so that it is
-history for every request and never its outcome.
+requests. The history has no times, only that it came before its request: with `history: true` each clicked
+item becomes a label-1 event one second before the first request that lists it (once per user and item), so
+that it is never placed before a moment it is known to precede, and is never a request's outcome.
 
 news.tsv: news_id, category, subcategory, title, abstract, url, title_entities, abstract_entities. Items take
 the title, the category, the subcategory (as keywords) and the abstract (as attributes); the url and the
@@ -82,16 +82,20 @@ def _impressions(behaviours: pd.DataFrame, prefix: str, log: RejectLog) -> pd.Da
 
 
 def _history(behaviours: pd.DataFrame, impressions: pd.DataFrame) -> pd.DataFrame:
-    """Each user's earlier clicks, once per item, one second before the user's first logged request."""
-    first = impressions.groupby("user_id")["ts"].min()
-    clicks = behaviours[["user_id", "history", "_file", "_row"]].assign(item_id=behaviours["history"].str.split())
+    """Each user's earlier clicks, once per item, one second before the first logged request that lists it:
+    the click came before that request, and nothing says how long before (a request rejected for its time or
+    items places none)."""
+    request_ts = impressions.drop_duplicates(["_file", "_row"]).set_index(["_file", "_row"])["ts"]
+    clicks = behaviours[["user_id", "_file", "_row"]].assign(item_id=behaviours["history"].str.split())
     clicks = clicks.explode("item_id").dropna(subset=["item_id"])
-    clicks = clicks[clicks["user_id"].isin(first.index)].drop_duplicates(["user_id", "item_id"], keep="first")
+    clicks["ts"] = request_ts.reindex(pd.MultiIndex.from_frame(clicks[["_file", "_row"]])).to_numpy() - 1
+    clicks = clicks.dropna(subset=["ts"]).sort_values("ts", kind="stable")
+    clicks = clicks.drop_duplicates(["user_id", "item_id"], keep="first")
     return pd.DataFrame(
         {
             "user_id": clicks["user_id"].to_numpy(),
             "item_id": clicks["item_id"].to_numpy(),
-            "ts": first.reindex(clicks["user_id"]).to_numpy() - 1,
+            "ts": clicks["ts"].to_numpy(dtype=np.int64),
             "event": "history",
             "label": 1,
             "request_id": "",
@@ -131,7 +135,7 @@ def read_mind(path: Path, history: bool = True) -> RawDataset:
         events_file=",".join(str(f / "behaviors.tsv") for f in folders),
         notes=[
             "MIND: one event per shown item (label = clicked, request_id = the impression); "
-            + ("history clicks one second before the user's first request" if history else "history not read")
+            + ("history clicks one second before the first request listing them" if history else "history not read")
         ],
         counters={
             "requests": int(shown["request_id"].nunique()),

@@ -9,7 +9,7 @@ import pandas as pd
 from learnkit.config import Config
 from learnkit.core.errors import DataError
 from learnkit.core.formatting import md_code, md_text
-from learnkit.core.fsutil import sha256_file, write_json, write_parquet
+from learnkit.core.fsutil import read_json, sha256_file, write_json, write_parquet
 from learnkit.data.fetch import fetch
 from learnkit.pipeline.layout import RunLayout
 from learnkit.pipeline.stage import Context, StageOutput
@@ -54,6 +54,11 @@ def run_data(ctx: Context) -> StageOutput:
     write_json(layout.validation, report)
     metrics = data_metrics(dataset.items, dataset.events, report, fmt)
     return StageOutput(metrics, data_report(metrics, report, f"{md_code(folder)} ({md_text(fmt)}, {md_text(origin)})"))
+
+
+def ordinal_time(layout: RunLayout) -> bool:
+    """Whether the imported events' `ts` are positions in each user's sequence rather than times."""
+    return read_json(layout.validation).get("time") == "ordinal"
 
 
 def read_items(layout: RunLayout) -> pd.DataFrame:

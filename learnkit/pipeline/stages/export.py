@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from learnkit.core.fsutil import read_json
 from learnkit.data.period import test_period
 from learnkit.pipeline.stage import Context, StageOutput
-from learnkit.pipeline.stages.data import read_items
+from learnkit.pipeline.stages.data import ordinal_time, read_items
 
 
 def run_export(ctx: Context) -> StageOutput:
@@ -27,7 +26,7 @@ def run_export(ctx: Context) -> StageOutput:
         pch=config.pch,
         ceg=config.ceg,
         day_seconds=config.test_period.day_seconds,
-        ordinal_time=read_json(layout.validation).get("time") == "ordinal",
+        ordinal_time=ordinal_time(layout),
     )
     result = export_features(inputs, layout.exports)
     return StageOutput(result.metrics, export_report(result, config.export))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from learnkit.core.fsutil import read_json, write_parquet
+from learnkit.core.fsutil import write_parquet
 from learnkit.pipeline.stage import Context, StageOutput
-from learnkit.pipeline.stages.data import read_items
+from learnkit.pipeline.stages.data import ordinal_time, read_items
 
 
 def run_pch(ctx: Context) -> StageOutput:
@@ -26,7 +26,7 @@ def run_pch(ctx: Context) -> StageOutput:
         write_parquet(layout.split, examples)
     run = run_retrieval(
         cfg, config.ceg, read_items(layout), seen, examples, layout.content(), layout.stage("pch"), config.seed,
-        layout.rank, bool(ctx.options.get("resume")), read_json(layout.validation).get("time") == "ordinal",
+        layout.rank, bool(ctx.options.get("resume")), ordinal_time(layout),
     )  # fmt: skip
     methods = list(cfg.methods)
     metrics = with_intervals(

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from learnkit.core.frameworks import prepare_tensorflow
-from learnkit.core.fsutil import read_json, write_json, write_parquet
+from learnkit.core.fsutil import write_json, write_parquet
 from learnkit.data.period import TestPeriod, test_period
 from learnkit.pipeline.report import nan_to_null
 from learnkit.pipeline.stage import Context, StageOutput
-from learnkit.pipeline.stages.data import read_items, read_users
+from learnkit.pipeline.stages.data import ordinal_time, read_items, read_users
 
 if TYPE_CHECKING:
     from ranking.experiment import RankingInputs
@@ -61,7 +61,7 @@ def _inputs(ctx: Context, events: pd.DataFrame, period: TestPeriod) -> RankingIn
         config=config.ranking,
         seed=config.seed,
         in_valid=(events["split"] == "valid").to_numpy() if config.test_period.kind == "split" else None,
-        ordinal_time=read_json(layout.validation).get("time") == "ordinal",
+        ordinal_time=ordinal_time(layout),
         positives_only=config.pch is not None and config.pch.split.positives_only,
         uauc=lambda users, labels, scores: user_auc(users, labels, scores).uauc,
     )
