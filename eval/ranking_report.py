@@ -10,7 +10,7 @@ import pandas as pd
 
 from eval.compare import METRICS, compare_models
 from eval.intervals import interval_sign
-from eval.segments import SEGMENTS
+from eval.segments import segment_masks
 from learnkit.core.formatting import Markup, md_table, pp, share
 
 REFERENCE = "popularity"  # a reference row: the item's positive training samples, the same for every user
@@ -68,9 +68,9 @@ def _compare(
         return out
     for key in ("a", "b", "delta"):
         out[key]["segments"] = {"user": {}, "item": {}}
-    for kind in ("user", "item"):
-        for segment in SEGMENTS:
-            part = rows[rows[f"{kind}_segment"] == segment]
+    for kind, masks in segment_masks(rows).items():
+        for segment, mask in masks.items():
+            part = rows[mask]
             share = len(part) / len(rows)
             if part.empty:
                 empty = {**{m: float("nan") for m in METRICS}, "users_evaluated": 0, "users_excluded": 0, "rows": 0}
@@ -213,7 +213,7 @@ def _tables(
     )
     rows = []
     for kind in ("user", "item"):
-        for segment in SEGMENTS:
+        for segment in base["segments"][kind]:
             b = base["segments"][kind][segment]
             d = metrics["deltas"]["learn"]["segments"][kind][segment]
             rows.append(
@@ -264,7 +264,7 @@ def plot_segment_deltas(delta: dict[str, Any], path: Path) -> bool:
 
     labels, values, lows, highs = [], [], [], []
     for kind in ("user", "item"):
-        for segment in SEGMENTS:
+        for segment in delta["segments"][kind]:
             d = delta["segments"][kind][segment]["UAUC"]
             if np.isfinite(d["value"]) and np.isfinite(d["ci_low"]):
                 labels.append(f"{kind}\n{segment}")

@@ -31,21 +31,23 @@ def with_intervals(
     methods: list[str],
     settings: RetrievalSettings,
     seed: int,
+    period_per_user: dict[str, pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
-    """`metrics` with each row's bootstrap intervals (`<row>.ci`) and `below_popularity` added."""
-    for name, interval in _intervals(per_user, [*references, *methods], settings, seed).items():
+    """`metrics` with each row's bootstrap intervals (`<row>.ci`) and `below_popularity` added, and the test
+    period's (`with_period_intervals`) where `period_per_user` holds rows."""
+    rows, figures = [*references, *methods], settings.interval_metrics
+    for name, interval in _intervals(per_user, rows, figures, settings.compare_to, settings.bootstrap, seed).items():
         metrics[name]["ci"] = interval
     metrics["below_popularity"] = below_popularity(metrics, methods, settings.interval_metrics)
-    return metrics
+    return with_period_intervals(metrics, period_per_user or {}, references, methods, settings, seed)
 
 
 def _intervals(
-    per_user: dict[str, pd.DataFrame], rows: list[str], settings: RetrievalSettings, seed: int
+    per_user: dict[str, pd.DataFrame], rows: list[str], figures: list[str], compare_to: str, bootstrap: int, seed: int
 ) -> dict[str, dict[str, Any]]:
     """Bootstrap 95% intervals over test users: each row's figures and, paired on the same users, each
     row's difference to `compare_to`. Every row scored on all test users shares one set of resamples (the
     first row, a reference, is scored on all of them)."""
-    figures, compare_to, bootstrap = settings.interval_metrics, settings.compare_to, settings.bootstrap
     frames = {name: frame.set_index("user_id")[figures] for name, frame in per_user.items()}
     everyone = list(frames[rows[0]].index)
     shared = user_resamples(len(everyone), bootstrap, seed)
@@ -62,6 +64,36 @@ def _intervals(
                 f: difference_interval(frame[f].to_numpy(), reference[f].to_numpy(), weights) for f in figures
             }
     return out
+
+
+def with_period_intervals(
+    metrics: dict[str, Any],
+    period_per_user: dict[str, pd.DataFrame],
+    references: tuple[str, ...],
+    methods: list[str],
+    settings: RetrievalSettings,
+    seed: int,
+) -> dict[str, Any]:
+    """`metrics` with the test period's intervals added to each scored row's `test_period` block: on all its
+    targets (differences to `compare_to`), and on the targets new in the test period (`new_items.ci`,
+    differences to random: popularity cannot reach an item with no interaction before the period)."""
+    if not period_per_user:
+        return metrics
+    rows = [r for r in [*references, *methods] if r in period_per_user]
+    figures = settings.interval_metrics
+    on_all = {r: f[["user_id", *figures]] for r, f in period_per_user.items()}
+    on_new = {
+        r: f[["user_id", *(f"cold_{g}" for g in figures)]].dropna().set_axis(["user_id", *figures], axis=1)
+        for r, f in period_per_user.items()
+    }
+    everyone = _intervals(on_all, rows, figures, settings.compare_to, settings.bootstrap, seed)
+    new = _intervals(on_new, rows, figures, "random", settings.bootstrap, seed) if len(on_new[rows[0]]) else {}
+    for name in rows:
+        block = metrics[name]["test_period"]
+        block["ci"] = everyone[name]
+        if name in new:
+            block["new_items"]["ci"] = new[name]
+    return metrics
 
 
 def below_popularity(metrics: dict[str, Any], methods: list[str], figures: list[str]) -> dict[str, list[str]]:
@@ -111,6 +143,7 @@ def retrieval_report(
     text = _figures_table(metrics, references, rows, settings) + _below_text(metrics["below_popularity"])
     text += _interval_table(metrics, rows, methods, settings)
     text += _cold_table(metrics, rows, settings.ks) + _seed_table(metrics, methods, settings.interval_metrics)
+    text += _period_table(metrics, rows, settings)
     text += "\n"
     if curves:
         text += f"\nTraining loss and validation {settings.monitor_metric} per epoch:\n\n![training curves]({curves})\n"
@@ -162,6 +195,11 @@ def _with_interval(block: dict[str, float], signed: bool = False) -> str:
     return f"{block['value']:{sign}.4f} [{block['ci_low']:{sign}.4f}, {block['ci_high']:{sign}.4f}]"
 
 
+def _difference(block: dict[str, float]) -> Markup:
+    """A paired difference with its interval, starred where the interval excludes zero."""
+    return Markup(_with_interval(block, signed=True) + (" *" if interval_sign(block) else ""))
+
+
 def _interval_table(metrics: dict[str, Any], rows: list[str], methods: list[str], settings: RetrievalSettings) -> str:
     figures, compare_to = settings.interval_metrics, settings.compare_to
     compared = compare_to in methods
@@ -173,10 +211,7 @@ def _interval_table(metrics: dict[str, Any], rows: list[str], methods: list[str]
         row = [name] + [_with_interval(ci[f]) for f in figures]
         vs = ci.get(f"vs_{compare_to}")
         if compared:
-            row += [
-                Markup(_with_interval(vs[f], signed=True) + (" *" if interval_sign(vs[f]) else "")) if vs else "-"
-                for f in figures
-            ]
+            row += [_difference(vs[f]) if vs else "-" for f in figures]
         table.append(row)
     if not table:
         return ""
@@ -200,6 +235,41 @@ def _cold_table(metrics: dict[str, Any], rows: list[str], ks: list[int]) -> str:
         f"({metrics['cold_items_in_catalog']} catalog items), scored on the same full ranking for the users "
         "who have one. Content input can reach them; ID input cannot.\n\n"
         + md_table(["method", "users", *[f"{m}@{k}" for m in ("R", "N") for k in ks]], table)
+    )
+
+
+def _period_table(metrics: dict[str, Any], rows: list[str], settings: RetrievalSettings) -> str:
+    """The towers scored in the test period: on all its targets and on those new in it, with intervals."""
+    period = metrics.get("test_period")
+    if not period:
+        return ""
+    figures = settings.interval_metrics
+    scored = [r for r in rows if "ci" in metrics[r].get("test_period", {})]
+    table = []
+    for name in scored:
+        block = metrics[name]["test_period"]
+        new = block["new_items"]
+        row = [Markup(f"*{name}*") if name in ("popularity", "random") else name]
+        row += [_with_interval(block["ci"][f]) for f in figures] + [new["users"]]
+        new_ci = new.get("ci", {})
+        row += [_with_interval(new_ci[f]) if f in new_ci else "-" for f in figures]
+        row += [_difference(new_ci["vs_random"][f]) if "vs_random" in new_ci else "-" for f in figures]
+        table.append(row)
+    header = ["method", *figures, "users with a new target", *(f"{f} new" for f in figures)]
+    header += [f"{f} new - random" for f in figures]
+    left_out = [r for r in rows if r not in scored]
+    return (
+        "\n\n### Retrieval in the test period\n\nThe towers, trained before the test period, scored where the "
+        f"rankers are judged: each of the {period['targets']:,} interactions in it of a user with an earlier one "
+        f"({period['users']:,} users) is a target, ranked in full among the items that exist at its time, from "
+        "the user's history just before it; figures are per-user means. Of its targets, "
+        f"{period['targets_on_new_items']:,} are on the {period['new_items']:,} items new in the test period "
+        "(no interaction before it), which content towers reach from their text alone and ID towers cannot "
+        "have learned. *popularity* counts the interactions before the period. Intervals: 95% bootstrap over "
+        "users; * where the difference to random excludes zero."
+        + (f" Not scored here: {', '.join(f'`{r}`' for r in left_out)}." if left_out else "")
+        + "\n\n"
+        + md_table(header, table)
     )
 
 

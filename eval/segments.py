@@ -7,6 +7,8 @@ test period begins.
 Users: cold-start (no interaction of any kind in the look-back window), long-tail (1 to
 `user_long_tail_max` interactions), others. Items: cold-start (no conversion before the test period),
 long-tail (at most `item_long_tail_max` conversions in the last window, and at least one ever), others.
+Beside them, items new in the test period (every event of theirs in it: a subset of cold-start items, whose
+LEARN vectors the ranker embeds from text) are a slice of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from learnkit.data.period import SegmentConfig
 
 SEGMENTS = ("cold_start", "long_tail", "others")
+NEW_ITEMS = "new_in_test_period"  # an item slice beside SEGMENTS (it overlaps cold_start)
 
 
 def _label(counts: np.ndarray, cold: np.ndarray, long_tail_max: int) -> np.ndarray:
@@ -44,11 +47,29 @@ def item_segments(
 
 
 def segment_rows(
-    rows: pd.DataFrame, events: pd.DataFrame, snapshot: np.ndarray, config: SegmentConfig, day_seconds: int
+    rows: pd.DataFrame,
+    events: pd.DataFrame,
+    snapshot: np.ndarray,
+    config: SegmentConfig,
+    day_seconds: int,
+    new_items: set[str] | None = None,
 ) -> pd.DataFrame:
-    """`rows` with `user_segment` and `item_segment` columns added."""
+    """`rows` with `user_segment` and `item_segment` columns added, and `item_new` (the item is in `new_items`)
+    when given."""
     users = user_segments(events, snapshot, rows["user_id"].unique(), config, day_seconds)
     items = item_segments(events, snapshot, rows["item_id"].unique(), config, day_seconds)
-    return rows.assign(
+    out = rows.assign(
         user_segment=users.reindex(rows["user_id"]).to_numpy(), item_segment=items.reindex(rows["item_id"]).to_numpy()
     )
+    if new_items is not None:
+        out["item_new"] = rows["item_id"].astype(str).isin(new_items).to_numpy()
+    return out
+
+
+def segment_masks(rows: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """kind (user, item) -> segment -> [rows] bool: the three segments of each kind, and the items new in the
+    test period where `rows` mark them."""
+    masks = {kind: {s: (rows[f"{kind}_segment"] == s).to_numpy() for s in SEGMENTS} for kind in ("user", "item")}
+    if "item_new" in rows.columns:
+        masks["item"][NEW_ITEMS] = rows["item_new"].to_numpy(dtype=bool)
+    return masks

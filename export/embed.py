@@ -1,7 +1,10 @@
 """User and item embeddings from a trained PCH checkpoint (torch): the rows of the feature tables.
 
-Items: every catalog item, each embedded alone by the item tower (items never seen in training included,
-from their text). Users: the user tower over each user's newest interactions before the snapshot time, at
+Items: every catalog item the snapshot may know, each embedded alone by the item tower (items never seen in
+training included, from their text); an item new in the test period is left to the ranker, which embeds it
+from its text as production would (`ranking.tables.embed_new_items`).
+
+Users: the user tower over each user's newest interactions before the snapshot time, at
 the last position; a user with none gets the fallback and `has_embedding = false`. Point-in-time user
 snapshots: one row per user and snapshot time after which that user's history changed, built only from the
 events strictly before it.
@@ -94,10 +97,12 @@ def fallback_vector(vectors: np.ndarray, kind: str) -> np.ndarray:
 
 
 def embed_tables(
-    model: LearnModel, catalog: Catalog, histories: UserHistories, fallback: str
+    model: LearnModel, catalog: Catalog, histories: UserHistories, fallback: str, left_out: set[str] | None = None
 ) -> dict[str, EmbeddingTable]:
+    """The `users` table and the `items` table of every catalog item but those in `left_out`."""
     model.eval()
-    items = item_vectors(model, torch.arange(len(catalog.ids))).numpy()
+    kept = [i for i, item in enumerate(catalog.ids) if item not in (left_out or set())]
+    items = item_vectors(model, torch.tensor(kept, dtype=torch.int64)).numpy()
     known = [i for i, h in enumerate(histories.histories) if h]
     dim = items.shape[1]
     users = np.zeros((len(histories.users), dim), dtype=np.float32)
@@ -110,9 +115,9 @@ def embed_tables(
     return {
         "users": EmbeddingTable(histories.users, users, flags, user_fallback),
         "items": EmbeddingTable(
-            list(catalog.ids),
+            [catalog.ids[i] for i in kept],
             items.astype(np.float32),
-            np.ones(len(catalog.ids), bool),
+            np.ones(len(kept), bool),
             fallback_vector(items, fallback),
         ),
     }

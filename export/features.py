@@ -80,7 +80,9 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     histories = histories_before(
         events, inputs.period.user_snapshot(events["user_id"]), length, pch.split.positives_only
     )
-    tables = embed_tables(model, catalog, histories, config.fallback)
+    # the snapshot's tables know nothing of the test period: its new items are the ranker's to embed from text
+    new_items = inputs.period.new_items(events)
+    tables = embed_tables(model, catalog, histories, config.fallback, new_items)
     every = config.snapshot_every or inputs.day_seconds
     snapshots = snapshot_histories(events, every, length, pch.split.positives_only, inputs.day_seconds)
     tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
@@ -120,6 +122,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     metrics = {
         "rows_users": len(users.ids),
         "rows_items": len(items.ids),
+        "items_new_in_test_period": len(new_items),
         "rows_user_snapshots": len(snapshots.rows),
         "snapshots": int(snapshots.rows["as_of"].nunique()),
         "snapshot_refreshes": int(snapshots.rows["valid_from"].nunique()),
@@ -158,6 +161,8 @@ def _metadata(
         "user_history": "the newest interactions before snapshot_ts"
         + (" (positives only)" if inputs.pch.split.positives_only else ""),
         "fallback": f"{inputs.config.fallback} of the users with history; has_embedding = false",
+        "items": "every catalog item but those new in the test period (all their events in it): a reader "
+        "embeds those from their text (ranking.tables.embed_new_items)",
         "user_snapshots": (
             f"{cadence}; a user's row valid from v is built from their events with ts < v, "
             "written when their history changed; a reader takes each user's row with the "

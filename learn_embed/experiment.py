@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,14 @@ from learn_embed.retrieval import per_user_metrics, top_k
 from learn_embed.train import NO_TIME, SequenceData, train
 from learnkit.core.fsutil import child, read_json, write_json, write_parquet
 from learnkit.data.catalog import Catalog
+from learnkit.data.period import TestPeriodConfig, test_period
 from learnkit.data.splits import training_item_counts
 from learnkit.data.text import TemplateConfig, item_sentences
 
 log = logging.getLogger(__name__)
 REFERENCES = ("popularity", "random")  # reference rows ranked by the same evaluator as every method
 PER_USER = "per_user.parquet"
+PERIOD_PER_USER = "test_period_per_user.parquet"
 
 
 def examples_to_data(
@@ -109,6 +111,7 @@ class Scores:
     per_user: dict[str, np.ndarray]  # figure -> [users]
     cold_users: list[str]  # users with at least one cold target
     cold_per_user: dict[str, np.ndarray]  # figure -> [cold users], scored on the cold targets only
+    period: Scores | None = None  # the same model scored on the test period (`Comparison.period`), where made
 
     def means(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_user.items()}
@@ -125,6 +128,17 @@ class Scores:
         frame = pd.DataFrame({"user_id": self.users, **self.per_user})
         cold = pd.DataFrame({"user_id": self.cold_users, **{f"cold_{k}": v for k, v in self.cold_per_user.items()}})
         return frame.merge(cold, on="user_id", how="left")
+
+    def by_user(self) -> Scores:
+        """One row per user: the mean of their rows' figures (all, and cold), for examples of one target each."""
+
+        def mean(users: list[str], figures: dict[str, np.ndarray]) -> tuple[list[str], dict[str, np.ndarray]]:
+            frame = pd.DataFrame({"user_id": users, **figures}).groupby("user_id", sort=False).mean()
+            return frame.index.tolist(), {f: frame[f].to_numpy() for f in figures}
+
+        users, figures = mean(self.users, self.per_user)
+        cold_users, cold = mean(self.cold_users, self.cold_per_user)
+        return Scores(users, figures, cold_users, cold)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Scores:
@@ -146,14 +160,19 @@ def evaluate(
     catalog: Catalog,
     config: EvalConfig,
     cold_items: set[int] | None = None,
+    as_of: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Scores:
     """Full ranking of `gallery` for each user of `examples` (dot product, the user's history excluded when
-    configured), scored on all targets and on the targets in `cold_items` (catalog indices)."""
+    configured), scored on all targets and on the targets in `cold_items` (catalog indices). `as_of`: (each
+    catalog item's first time, each example's time): an item is ranked only for examples at or after it."""
     slot = {int(item): g for g, item in enumerate(gallery)}
     exclude = None
     if config.exclude_history:
         exclude = [[slot[p] for p in catalog.index(h) if p in slot] for h in examples["history"]]
-    ranked = top_k(users, gallery_vectors, max(config.ks), exclude=exclude, chunk=config.chunk).numpy()
+    born, when = (as_of[0][torch.from_numpy(gallery)], as_of[1]) if as_of is not None else (None, None)
+    ranked = top_k(
+        users, gallery_vectors, max(config.ks), exclude=exclude, chunk=config.chunk, born=born, as_of=when
+    ).numpy()
     targets = [catalog.index(t) for t in examples["target"]]
     per_user = per_user_metrics(ranked, [[slot[p] for p in t if p in slot] or [-1] for t in targets], config.ks)
     cold = cold_items or set()
@@ -166,18 +185,11 @@ def evaluate(
 
 
 def reference_scores(
-    kind: str,
-    item_counts: np.ndarray,
-    gallery: np.ndarray,
-    examples: pd.DataFrame,
-    catalog: Catalog,
-    config: EvalConfig,
-    cold_items: set[int],
-    seed: int,
+    kind: str, item_counts: np.ndarray, comparison: Comparison, examples: pd.DataFrame, seed: int
 ) -> Scores:
-    """The reference rows, ranked by the same evaluator: `popularity` (training-event counts, the same list
-    for everyone) or `random` (a fixed random score per user and item)."""
-    n = len(examples)
+    """The reference rows, ranked by the same evaluator: `popularity` (`item_counts`, in catalog order: the
+    same list for everyone) or `random` (a fixed random score per user and item)."""
+    n, gallery = len(examples), comparison.gallery
     if kind == "popularity":
         users = torch.ones((n, 1), dtype=torch.float64)
         items = torch.from_numpy(item_counts[gallery].astype(np.float64))[:, None]
@@ -186,7 +198,7 @@ def reference_scores(
         users, items = torch.randn(n, 32, generator=generator), torch.randn(len(gallery), 32, generator=generator)
     else:
         raise ValueError(f"unknown reference {kind!r}")
-    return evaluate(users, items, gallery, examples, catalog, config, cold_items)
+    return comparison.score(users, items, examples)
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,9 @@ class Comparison:
     content: dict[str, torch.Tensor]  # encoder -> [catalog, dim] CEG embeddings
     eval: EvalConfig
     clock: EventClock | None = None  # when items first exist (None: ordinal time, or the mask turned off)
+    period: Comparison | None = None  # the test period scored as retrieval (`period_comparison`), where made
+    # one example per target, ranked among the items that exist at its time (the clock's); figures per user
+    per_target: bool = False
 
     @property
     def test(self) -> pd.DataFrame:
@@ -208,7 +223,12 @@ class Comparison:
 
     def score(self, users: torch.Tensor, items: torch.Tensor, examples: pd.DataFrame) -> Scores:
         """Rank the gallery (`items`: its vectors) for `examples`' users, scored on all and on cold targets."""
-        return evaluate(users, items, self.gallery, examples, self.catalog, self.eval, self.cold_items)
+        as_of = None
+        if self.per_target and self.clock is not None:
+            times = torch.tensor([t[0] for t in self.clock.target_times(examples)], dtype=torch.int64)
+            as_of = (self.clock.birth, times)
+        scores = evaluate(users, items, self.gallery, examples, self.catalog, self.eval, self.cold_items, as_of)
+        return scores.by_user() if self.per_target else scores
 
 
 def gallery_items(catalog: Catalog, events: pd.DataFrame, kind: str) -> np.ndarray:
@@ -296,9 +316,17 @@ def _train_and_score(
     users = user_vectors(model, examples_to_data(test, catalog))
     scores = comparison.score(users, item_vectors(model, gallery_t), test)
     eval_s = time.perf_counter() - started
+    in_period = {}
+    if comparison.period is not None:
+        period = comparison.period
+        users = user_vectors(model, examples_to_data(period.examples, catalog))
+        items = item_vectors(model, torch.from_numpy(period.gallery))
+        scores.period = period.score(users, items, period.examples)
+        in_period = {"test_period": {**scores.period.means(), "new_items": scores.period.cold_means()}}
     return {
         **scores.means(),
         "cold_items": scores.cold_means(),
+        **in_period,
         "training": {
             "epochs": result.epochs,
             "max_epochs": train_config.epochs,
@@ -392,6 +420,44 @@ class RetrievalRun:
     metrics: dict[str, Any]  # the catalog's figures, then one entry per row
     per_user: dict[str, pd.DataFrame]  # row -> user_id and each figure, one row per test user
     references: tuple[str, ...] = REFERENCES
+    # row -> per-user figures in the test period (`cold_` columns: on its new items), where scored
+    period_per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PeriodEvents:
+    """Every event of the run, its test period and the items new in it: what scoring the towers (trained
+    before the period) on the period's targets needs."""
+
+    events: pd.DataFrame
+    in_test: np.ndarray  # [events] bool
+    new_items: set[str]
+
+    @classmethod
+    def of(cls, events: pd.DataFrame, config: TestPeriodConfig) -> PeriodEvents:
+        period = test_period(events, config)
+        return cls(events, period.in_test, period.new_items(events))
+
+
+def period_comparison(
+    examples: pd.DataFrame, period: PeriodEvents, catalog: Catalog, base: Comparison, positives_only: bool
+) -> tuple[Comparison, np.ndarray]:
+    """The test period as a retrieval comparison: its `period` examples (one target each), each ranked among
+    the items that exist at the target's time (the clock over every event), the items new in the test period
+    as its cold slice; and popularity's counts there (interactions before the period)."""
+    before = period.events[~period.in_test]
+    if positives_only:
+        before = before[before["label"] == 1]
+    counts = before["item_id"].value_counts().reindex(catalog.ids, fill_value=0).to_numpy()
+    comparison = replace(
+        base,
+        examples=examples[examples.part == "period"].reset_index(drop=True),
+        gallery=gallery_items(catalog, period.events, base.eval.gallery),
+        cold_items=set(catalog.index(sorted(period.new_items))),
+        clock=EventClock.of(period.events, catalog),
+        per_target=True,
+    )
+    return comparison, counts
 
 
 def run_retrieval(
@@ -406,10 +472,13 @@ def run_retrieval(
     rank: int = 0,
     resume: bool = False,
     ordinal_time: bool = False,
+    period: PeriodEvents | None = None,
 ) -> RetrievalRun:
     """Train and score every configured method on one split beside the popularity and random references,
     each method's figures and per-user scores written to `out_dir/<method>/` (a finished method is kept
-    on `resume`). `events` are those PCH may see: they define the gallery."""
+    on `resume`). `events` are those PCH may see: they define the gallery. With `period` and `period`
+    examples, every trained tower is also scored on the test period's targets (not `baseline_v1`, which reads
+    each history through the LLM)."""
     catalog = Catalog.of_items(items)
     gallery = gallery_items(catalog, events, config.eval.gallery)
     counts = training_item_counts(examples, config.split.train_examples).reindex(catalog.ids, fill_value=0).to_numpy()
@@ -418,6 +487,10 @@ def run_retrieval(
     clock = None if ordinal_time else EventClock.of(events, catalog)  # positions of a sequence are no times
     content = load_content(content_dir, encoders, catalog)
     comparison = Comparison(examples, catalog, gallery, cold, content, config.eval, clock)
+    in_period = None
+    if period is not None and (examples.part == "period").any() and not ordinal_time:
+        in_period, period_counts = period_comparison(examples, period, catalog, comparison, config.split.positives_only)
+        comparison = replace(comparison, period=in_period)
     test = comparison.test
     metrics: dict[str, Any] = {
         "gallery_items": int(len(gallery)),
@@ -426,8 +499,14 @@ def run_retrieval(
     }
     scores: dict[str, Scores] = {}
     for kind in REFERENCES:
-        scores[kind] = reference_scores(kind, counts, gallery, test, catalog, config.eval, cold, seed)
+        scores[kind] = reference_scores(kind, counts, comparison, test, seed)
         metrics[kind] = {**scores[kind].means(), "cold_items": scores[kind].cold_means()}
+        if in_period is not None:
+            scores[kind].period = reference_scores(kind, period_counts, in_period, in_period.examples, seed)
+            metrics[kind]["test_period"] = {
+                **scores[kind].period.means(),
+                "new_items": scores[kind].period.cold_means(),
+            }
     for name, method in config.methods.items():
         out = child(out_dir, name)
         out.mkdir(parents=True, exist_ok=True)
@@ -435,6 +514,8 @@ def run_retrieval(
         if resume and done.is_file() and (out / PER_USER).is_file():
             metrics[name] = read_json(done)
             scores[name] = Scores.from_frame(pd.read_parquet(out / PER_USER))
+            if (out / PERIOD_PER_USER).is_file():
+                scores[name].period = Scores.from_frame(pd.read_parquet(out / PERIOD_PER_USER))
             log.info("method %s: finished before the interruption, kept", name)
             continue
         log.info("method %s: %s", name, method.kind)
@@ -454,5 +535,19 @@ def run_retrieval(
             )
         if rank == 0:
             write_parquet(out / PER_USER, scores[name].to_frame())
+            if scores[name].period is not None:
+                write_parquet(out / PERIOD_PER_USER, scores[name].period.to_frame())
             write_json(done, metrics[name])
-    return RetrievalRun(metrics, {name: pd.DataFrame({"user_id": s.users, **s.per_user}) for name, s in scores.items()})
+    if in_period is not None:
+        metrics["test_period"] = {
+            "targets": len(in_period.examples),
+            "users": int(in_period.examples["user_id"].nunique()),
+            "gallery_items": int(len(in_period.gallery)),
+            "new_items": len(period.new_items),
+            "targets_on_new_items": int(in_period.examples["target"].map(lambda t: t[0] in period.new_items).sum()),
+        }
+    return RetrievalRun(
+        metrics,
+        {name: pd.DataFrame({"user_id": s.users, **s.per_user}) for name, s in scores.items()},
+        period_per_user={name: s.period.to_frame() for name, s in scores.items() if s.period is not None},
+    )

@@ -22,9 +22,12 @@ def top_k(
     exclude: Sequence[Sequence[int]] | None = None,
     chunk: int = 1024,
     progress: bool = False,
+    born: torch.Tensor | None = None,
+    as_of: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Indices [n_users, k] of the highest-scoring gallery rows per user (dot product), best first.
-    `exclude[u]` lists gallery rows never returned for user u (e.g. its history)."""
+    `exclude[u]` lists gallery rows never returned for user u (e.g. its history); with `born` ([gallery]) and
+    `as_of` ([users]) times, neither is a row born after the user's time (an item that did not exist yet)."""
     k = min(k, gallery.shape[0])
     out = torch.empty((users.shape[0], k), dtype=torch.int64)
     starts = range(0, users.shape[0], chunk)
@@ -37,6 +40,8 @@ def top_k(
                 cols += list(banned)
             if rows:
                 scores[torch.tensor(rows), torch.tensor(cols)] = float("-inf")
+        if born is not None and as_of is not None:
+            scores[born[None, :] > as_of[start : start + chunk, None]] = float("-inf")
         out[start : start + chunk] = torch.topk(scores, k, dim=1).indices
     return out
 

@@ -4,6 +4,7 @@ samples, each scored on the test period and saved as a SavedModel, beside a popu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from export.content_inputs import MODEL
 from export.tables import open_export, read_table
 from learnkit.core.errors import ConfigError, DataError
 from learnkit.data.period import TestPeriod
@@ -19,7 +21,7 @@ from ranking.config import RankingConfig
 from ranking.model import Vocabulary
 from ranking.pointintime import join_user_snapshots, learn_columns, vector_coverage
 from ranking.samples import ranking_samples
-from ranking.tables import FeatureTable, read_feature_table
+from ranking.tables import FeatureTable, embed_new_items, read_feature_table
 from ranking.train import predict, save_serving, train_ranker
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
     )
     fmt = cfg.train.table_format
     user_table = read_feature_table(inputs.exports, "users", fmt)
-    item_table = read_feature_table(inputs.exports, "items", fmt)
+    item_table, from_text = _with_new_items(inputs, read_feature_table(inputs.exports, "items", fmt), manifest, rows)
     # every sample reads the user snapshot of its own time (never one built from its event or later ones)
     snapshots, _ = read_table(inputs.exports, "user_snapshots", expect_version=manifest["version"])
     joined = join_user_snapshots(rows, snapshots)
@@ -118,9 +120,35 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
         **{f"{p}_rows": int((rows.part == p).sum()) for p in ("train", "valid", "test")},
         "test_positive_rate": float(test["label"].mean()) if len(test) else float("nan"),
         **coverage,
+        **from_text,
     }
     scored = test.assign(**scores, snapshot=period.user_snapshot(test["user_id"]))
     return RankingRun(rows, scored, training, figures, samples.description, selection)
+
+
+def _with_new_items(
+    inputs: RankingInputs, table: FeatureTable, manifest: dict[str, Any], rows: pd.DataFrame
+) -> tuple[FeatureTable, dict[str, Any]]:
+    """The export's item table plus the samples' items it lacks (those new in the test period), embedded from
+    their text through the export's content model and item tower, as production embeds a new item; an export
+    without a content model leaves them on the fallback vector (flag 0)."""
+    missing = table.missing(rows["item_id"])
+    if not missing:
+        return table, {"items_embedded_from_text": 0}
+    if f"towers/{MODEL}" not in manifest["files"]:
+        log.warning("%d items of the samples are not in the export and it has no content model: fallback", len(missing))
+        return table, {"items_embedded_from_text": 0, "items_on_fallback": len(missing)}
+    items = inputs.items.assign(item_id=inputs.items["item_id"].astype(str)).set_index("item_id")
+    new = items.loc[missing].reset_index()
+    started = time.perf_counter()
+    vectors = embed_new_items(inputs.exports, new, manifest["version"])
+    took = time.perf_counter() - started
+    log.info("%d items new to the export embedded from their text in %.1f s", len(missing), took)
+    return table.with_rows(missing, vectors), {
+        "items_embedded_from_text": len(missing),
+        "items_from_text": "ranking.tables.embed_new_items: the export's tokenizer, CEG model (ONNX Runtime) and "
+        "TF item tower",
+    }
 
 
 def _train_every_ranker(

@@ -34,6 +34,23 @@ class FeatureTable:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    def missing(self, ids: pd.Series) -> list[str]:
+        """The ids of `ids` the table has no row for, sorted."""
+        held = set(np.asarray(self.ids, dtype=object).astype(str))
+        return sorted(set(ids.astype(str)) - held)
+
+    def with_rows(self, ids: list[str], vectors: np.ndarray) -> FeatureTable:
+        """This table plus real rows for `ids` (ids it does not hold), e.g. new items embedded from text."""
+        if len(ids) != len(vectors) or (len(ids) and vectors.shape[1] != self.dim):
+            raise ValueError(f"with_rows: {len(ids)} ids and vectors of shape {vectors.shape} (dim {self.dim})")
+        return FeatureTable(
+            np.concatenate([self.ids, np.array([i.encode() for i in ids], dtype=object)]),
+            np.vstack([self.vectors, vectors.astype(np.float32)]),
+            np.r_[self.flags, np.ones(len(ids), np.float32)],
+            self.fallback,
+            self.version,
+        )
+
 
 def tfrecord_dataset(files: list[Path], dim: int) -> tf.data.Dataset:
     spec = {

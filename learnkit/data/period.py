@@ -68,6 +68,14 @@ class TestPeriod:
     def user_snapshot(self, user_ids: pd.Series | np.ndarray) -> np.ndarray:
         return self.snapshot.reindex(np.asarray(user_ids)).fillna(NEVER).to_numpy(dtype=float)
 
+    def new_items(self, events: pd.DataFrame) -> set[str]:
+        """Items new in the test period: every event of theirs lies in it (`events` aligned with `in_test`),
+        so nothing built before the period may know them; production embeds such an item from its text."""
+        if len(events) != len(self.in_test):
+            raise ValueError("new_items: events are not the ones the test period was placed on")
+        ids = events["item_id"].astype(str)
+        return set(ids[self.in_test].unique()) - set(ids[~self.in_test].unique())
+
 
 def validation_start(ts: np.ndarray, valid_fraction: float) -> int:
     """Where a ranker's validation slice begins: the newest `valid_fraction` of its training rows' times."""

@@ -219,25 +219,48 @@ def split_around_period(
     """(examples, stats, the events the model may see). With `boundary: test_period` the test targets are
     the users' events in the run's test period and training sees only what came before it; with
     `before_period` the whole split is made inside the events before the test period, and with
-    `ranker_valid_fraction` also before the ranker's validation slice (its newest share of those events)."""
+    `ranker_valid_fraction` also before the ranker's validation slice (its newest share of those events).
+    Either way, the examples also hold `period` rows: each target in the test period with the history just
+    before it (`period_examples`), for scoring the towers where the rankers are judged."""
     on_period = config.kind == "temporal" and config.boundary == "test_period"
     found = test_period(events, period) if (before_period or on_period) else None
-    if found is not None and on_period:
+    if found is None:
+        examples, stats = make_split(events, config)
+        return examples, stats, events
+    in_period = period_examples(events, found.in_test, config)
+    if on_period:
         examples, stats = make_split(events, config, found.in_test)
         stats["test_period"] = found.description
-        return examples, stats, events[~found.in_test]
-    if found is not None:
-        events = events[~found.in_test]
+        return _with_period_rows(examples, stats, in_period), stats, events[~found.in_test]
+    events = events[~found.in_test]
     cutoff = None
-    if found is not None and ranker_valid_fraction is not None:
+    if ranker_valid_fraction is not None:
         cutoff = validation_start(events["ts"].to_numpy(), ranker_valid_fraction)
         events = events[events["ts"].to_numpy() < cutoff]
     examples, stats = make_split(events, config)
-    if found is not None:
-        stats["trained_before"] = found.description + (
-            f", and before the ranker's validation slice (ts {cutoff} on)" if cutoff is not None else ""
-        )
-    return examples, stats, events
+    stats["trained_before"] = found.description + (
+        f", and before the ranker's validation slice (ts {cutoff} on)" if cutoff is not None else ""
+    )
+    return _with_period_rows(examples, stats, in_period), stats, events
+
+
+def _with_period_rows(examples: pd.DataFrame, stats: dict, in_period: pd.DataFrame) -> pd.DataFrame:
+    stats.update(period_examples=len(in_period), period_users=int(in_period["user_id"].nunique()))
+    return pd.concat([examples, in_period], ignore_index=True) if len(in_period) else examples
+
+
+def period_examples(events: pd.DataFrame, in_test: np.ndarray, config: SplitConfig) -> pd.DataFrame:
+    """One `period` row per interaction in the test period (positives with `positives_only`) of a user with
+    an earlier one: the target alone, the history the user's newest `history_max` interactions strictly
+    before it in time (earlier test-period ones included, as a refreshed user vector would hold them)."""
+    ordered = _ordered(events.assign(_in_test=np.asarray(in_test, dtype=bool)), config.positives_only)
+    rows: list[Row] = []
+    for user, group in ordered.groupby("user_id", sort=True):
+        items, ts, inside = group["item_id"].tolist(), group["ts"].to_numpy(), group["_in_test"].to_numpy()
+        before = np.searchsorted(ts, ts, side="left")  # how many of the user's events precede each one
+        for at in np.flatnonzero(inside & (before > 0)):
+            rows.append((user, items[: before[at]][-config.history_max :], [items[at]], "period"))
+    return _examples(rows)
 
 
 def _in_test_period(group: pd.DataFrame) -> np.ndarray:

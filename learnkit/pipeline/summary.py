@@ -12,6 +12,38 @@ from learnkit.core.formatting import pct, pp, share
 SEGMENT_NAMES = {"cold_start": "cold-start", "long_tail": "long-tail", "others": "other"}
 
 
+def _pp_interval(block: dict[str, float]) -> str:
+    return f"{pp(block['value'], 'pp')} [{pp(block['ci_low'], 'pp')}, {pp(block['ci_high'], 'pp')}]"
+
+
+def _segment_title(kind: str, segment: str) -> str:
+    return "items new in the test period" if segment == "new_in_test_period" else f"{SEGMENT_NAMES[segment]} {kind}s"
+
+
+def _new_items_line(retrieval: dict[str, Any], methods: dict[str, Any]) -> list[str]:
+    """The towers' R@50 on targets new in the test period, each against random with its interval."""
+    period = retrieval.get("test_period")
+    scored = {
+        k: v["test_period"]["new_items"]
+        for k, v in methods.items()
+        if "ci" in v.get("test_period", {}).get("new_items", {})
+    }
+    if not period or not scored or "random" not in retrieval:
+        return []
+    first = next(f for f in next(iter(scored.values()))["ci"] if not f.startswith("vs_"))
+    figure = "R@50" if all("R@50" in v["ci"] for v in scored.values()) else first
+    random = retrieval["random"]["test_period"]["new_items"][figure]
+    parts = []
+    for name, block in scored.items():
+        vs = block["ci"]["vs_random"][figure]
+        parts.append(f"`{name}` {block[figure]:.4f} ({_pp_interval(vs)} against random)")
+    return [
+        f"- **Items new in the test period** ({period['targets_on_new_items']} targets on {period['new_items']} "
+        f"new items; towers trained before the period, ranking every item that exists at each target's time): "
+        f"{figure} " + ", ".join(parts) + f"; *random* {random:.4f}."
+    ]
+
+
 def run_summary(metrics: dict[str, Any]) -> str:
     lines = []
     data = metrics.get("data")
@@ -34,6 +66,7 @@ def run_summary(metrics: dict[str, Any]) -> str:
                 + "".join(f"; *{r}* {retrieval[r][key]:.4f}" for r in references if r in retrieval)
                 + "."
             )
+            lines += _new_items_line(retrieval, methods)
             below = retrieval.get("below_popularity") or {}
             if below:
                 lines.append(
@@ -60,8 +93,7 @@ def run_summary(metrics: dict[str, Any]) -> str:
             "over users)"
         )
         lines.append(
-            f"- {title}: UAUC {pp(delta['UAUC']['value'], 'pp')} "
-            f"[{pp(delta['UAUC']['ci_low'], 'pp')}, {pp(delta['UAUC']['ci_high'], 'pp')}], "
+            f"- {title}: UAUC {_pp_interval(delta['UAUC'])}, "
             f"WUAUC {pp(delta['WUAUC']['value'], 'pp')}, AUC {pp(delta['AUC']['value'], 'pp')}: "
             f"{verdict[interval_sign(delta['UAUC'])]} on UAUC."
         )
@@ -74,8 +106,7 @@ def run_summary(metrics: dict[str, Any]) -> str:
                 + ("" if selection["beats_baseline"] else ": **no candidate beats the baseline on validation**")
                 + ". Other candidates on test UAUC: "
                 + ", ".join(
-                    f"`{name}` {pp(d['UAUC']['value'], 'pp')} [{pp(d['UAUC']['ci_low'], 'pp')}, "
-                    f"{pp(d['UAUC']['ci_high'], 'pp')}]"
+                    f"`{name}` {_pp_interval(d['UAUC'])}"
                     for name, d in ranking.get("deltas", {}).items()
                     if name not in ("learn", selection["shipped"])
                 )
@@ -88,7 +119,7 @@ def run_summary(metrics: dict[str, Any]) -> str:
                 down = [
                     f"{m} {pp(figures[m]['value'], 'pp')}" for m in ("UAUC", "AUC") if interval_sign(figures[m]) < 0
                 ]
-                name = f"{SEGMENT_NAMES[segment]} {kind}s"
+                name = _segment_title(kind, segment)
                 better += [f"{name} ({', '.join(up)})"] if up else []
                 worse += [f"{name} ({', '.join(down)})"] if down else []
         lines.append(

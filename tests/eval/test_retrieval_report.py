@@ -92,3 +92,26 @@ def test_the_report_names_the_rows_below_popularity_and_marks_differences_that_e
     assert "**Below popularity**" in text and "`m` on N@10" in text
     assert "| n | 0.1000 [0.0500, 0.2000] | +0.0200 [+0.0100, +0.0300] * |" in text
     assert text.endswith("![training curves](pch/curves.png)\n")
+
+
+def test_period_intervals_compare_the_new_item_slice_with_random_on_the_users_who_have_one():
+    from eval.retrieval_report import with_period_intervals
+
+    users = ["u1", "u2", "u3"]
+
+    def period_frame(everyone, new):  # `cold_` columns: NaN for a user without a new-item target
+        return pd.DataFrame({"user_id": users, "N@10": everyone, "cold_N@10": new})
+
+    per_user = {
+        "popularity": period_frame([0.5, 0.0, 0.0], [0.0, np.nan, 0.0]),
+        "random": period_frame([0.0, 0.0, 0.1], [0.25, np.nan, 0.0]),
+        "m": period_frame([1.0, 0.5, 0.0], [1.0, np.nan, 0.5]),
+    }
+    metrics = {name: {"test_period": {"N@10": 0.0, "new_items": {"users": 2}}} for name in per_user}
+    out = with_period_intervals(metrics, per_user, ("popularity", "random"), ["m"], Settings(), seed=0)
+    new = out["m"]["test_period"]["new_items"]["ci"]
+    assert new["N@10"]["value"] == pytest.approx(0.75)  # u1 and u3 only
+    assert new["vs_random"]["N@10"]["value"] == pytest.approx((1.0 - 0.25 + 0.5 - 0.0) / 2)
+    assert out["m"]["test_period"]["ci"]["N@10"]["value"] == pytest.approx(0.5)
+    assert "vs_random" not in out["random"]["test_period"]["new_items"]["ci"]
+    assert with_period_intervals({}, {}, ("popularity", "random"), ["m"], Settings(), seed=0) == {}

@@ -37,3 +37,15 @@ def test_segment_rows_adds_both_columns():
     rows = pd.DataFrame({"user_id": ["busy", "new"], "item_id": ["w", "z"]})
     got = segment_rows(rows, log(), np.full(len(log()), START), CONFIG, DAY)
     assert got[["user_segment", "item_segment"]].values.tolist() == [["others", "cold_start"], ["cold_start", "others"]]
+
+
+def test_items_new_in_the_test_period_are_a_slice_beside_the_three_segments():
+    from eval.segments import NEW_ITEMS, segment_masks
+
+    rows = pd.DataFrame({"user_id": ["busy", "new", "tail"], "item_id": ["w", "z", "w"]})
+    got = segment_rows(rows, log(), np.full(len(log()), START), CONFIG, DAY, new_items={"w"})
+    assert got["item_new"].tolist() == [True, False, True]
+    masks = segment_masks(got)
+    assert masks["item"][NEW_ITEMS].tolist() == [True, False, True]
+    assert masks["item"]["cold_start"].tolist() == [True, False, True]  # the new items overlap cold-start
+    assert NEW_ITEMS not in segment_masks(got.drop(columns="item_new"))["item"]

@@ -30,3 +30,11 @@ def test_split_period_starts_at_each_users_own_test_event():
     assert period.user_snapshot(np.array(["a", "b", "c"])).tolist() == [3.0, 2.0, NEVER]  # c has no test event
     with pytest.raises(DataError, match="needs a 'split' column"):
         periods.test_period(EVENTS.drop(columns="split"), TestPeriodConfig(kind="split"))
+
+
+def test_an_item_is_new_in_the_test_period_when_every_event_of_it_lies_there():
+    events = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "y", "z"], "ts": [1, 5, 1, 6]})
+    period = periods.test_period(events, TestPeriodConfig(start_ts=5))
+    assert period.new_items(events) == {"z"}  # y was seen before the period, x never in it
+    with pytest.raises(ValueError, match="not the ones"):
+        period.new_items(events.head(3))

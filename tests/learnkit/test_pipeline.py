@@ -170,8 +170,23 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     assert seeds["seeds"] == [0, 1] and seeds["R@50"]["values"][0] == retrieval["learn_llm"]["R@50"]
     assert abs(seeds["R@50"]["mean"] - sum(seeds["R@50"]["values"]) / 2) < 1e-12
     assert 0 <= metrics["ceg"]["llm"]["truncated_share"] <= 1 and metrics["ceg"]["llm"]["max_tokens"] == 24
+    # the towers, trained before the test period, scored on its targets: each among the items existing then
+    new_items = set(events.groupby("item_id")["ts"].min().loc[lambda first: first >= start].index)
+    period = retrieval["test_period"]
+    assert period["new_items"] == len(new_items) == 66
+    assert period["targets"] == len(pd.read_parquet(run / "pch" / "split.parquet").query("part == 'period'"))
+    assert retrieval["popularity"]["test_period"]["new_items"]["R@50"] == 0.0  # no count before the period
+    for row in ("random", "learn_llm"):
+        block = retrieval[row]["test_period"]
+        assert block["ci"]["R@50"]["ci_low"] <= block["R@50"] <= block["ci"]["R@50"]["ci_high"]
+        assert block["new_items"]["users"] > 0 and "R@50" in block["new_items"]["ci"]
+    vs_random = retrieval["learn_llm"]["test_period"]["new_items"]["ci"]["vs_random"]["R@50"]
+    on_new_items = {row: retrieval[row]["test_period"]["new_items"]["R@50"] for row in ("random", "learn_llm")}
+    assert abs(vs_random["value"] - (on_new_items["learn_llm"] - on_new_items["random"])) < 1e-12
     export = metrics["export"]
-    assert export["rows_users"] == 943 and export["rows_items"] == 1682
+    # the snapshot's item table knows nothing of the test period: its new items are left to the ranker
+    assert export["rows_users"] == 943 and export["items_new_in_test_period"] == len(new_items)
+    assert export["rows_items"] == 1682 - len(new_items)
     assert 0 < export["users_with_embedding"] < 943  # users new in the test period carry the fallback
     latest = (run / "export" / "LATEST").read_text().strip()
     assert {p.suffix for p in (run / "export" / latest / "users").iterdir()} == {".parquet"}
@@ -186,6 +201,7 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     table, _ = read_table(run / "export", "items")
     embedded = item_tower(run / "export")(content[:5])
     assert np.abs(embedded - table.embeddings[:5]).max() < 1e-4 and ids["item_id"][:5].tolist() == table.ids[:5]
+    assert not new_items & set(table.ids)
     # ...and from its text alone, in a process where torch is never imported: tokenizer, ONNX CEG, TF item tower
     assert export["content_parity_onnx_max_abs"] < 1e-4 and export["content_parity_items"] == 24
     script = (
@@ -193,9 +209,12 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
         "import numpy as np, pandas as pd\n"
         "from ranking.tables import embed_new_items\n"
         "items = pd.read_parquet(sys.argv[2]).sample(40, random_state=0)\n"
+        "items = pd.concat([items, pd.read_parquet(sys.argv[4])])\n"  # and the items new in the test period
         "np.save(sys.argv[3], embed_new_items(sys.argv[1], items))\n"
         "print(','.join(items['item_id']), 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
     )
+    items = pd.read_parquet(run / "data" / "items.parquet")
+    items[items["item_id"].isin(new_items)].to_parquet(tmp_path / "period_items.parquet")
     done = subprocess.run(
         [
             sys.executable,
@@ -204,15 +223,17 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
             str(run / "export"),
             str(run / "data" / "items.parquet"),
             str(tmp_path / "new.npy"),
+            str(tmp_path / "period_items.parquet"),
         ],
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     sampled, torch_loaded = done.stdout.split()
-    rows = [table.ids.index(i) for i in sampled.split(",")]
     assert torch_loaded == "False"
-    assert np.abs(np.load(tmp_path / "new.npy") - table.embeddings[rows]).max() < 1e-4
+    # each item as the torch side would have embedded it: its CEG content through the item tower
+    at = pd.Index(ids["item_id"]).get_indexer(sampled.split(","))
+    assert np.abs(np.load(tmp_path / "new.npy") - item_tower(run / "export")(content[at])).max() < 1e-4
     from ranking.tables import embed_new_items
 
     with pytest.raises(DataError, match="row 2 field 'title': empty text"):
@@ -222,8 +243,15 @@ def test_the_whole_chain_writes_every_documented_key(tmp_path, shared_data, isol
     for model in ("baseline", "learn", *candidates):
         assert 0.5 < ranking[model]["AUC"] < 1 and 0.5 < ranking[model]["UAUC"] < 1
     for model in ("baseline", "learn"):
-        for kind in ("user", "item"):
-            assert set(ranking[model]["segments"][kind]) == {"cold_start", "long_tail", "others"}
+        assert set(ranking[model]["segments"]["user"]) == {"cold_start", "long_tail", "others"}
+        assert set(ranking[model]["segments"]["item"]) == {"cold_start", "long_tail", "others", "new_in_test_period"}
+    # the ranker embedded the test period's new items from their text; they are a segment of their own
+    scored = pd.read_parquet(run / "ranking" / "scores.parquet")
+    on_new = scored["item_id"].isin(new_items)
+    assert ranking["samples"]["items_embedded_from_text"] == len(new_items & set(scored["item_id"])) > 0
+    assert ranking["baseline"]["segments"]["item"]["new_in_test_period"]["rows"] == on_new.sum() > 0
+    assert (scored.loc[on_new, "item_segment"] == "cold_start").all()  # new items are never converted before
+    for model in ("baseline", "learn"):
         assert ranking["training"][model]["savedmodel_max_abs_diff"] < 1e-6
     shares = [ranking["learn"]["segments"]["user"][s]["share"] for s in ("cold_start", "long_tail", "others")]
     assert abs(sum(shares) - 1) < 1e-9

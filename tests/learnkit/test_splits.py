@@ -205,8 +205,16 @@ def test_a_split_before_the_test_period_never_sees_its_events():
     loo = SplitConfig(kind="leave_one_out", train_examples="cuts")
     examples, stats, seen = split_around_period(EVENTS, loo, period, before_period=True)
     assert sorted(seen["ts"]) == [10, 15, 20, 25, 30, 35, 40]
-    assert "trained_before" in stats and "c" not in set(examples["user_id"])
-    assert examples.set_index(["user_id", "part"]).loc[("a", "test"), "target"] == ["i4"]
+    inside = examples[examples.part != "period"]
+    assert "trained_before" in stats and "c" not in set(inside["user_id"])
+    assert inside.set_index(["user_id", "part"]).loc[("a", "test"), "target"] == ["i4"]
+    # the period rows: each target in it with the history strictly before it, test-period events included
+    period_rows = examples[examples.part == "period"]
+    assert period_rows[["user_id", "history", "target"]].values.tolist() == [
+        ["a", ["i1", "i2", "i3", "i4"], ["i5"]],
+        ["c", ["i7"], ["i8"]],  # c's first event (60) has no history before it: no row
+    ]
+    assert stats["period_examples"] == 2 and stats["period_users"] == 2
     # boundary test_period: the targets are the test period's events, the history what came before
     on_period = SplitConfig(kind="temporal", boundary="test_period", train_examples="cuts")
     examples, stats, seen = split_around_period(EVENTS, on_period, period, before_period=False)
@@ -247,3 +255,15 @@ def test_towers_before_the_ranker_validation_slice_never_see_its_events():
         events, pd.DataFrame({"item_id": []}), in_test, RankingSamplesConfig(valid_fraction=0.25), 0
     )
     assert samples.rows.loc[samples.rows["part"] == "valid", "ts"].min() == cutoff  # where the towers stop
+
+
+def test_period_rows_keep_only_earlier_seconds_positives_and_the_newest_history():
+    from learnkit.data.splits import period_examples
+
+    events = events_of({"a": [("i1", 10), ("i2", 20), ("i3", 30), ("i4", 30), ("i5", 40)]})
+    events.loc[events.item_id == "i2", "label"] = 0  # a negative: never history nor target with positives_only
+    in_test = (events["ts"] >= 30).to_numpy()
+    rows = period_examples(events, in_test, SplitConfig(history_max=1, positives_only=True))
+    # i3 and i4 share a second: neither is the other's history; history_max 1 keeps the newest item only
+    assert rows[["history", "target"]].values.tolist() == [[["i1"], ["i3"]], [["i1"], ["i4"]], [["i4"], ["i5"]]]
+    assert set(rows["part"]) == {"period"}

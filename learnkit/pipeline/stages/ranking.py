@@ -34,7 +34,8 @@ def run_ranking(ctx: Context) -> StageOutput:
     run = train_and_score(_inputs(ctx, events, period), layout.savedmodel)
     write_parquet(layout.ranking_samples, run.rows)
     day = config.test_period.day_seconds
-    scored = segment_rows(run.test, events, period.user_snapshot(events["user_id"]), cfg.segments, day)
+    snapshot = period.user_snapshot(events["user_id"])
+    scored = segment_rows(run.test, events, snapshot, cfg.segments, day, period.new_items(events))
     write_parquet(layout.ranking_scores, scored)
     metrics = ranking_metrics(scored, ["learn", *cfg.candidates], cfg.bootstrap, config.seed, cfg.wuauc_weight)
     metrics.update(training=run.training, samples=run.samples, protocol=protocol(run.samples), selection=run.selection)
