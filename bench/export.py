@@ -2,9 +2,13 @@
 of fixed-size lists; TFRecord `tf.train.Example`s), against `numpy.save` / `numpy.load` of the same array
 in the same run, the speed-of-disk reference. Reads: Parquet raw (`pyarrow.parquet.read_table` to a numpy
 matrix) and verified (`export.tables.read_table`: sha256 of every part, finiteness and unique ids);
-TFRecord through `tf.data` (`ranking.tables.tfrecord_dataset`). Prints one JSON object; ratios are
-numpy time / format time (1.0 = as fast as numpy); each read is the best of three (the first warms the
-page cache). Peak memory is not measured here.
+TFRecord through `tf.data` (`ranking.tables.tfrecord_dataset`). Parquet readers side by side (the export's
+layout is unchanged: uncompressed fixed-size lists, a Spark or BigQuery reader's array column): per part
+then one concatenation (`raw`), each part's list values copied straight into one preallocated buffer
+(`into_buffer`), one `pyarrow.dataset` scan of the folder (`dataset`); and the format's floor, the same floats
+as one flat uncompressed float32 column with no list at all (`flat_column`). `parquet_vs_numpy` is the best
+reader of the export's own files. Prints one JSON object; ratios are numpy time / format time (1.0 = as fast
+as numpy); each read is the best of three (the first warms the page cache). Peak memory is not measured here.
 
     python bench/export.py [--rows 1000000] [--dim 64]
 """
@@ -23,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.dataset as ds  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from export.tables import EmbeddingTable, read_table, write_export  # noqa: E402
@@ -64,6 +70,28 @@ def main() -> None:
 
         got, parquet_read = timed(raw_parquet, 3)
         assert np.array_equal(got, matrix)
+
+        def into_buffer(tables) -> np.ndarray:
+            out, at = np.empty_like(matrix), 0
+            for table in tables:
+                for chunk in table.column("embedding").chunks:
+                    out[at : at + len(chunk)] = chunk.flatten().to_numpy().reshape(-1, args.dim)
+                    at += len(chunk)
+            return out
+
+        candidates = {"raw": parquet_read}
+        got, candidates["into_buffer"] = timed(
+            lambda: into_buffer(pq.read_table(p, columns=["embedding"]) for p in parts), 3
+        )
+        assert np.array_equal(got, matrix)
+        scan = lambda: ds.dataset([str(p) for p in parts], format="parquet").to_table(columns=["embedding"])  # noqa: E731
+        got, candidates["dataset"] = timed(lambda: into_buffer([scan()]), 3)
+        assert np.array_equal(got, matrix)
+        flat_schema = pa.schema([pa.field("value", pa.float32(), nullable=False)])
+        flat = pa.table({"value": pa.array(matrix.reshape(-1))}, schema=flat_schema)
+        pq.write_table(flat, root / "flat.parquet", compression="none", use_dictionary=False, row_group_size=1 << 22)
+        got, flat_read = timed(lambda: pq.read_table(root / "flat.parquet").column("value").to_numpy(), 3)
+        assert np.array_equal(got.reshape(-1, args.dim), matrix)
         verified, parquet_verified_read = timed(lambda: read_table(root / "export", "users", expect_dim=args.dim), 3)
         assert np.array_equal(verified[0].embeddings, matrix)
 
@@ -102,6 +130,9 @@ def main() -> None:
                 "parquet_read_mb_per_s": round(megabytes / parquet_read, 1),
                 "tfrecord_read_mb_per_s": round(megabytes / tfrecord_read, 1),
                 "parquet_read_ratio_to_numpy": round(numpy_read / parquet_read, 3),
+                "parquet_vs_numpy": round(numpy_read / min(candidates.values()), 3),
+                "parquet_readers_ratio_to_numpy": {k: round(numpy_read / v, 3) for k, v in candidates.items()},
+                "parquet_flat_column_ratio_to_numpy": round(numpy_read / flat_read, 3),
                 "parquet_verified_read_ratio_to_numpy": round(numpy_read / parquet_verified_read, 3),
                 "tfrecord_read_ratio_to_numpy": round(numpy_read / tfrecord_read, 3),
             },

@@ -3,10 +3,20 @@ its text without torch: `tokenizer.json` (read by the `tokenizers` package), `co
 `attention_mask` [batch, tokens] int64, right-padded -> `content_embedding` [batch, dim], pooled over the real
 tokens and L2-normalised, exactly as `learn_embed.ceg` does it) and `content.json` (how the text is cut and
 padded). The item tower beside it then maps the content embedding to the LEARN item embedding.
+
+The ONNX export of an LLM takes a minute or more, so the model file is cached across runs under
+`cache_root()/onnx/`, keyed by the model's content fingerprint, the pooling and the exporting code itself; every
+use, cached or not, is checked against the torch CEG on real items, and a cached file that fails the check is
+exported again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +27,11 @@ from torch import nn
 from export.content_inputs import MODEL, SETTINGS, TOKENIZER, tokenize
 from export.towers import export_onnx, onnx_outputs
 from learn_embed.ceg import ContentEncoder
-from learnkit.core.errors import DataError
-from learnkit.core.fsutil import write_json
+from learnkit.core.errors import DataError, StorageError
+from learnkit.core.fsutil import atomic_path, cache_root, write_json
+
+log = logging.getLogger(__name__)
+CACHED_PARITY = 1e-4  # a cached model further than this from the torch CEG is exported again
 
 
 class PooledContentModel(nn.Module):
@@ -86,10 +99,45 @@ def export_content_model(
             raise DataError(
                 f"{loaded.name}: the exported tokenizer cuts item sentence {row} differently from the torch tokenizer"
             )
+    want = encoder.encode(sample, progress=False)
+
+    def parity() -> float:
+        got = onnx_outputs(folder / MODEL, {"input_ids": ids, "attention_mask": mask})
+        return float(np.abs(got - want).max()) if len(sample) else 0.0
+
+    cached = _cached_model(settings)
+    if cached.is_file():
+        shutil.copyfile(cached, folder / MODEL)
+        try:
+            difference = parity()
+        except Exception as exc:  # noqa: BLE001 - a damaged cache entry of any kind is exported again
+            log.warning("cached content model %s is unreadable (%s); exported again", cached, exc)
+            difference = float("inf")
+        if difference <= CACHED_PARITY:
+            log.info("content model from the cache (%s)", cached.parent.name)
+            return ContentParity(len(sample), difference)
+        log.warning("cached content model %s is %.1e from the torch CEG; exported again", cached, difference)
     module = PooledContentModel(loaded.backbone, encoder.config.pooling, loaded.is_decoder).float().eval()
     example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
     with torch.inference_mode(False), torch.no_grad():
         export_onnx(module, example, ["input_ids", "attention_mask"], "content_embedding", folder / MODEL, True)
-    got = onnx_outputs(folder / MODEL, {"input_ids": ids, "attention_mask": mask})
-    want = encoder.encode(sample, progress=False)
-    return ContentParity(len(sample), float(np.abs(got - want).max()) if len(sample) else 0.0)
+    difference = parity()
+    if difference <= CACHED_PARITY:  # only a model that passes is kept for later runs
+        try:
+            with atomic_path(cached) as tmp:
+                shutil.copyfile(folder / MODEL, tmp)
+        except (OSError, StorageError) as exc:  # the export stands without the cache
+            log.warning("content model not cached at %s: %s", cached, exc)
+    return ContentParity(len(sample), difference)
+
+
+def _cached_model(settings: dict) -> Path:
+    """Where the ONNX file of this model, pooling and exporting code is cached."""
+    key = {
+        "model": settings["model_fingerprint"],
+        "pooling": settings["pooling"],
+        "torch": torch.__version__,
+        "code": inspect.getsource(PooledContentModel) + inspect.getsource(export_onnx),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root() / "onnx" / f"content-{digest}" / MODEL

@@ -4,6 +4,7 @@ CEG model beside them, written as one verified version (torch; TensorFlow only i
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     matrix, content_meta = load_encoder(inputs.content_dir, method.encoder, catalog) if method.encoder else (None, None)
     model = load_trained(inputs.checkpoint, LearnModel(model_config, len(catalog.ids), matrix))
     length = min(pch.split.history_max, model_config.max_len)
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}  # where the export's time goes: the demo's profile reads it
     histories = histories_before(
         events, inputs.period.user_snapshot(events["user_id"]), length, pch.split.positives_only
     )
@@ -86,6 +89,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     every = config.snapshot_every or inputs.day_seconds
     snapshots = snapshot_histories(events, every, length, pch.split.positives_only, inputs.day_seconds)
     tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
+    seconds["tables"] = round(time.perf_counter() - started, 1)
     parity: dict[str, Any] = {}
 
     def towers(staging: Path) -> dict[str, Any]:
@@ -94,11 +98,15 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
             return {"towers": "not exported" + ("" if config.towers else " (export.towers: false)")}
         known = [catalog.index(h) for h in histories.histories if h][: config.parity_users]
         assert matrix is not None
+        begun = time.perf_counter()
         result = export_towers(model, matrix, known, staging / "towers", length)
+        seconds["towers"] = round(time.perf_counter() - begun, 1)
         parity.update(result.as_metrics())
         described: dict[str, Any] = {}
         if config.content_model:
+            begun = time.perf_counter()
             parity.update(_content_model(inputs, catalog, method.encoder, staging / "towers").as_metrics())
+            seconds["content_model"] = round(time.perf_counter() - begun, 1)
             described = {"content": _content_description(method.encoder)}
         return {
             "towers": {**described, **_tower_description(length), "parity_users": len(known), **result.as_metrics()}
@@ -133,6 +141,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
         "snapshot": inputs.period.description,
         "method": config.method,
         **parity,
+        "seconds": {**seconds, "total": round(time.perf_counter() - started, 1)},
     }
     log.info(
         "export %s: %d users (%d with history), %d items",

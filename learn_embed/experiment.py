@@ -288,6 +288,7 @@ def _train_and_score(
     aligned: bool,
 ) -> tuple[dict[str, Any], Scores]:
     torch.manual_seed(train_config.seed)
+    begun = time.perf_counter()
     examples, catalog, monitored = comparison.examples, comparison.catalog, comparison.eval.monitor_metric
     matrix = comparison.content[method.encoder] if method.input == "content" else None
     model = LearnModel(model_config, len(catalog.ids), matrix)
@@ -345,6 +346,7 @@ def _train_and_score(
             "best_epoch": result.best_epoch,
             "parameters": sum(p.numel() for p in model.parameters()),
             "eval_users_per_s": round(len(test) / eval_s, 1),
+            "seconds": round(time.perf_counter() - begun, 1),  # training and every scoring of this seed
             "model": asdict(model_config),
         },
     }, scores
@@ -371,6 +373,7 @@ def run_baseline_v1(
 ) -> tuple[dict[str, Any], Scores]:
     """Paper Baseline-v1: the frozen LLM reads the concatenated text of the user's history (cut to its
     context, newest items kept) and its pooled output is the user embedding; items are embedded alone."""
+    begun = time.perf_counter()
     test, catalog = comparison.test, comparison.catalog
     if len(test) > method.max_users:
         test = test.sample(n=method.max_users, random_state=seed)
@@ -397,6 +400,7 @@ def run_baseline_v1(
             "histories_cut_to_context": truncated,
             "context_tokens": method.context_tokens,
             "eval_users_per_s": round(len(test) / (time.perf_counter() - started), 2),
+            "seconds": round(time.perf_counter() - begun, 1),
         },
     }, scores
 

@@ -1,0 +1,43 @@
+"""The CEG model's ONNX export, cached across runs: a hit skips the export, a damaged entry is exported again,
+and every use is checked against the torch CEG."""
+
+import export.content_model as content_model
+from export.content_inputs import MODEL
+from learn_embed.ceg import ContentEncoder
+from learn_embed.config import EncoderConfig, ModelConfig, TinyRandomModel
+
+SENTENCES = [f"Item number {i}, a film about {'word ' * i}." for i in range(6)]
+
+
+def _encoder(pooling: str = "mean") -> ContentEncoder:
+    model = ModelConfig(tiny_random=TinyRandomModel(hidden=16, layers=1, heads=2, seed=0))
+    return ContentEncoder(EncoderConfig(model=model, pooling=pooling, max_tokens=16, batch_size=4))
+
+
+def test_the_onnx_model_is_cached_across_runs_and_a_damaged_entry_is_exported_again(
+    isolated_cache, tmp_path, monkeypatch
+):
+    exports = []
+    real_export = content_model.export_onnx
+
+    def counted(*args, **kwargs):
+        exports.append(args[4])
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(content_model, "export_onnx", counted)
+    first = content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "a", 6)
+    assert len(exports) == 1 and first.max_abs < 1e-4 and first.items == 6
+    (cached,) = (isolated_cache / "onnx").glob(f"content-*/{MODEL}")
+    again = content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "b", 6)
+    assert len(exports) == 1 and again.max_abs < 1e-4  # from the cache, checked all the same
+    assert (tmp_path / "b" / MODEL).read_bytes() == (tmp_path / "a" / MODEL).read_bytes()
+    cached.write_bytes(b"not an onnx model")
+    repaired = content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "c", 6)
+    assert len(exports) == 2 and repaired.max_abs < 1e-4
+    assert cached.read_bytes() == (tmp_path / "a" / MODEL).read_bytes()  # the entry is good again
+
+
+def test_another_pooling_is_another_cache_entry(isolated_cache, tmp_path):
+    content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "mean", 6)
+    content_model.export_content_model(_encoder("last"), SENTENCES, tmp_path / "last", 6)
+    assert len(list((isolated_cache / "onnx").glob(f"content-*/{MODEL}"))) == 2
