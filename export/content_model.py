@@ -27,7 +27,7 @@ from torch import nn
 from export.content_inputs import MODEL, SETTINGS, TOKENIZER, tokenize
 from export.towers import export_onnx, onnx_outputs
 from learn_embed.ceg import ContentEncoder
-from learnkit.core.errors import DataError, StorageError
+from learnkit.core.errors import ConfigError, DataError, StorageError
 from learnkit.core.fsutil import atomic_path, cache_root, write_json
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ def export_content_model(
     """Write the tokenizer, the pooled model as ONNX and its settings into `folder`; check that the exported
     tokenizer gives the torch tokenizer's ids and that ONNX Runtime gives the torch CEG's vectors on the first
     `parity_items` of `sentences` (real items)."""
+    if encoder.config.precision != "float":
+        raise ConfigError(
+            f"key 'export.content_model': the encoder runs at precision {encoder.config.precision}, which has no "
+            "ONNX form here; set export.content_model: false, or export a float encoder"
+        )
     loaded = encoder.model
     backend = getattr(loaded.tokenizer, "backend_tokenizer", None)
     if backend is None:

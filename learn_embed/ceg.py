@@ -60,7 +60,8 @@ class ContentEncoder:
         if self._model is None:
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
-            self._model = load_model(self.config.model, self.config.dtype, self.config.device, self.identity)
+            config = self.config
+            self._model = load_model(config.model, config.dtype, config.device, self.identity, config.precision)
         return self._model
 
     def token_lengths(self, sentences: list[str]) -> list[int]:
@@ -198,6 +199,8 @@ def run_ceg(
         "template": asdict(template),
         "pooling": config.pooling,
         "max_tokens": config.max_tokens,
+        # int8 embeddings are another model's: kept apart (float ones keep their key, so their cache stays valid)
+        **({"precision": config.precision} if config.precision != "float" else {}),
     }
     cache = EmbeddingCache(cache_root, cache_key) if cache_root is not None else None
     cached = cache.lookup(hashes) if cache else {}

@@ -45,12 +45,20 @@ class EncoderConfig:
     max_tokens: int = option(64, help="sentences are cut at this many tokens (special tokens included)")
     batch_size: int = option(32, help="sentences encoded at once (sorted by length)")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", help="the model's weights and activations")
+    precision: Literal["float", "int8"] = option(
+        "float",
+        help="int8: the model's linear layers run in int8 (torch dynamic quantization: int8 weights, activations "
+        "quantized per batch; float32 dtype on cpu only; not exportable as the ONNX content model); the cache "
+        "keeps int8 embeddings apart",
+    )
     device: str = option("cpu", help="cpu or cuda")
     threads: int = option(0, help="torch threads (0: every core)", least=0)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 2 or self.batch_size < 1:
             raise ValueError("max_tokens must be >= 2 and batch_size >= 1")
+        if self.precision == "int8" and (self.dtype != "float32" or self.device != "cpu"):
+            raise ValueError("precision int8 needs dtype float32 and device cpu (dynamic quantization is a CPU path)")
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The CEG model's ONNX export, cached across runs: a hit skips the export, a damaged entry is exported again,
 and every use is checked against the torch CEG."""
 
+import pytest
+
 import export.content_model as content_model
 from export.content_inputs import MODEL
 from learn_embed.ceg import ContentEncoder
@@ -41,3 +43,12 @@ def test_another_pooling_is_another_cache_entry(isolated_cache, tmp_path):
     content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "mean", 6)
     content_model.export_content_model(_encoder("last"), SENTENCES, tmp_path / "last", 6)
     assert len(list((isolated_cache / "onnx").glob(f"content-*/{MODEL}"))) == 2
+
+
+def test_an_int8_encoder_is_refused_as_the_content_model_by_key(tmp_path):
+    from learnkit.core.errors import ConfigError
+
+    model = ModelConfig(tiny_random=TinyRandomModel(hidden=16, layers=1, heads=2, seed=0))
+    encoder = ContentEncoder(EncoderConfig(model=model, precision="int8"))
+    with pytest.raises(ConfigError, match="key 'export.content_model'"):
+        content_model.export_content_model(encoder, SENTENCES, tmp_path / "q", 6)

@@ -218,3 +218,18 @@ def test_a_hostile_model_folder_is_refused_before_anything_loads(isolated_cache,
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(ConfigError, match=r"no .safetensors weights \(found: pytorch_model.bin\); learn-kit never"):
         model_identity(Spec(path=str(folder)))
+
+
+def test_int8_precision_stays_close_to_float_and_is_cached_apart(isolated_cache, tmp_path):
+    float_run = run_ceg(ITEMS, "llm", EncoderConfig(model=TINY), TemplateConfig(), tmp_path / "f", isolated_cache)
+    int8 = EncoderConfig(model=TINY, precision="int8")
+    int8_run = run_ceg(ITEMS, "llm", int8, TemplateConfig(), tmp_path / "q", isolated_cache, progress=False)
+    assert float_run.encoded == 12 and int8_run.encoded == 12  # not the float vectors from the cache
+    _, floats, _ = read_embeddings(tmp_path / "f")
+    _, quantized, _ = read_embeddings(tmp_path / "q")
+    cosine = (floats * quantized).sum(1)  # both L2-normalised
+    assert not np.array_equal(floats, quantized) and cosine.min() > 0.99
+    linear = ContentEncoder(int8).model.backbone.layers[0].mlp.up_proj
+    assert "quantized" in type(linear).__module__  # the linear layers really run in int8
+    with pytest.raises(ValueError, match="int8 needs dtype float32"):
+        EncoderConfig(model=TINY, precision="int8", dtype="bfloat16")
