@@ -179,8 +179,8 @@ def model_identity(spec: ModelConfig, dtype: str = "float32") -> ModelIdentity:
 def _int8_linear_layers(backbone: torch.nn.Module) -> torch.nn.Module:
     """Per-channel int8 weights for every linear layer but those that project down from a wider input (the MLP's
     down projection above all): their inputs carry the outlier activations a per-batch int8 scale resolves
-    poorly. Quantizing those too ran 4.9x float32 on this CPU but cut the demo items' I2I genre@10 from .642 to
-    .508; without them it stays within .01 (bench/ceg.py)."""
+    poorly. Every layer in int8 (per-tensor weights) ran 4.9x float32 on this CPU but cut the I2I genre@10 of
+    bench/ceg.py's items from .642 to .508; this choice runs 1.87x and stays within .001 (docs/benchmarks.md)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     chosen = {

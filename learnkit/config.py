@@ -39,6 +39,12 @@ class Config:
                 raise ValueError(f"key 'export.method': {self.export.method!r} is not one of the pch methods")
             if self.pch.methods[self.export.method].kind != "learn":
                 raise ValueError("key 'export.method': only a trained (kind: learn) method can be exported")
+            encoder = self.ceg.encoders.get(self.pch.methods[self.export.method].encoder or "")
+            if self.export.content_model and encoder is not None and encoder.precision != "float":
+                raise ValueError(
+                    f"key 'export.content_model': the exported method's encoder runs at precision "
+                    f"{encoder.precision}, which has no ONNX form here; set export.content_model: false"
+                )
         if self.pch is not None and self.pch.train_before_ranker_validation:
             if not self.pch.train_before_test_period or self.ranking is None:
                 raise ValueError(

@@ -52,3 +52,16 @@ def test_an_int8_encoder_is_refused_as_the_content_model_by_key(tmp_path):
     encoder = ContentEncoder(EncoderConfig(model=model, precision="int8"))
     with pytest.raises(ConfigError, match="key 'export.content_model'"):
         content_model.export_content_model(encoder, SENTENCES, tmp_path / "q", 6)
+
+
+def test_an_int8_exported_encoder_with_a_content_model_is_refused_when_the_config_loads():
+    from pathlib import Path
+
+    from learnkit.config import load_config
+    from learnkit.core.errors import ConfigError
+
+    smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+    with pytest.raises(ConfigError, match="key 'export.content_model'"):
+        load_config(smoke, {"ceg.encoders.llm.precision": "int8"})
+    loaded = load_config(smoke, {"ceg.encoders.llm.precision": "int8", "export.content_model": False})
+    assert loaded.ceg.encoders["llm"].precision == "int8"
