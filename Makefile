@@ -7,7 +7,7 @@ STAMP := $(VENV)/.learnkit-installed
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test smoke bench clean
+.PHONY: setup demo test smoke bench bench-recbole-env clean
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -32,7 +32,16 @@ test: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-bench: setup
+# RecBole 1.2.1 needs numpy < 2: its own environment, for bench/pch.py's same-run RecBole epoch
+RECBOLE_VENV := .venv-recbole
+$(RECBOLE_VENV)/.installed: bench/recbole-requirements.txt
+	test -x $(RECBOLE_VENV)/bin/python || $(PYTHON) -m venv $(RECBOLE_VENV)
+	$(RECBOLE_VENV)/bin/python -m pip install -q --disable-pip-version-check -r bench/recbole-requirements.txt
+	touch $@
+
+bench-recbole-env: $(RECBOLE_VENV)/.installed
+
+bench: setup bench-recbole-env
 	mkdir -p bench/results
 	$(BIN)/python bench/ceg.py | tee bench/results/ceg.json
 	$(BIN)/python bench/pch.py | tee bench/results/pch.json

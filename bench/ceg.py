@@ -25,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import matmul_flops  # noqa: E402
+
 from learn_embed.ceg import ContentEncoder, run_ceg  # noqa: E402
 from learn_embed.config import EncoderConfig, ModelConfig  # noqa: E402
 from learn_embed.i2i import item_labels, label_share_at_k, normalise  # noqa: E402
@@ -35,15 +37,6 @@ from learnkit.data.text import (
     TemplateConfig,  # noqa: E402
     item_sentences,  # noqa: E402
 )
-
-
-def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.matmul(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
 def forward_flops(encoder: ContentEncoder, sentences: list[str]) -> float:
