@@ -49,6 +49,7 @@ bench: setup bench-recbole-env
 	$(BIN)/python bench/uauc.py | tee bench/results/uauc.json
 	$(BIN)/python bench/ranker.py | tee bench/results/ranker.json
 	$(BIN)/python bench/new_items.py | tee bench/results/new_items.json
+	$(BIN)/python bench/scale.py | tee bench/results/scale.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -125,8 +125,7 @@ def export_content_model(
     module = PooledContentModel(loaded.backbone, encoder.config.pooling, loaded.is_decoder).float().eval()
     example = (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2]))
     with torch.inference_mode(False), torch.no_grad():
-        names = ["input_ids", "attention_mask"]
-        export_onnx(module, example, names, "content_embedding", folder / MODEL, True, optimize=False)
+        export_onnx(module, example, ["input_ids", "attention_mask"], "content_embedding", folder / MODEL, True)
     difference = parity()
     if difference <= CACHED_PARITY:  # only a model that passes is kept for later runs
         try:

@@ -13,12 +13,12 @@ events strictly before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
+from export.snapshots import Snapshots
 from export.tables import EmbeddingTable
 from learn_embed.experiment import item_vectors, user_vectors
 from learn_embed.pch import LearnModel
@@ -44,50 +44,6 @@ def histories_before(
     ordered = before.sort_values(CHRONOLOGICAL, kind="stable")
     grouped = ordered.groupby("user_id", sort=False)["item_id"].apply(list).to_dict()
     return UserHistories(users, [grouped.get(u, [])[-history_max:] for u in users])
-
-
-@dataclass
-class Snapshots:
-    # user_id, valid_from (from when the row is the user's vector), history_end (the newest event used: always
-    # before valid_from) and as_of (the row's snapshot partition: at or before valid_from)
-    rows: pd.DataFrame
-    histories: list[list[str]]  # per row: the newest `history_max` item ids before valid_from, oldest first
-
-
-def snapshot_histories(
-    events: pd.DataFrame, every: int | Literal["event"], history_max: int, positives_only: bool, partition_every: int
-) -> Snapshots:
-    """Point-in-time user rows, each built from the user's events with ts < valid_from only.
-
-    every: N   snapshots every N time units from the first event; a user gets a row at snapshot s (valid from
-               s, partition as_of s) when one of their events falls in [s - N, s).
-    "event"    a refresh after every event time e of the user: a row valid from e + 1 (the next time unit),
-               as a ranker that re-embeds a user as they act would see it; rows are grouped into partitions
-               of `partition_every` time units (as_of: the partition's start)."""
-    used = events[events["label"] == 1] if positives_only else events
-    used = used.sort_values(CHRONOLOGICAL, kind="stable")
-    origin = int(events["ts"].min())
-    users = used["user_id"].to_numpy()
-    ts = used["ts"].to_numpy(np.int64)
-    items = used["item_id"].tolist()
-    # the first refresh that sees each event; rows come out sorted by (user, valid_from), as `used` is
-    valid_from = ts + 1 if every == "event" else origin + ((ts - origin) // every + 1) * every
-    rows = pd.DataFrame({"user_id": users, "valid_from": valid_from}).drop_duplicates().reset_index(drop=True)
-    # the events a row holds: the user's events before valid_from (per user, a sorted search)
-    starts = pd.Series(np.arange(len(users))).groupby(users, sort=False).min()
-    stops = pd.Series(np.arange(len(users))).groupby(users, sort=False).max() + 1
-    first = starts.reindex(rows["user_id"]).to_numpy()
-    last = stops.reindex(rows["user_id"]).to_numpy()
-    seen = np.array(
-        [
-            f + int(np.searchsorted(ts[f:e], a, side="left"))
-            for f, e, a in zip(first, last, rows["valid_from"].to_numpy(), strict=True)
-        ]
-    )
-    histories = [items[max(f, n - history_max) : n] for f, n in zip(first, seen, strict=True)]
-    start = rows["valid_from"].to_numpy(np.int64)
-    as_of = origin + (start - origin) // partition_every * partition_every if every == "event" else start
-    return Snapshots(rows.assign(history_end=ts[seen - 1], as_of=as_of), histories)
 
 
 def fallback_vector(vectors: np.ndarray, kind: str) -> np.ndarray:

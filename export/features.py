@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from export.config import ExportConfig
 from export.content_inputs import MODEL, SETTINGS, TOKENIZER
 from export.content_model import ContentParity, export_content_model
-from export.embed import embed_snapshots, embed_tables, histories_before, snapshot_histories
+from export.embed import embed_snapshots, embed_tables, histories_before
+from export.snapshots import snapshot_histories
 from export.tables import write_export
 from export.towers import export_towers
 from learn_embed.ceg import ContentEncoder
@@ -25,6 +26,7 @@ from learn_embed.experiment import load_encoder
 from learn_embed.pch import LearnModel
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import sha256_file
+from learnkit.core.sql import EngineConfig
 from learnkit.data.catalog import Catalog
 from learnkit.data.period import TestPeriod
 from learnkit.data.text import item_sentences
@@ -47,6 +49,7 @@ class ExportInputs:
     ceg: CegConfig
     day_seconds: int
     ordinal_time: bool
+    engine: EngineConfig = field(default_factory=EngineConfig)  # the relational steps' DuckDB limits
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     new_items = inputs.period.new_items(events)
     tables = embed_tables(model, catalog, histories, config.fallback, new_items)
     every = config.snapshot_every or inputs.day_seconds
-    snapshots = snapshot_histories(events, every, length, pch.split.positives_only, inputs.day_seconds)
+    snapshots = snapshot_histories(events, every, length, pch.split.positives_only, inputs.day_seconds, inputs.engine)
     tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
     seconds["tables"] = round(time.perf_counter() - started, 1)
     parity: dict[str, Any] = {}

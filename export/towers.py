@@ -71,17 +71,8 @@ class ItemTower(nn.Module):
 
 
 def export_onnx(
-    module: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    names: list[str],
-    output: str,
-    path: Path,
-    dynamic_length: bool,
-    optimize: bool = True,
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], output: str, path: Path, dynamic_length: bool
 ) -> None:
-    """`optimize`: run the exporter's graph optimiser (folding, fusion). An LLM leaves it off: it took 30-40 s of
-    SmolLM2's export for outputs within 5e-7 of the optimised graph's, and ONNX Runtime optimises the graph
-    itself when it loads it."""
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=4096)
     shapes = {
         name: ({0: batch, 1: length} if dynamic_length and x.ndim > 1 else {0: batch})
@@ -99,7 +90,6 @@ def export_onnx(
         dynamic_shapes=shapes,
         input_names=names,
         output_names=[output],
-        optimize=optimize,
     )
 
 

@@ -3,6 +3,7 @@ dataclasses; see `configs/*.yaml` and `docs/config.md`, generated from the field
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from export.config import ExportConfig
 from learn_embed.config import CegConfig, I2IConfig, PchStageConfig
 from learnkit.core.configload import PlainName, from_mapping, load_yaml, option
 from learnkit.core.errors import ConfigError
+from learnkit.core.sql import EngineConfig
 from learnkit.data.importers.config import DataConfig
 from learnkit.data.period import TestPeriodConfig
 from ranking.config import RankingConfig
@@ -28,6 +30,7 @@ class Config:
     export: ExportConfig | None = option(None, help="the feature tables and towers")
     ranking: RankingConfig | None = option(None, help="the rankers")
     ab: AbConfig | None = option(None, help="the simulated A/B test")
+    engine: EngineConfig = option(factory=EngineConfig, help="the relational steps' engine (DuckDB in-process)")
     seed: int = option(0, help="seed of the reference rows, I2I sampling and the A/B", least=0)
     runs_dir: str = option("runs", help="where runs are written")
     source: str = option("", help="(set by the loader: the config file)")
@@ -78,6 +81,12 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    def run_engine(self) -> EngineConfig:
+        """`engine`, spilling into the run's own folder (`spill/`) unless `engine.spill_dir` says where."""
+        if self.engine.spill_dir is not None:
+            return self.engine
+        return dataclasses.replace(self.engine, spill_dir=str(self.run_dir / "spill"))
 
     def _outside_the_run_folder(self) -> None:
         """What a run reads must not lie inside the folder it writes: a stage clears its folder before it runs,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pandas as pd
 from export.content_inputs import MODEL
 from export.tables import open_export, read_table
 from learnkit.core.errors import ConfigError, DataError
+from learnkit.core.sql import EngineConfig
 from learnkit.data.period import TestPeriod
 from ranking.config import RankingConfig
 from ranking.model import Vocabulary
@@ -41,6 +42,7 @@ class RankingInputs:
     ordinal_time: bool
     positives_only: bool  # user histories count positive events only (as PCH's split did)
     uauc: UAUC  # chooses the shipped ranker on the validation slice (the stage passes eval's)
+    engine: EngineConfig = field(default_factory=EngineConfig)  # the as-of joins' DuckDB limits
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
     item_table, from_text = _with_new_items(inputs, read_feature_table(inputs.exports, "items", fmt), manifest, rows)
     # every sample reads the user snapshot of its own time (never one built from its event or later ones)
     snapshots, _ = read_table(inputs.exports, "user_snapshots", expect_version=manifest["version"])
-    joined = join_user_snapshots(rows, snapshots)
+    joined = join_user_snapshots(rows, snapshots, inputs.engine)
     columns = learn_columns(
         rows, snapshots, item_table.ids.astype(str), item_table.vectors, item_table.flags, item_table.fallback, joined
     )
@@ -103,7 +105,7 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
     test = rows[is_test].reset_index(drop=True)
     test_columns = {k: v[is_test] for k, v in columns.items()}
     history = events[events["label"] == 1] if inputs.positives_only else events
-    coverage = vector_coverage(rows, is_test, columns, joined, user_table.ids, user_table.flags, history)
+    coverage = vector_coverage(rows, is_test, columns, joined, user_table.ids, user_table.flags, history, inputs.engine)
     training, scores, selection = _train_every_ranker(inputs, rows, vocabulary, (user_table, item_table), columns,
                                                       test, test_columns, savedmodel)  # fmt: skip
     # the reference row: each item's positive training samples (what a most-popular list ranks by)

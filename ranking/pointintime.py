@@ -1,4 +1,4 @@
-"""The point-in-time join of ranking samples to exported user snapshots (numpy and pandas; no framework).
+"""The point-in-time join of ranking samples to exported user snapshots (DuckDB's `ASOF JOIN`; no framework).
 
 A sample of user u at time t gets u's snapshot row with the largest `valid_from <= t`. A row valid from v is
 built only from events strictly before v, so no sample's vector holds its own event or anything after it. A user
@@ -9,39 +9,77 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from export.tables import EmbeddingTable
 from learnkit.core.errors import DataError
+from learnkit.core.sql import EngineConfig, connect, register
 
 NONE = -1
 
 
-def join_user_snapshots(rows: pd.DataFrame, snapshots: EmbeddingTable) -> pd.DataFrame:
+def _samples(rows: pd.DataFrame) -> pa.Table:
+    return pa.table(
+        {
+            "user_id": pa.array(rows["user_id"].astype(str).to_numpy(), pa.string()),
+            "ts": pa.array(rows["ts"].to_numpy(np.int64)),
+            "position": pa.array(np.arange(len(rows), dtype=np.int64)),
+        }
+    )
+
+
+def snapshot_join_query(samples: str = "samples", snapshots: str = "snapshots") -> str:
+    """The SQL of the point-in-time join: relation `samples` (user_id, ts, position) against `snapshots`
+    (user_id, valid_from, history_end, snapshot), in the samples' order. Run in memory by
+    `join_user_snapshots`, or streamed to files at scale."""
+    return f"""
+        SELECT coalesce(r.snapshot, {NONE}) AS snapshot, coalesce(r.valid_from, {NONE}) AS valid_from,
+               coalesce(r.history_end, {NONE}) AS history_end
+        FROM {samples} s ASOF LEFT JOIN {snapshots} r ON s.user_id = r.user_id AND s.ts >= r.valid_from
+        ORDER BY s.position
+    """
+
+
+def join_user_snapshots(
+    rows: pd.DataFrame, snapshots: EmbeddingTable, engine: EngineConfig | None = None
+) -> pd.DataFrame:
     """Per row of `rows` (user_id, ts), in their order: `snapshot` (a row of `snapshots`, or -1), its
-    `valid_from` and `history_end` (-1 where none). A sorted as-of merge, not a loop over rows."""
+    `valid_from` and `history_end` (-1 where none). One as-of join, not a loop over rows."""
     if snapshots.valid_from is None or snapshots.history_end is None:
         raise ValueError("join_user_snapshots needs a point-in-time table (valid_from and history_end)")
-    left = pd.DataFrame(
+    table = pa.table(
         {
-            "user_id": rows["user_id"].astype(str).to_numpy(),
-            "ts": rows["ts"].to_numpy(np.int64),
-            "position": np.arange(len(rows)),
+            "user_id": pa.array(np.asarray(snapshots.ids, dtype=object).astype(str), pa.string()),
+            "valid_from": pa.array(snapshots.valid_from.astype(np.int64)),
+            "history_end": pa.array(np.asarray(snapshots.history_end, dtype=np.int64)),
+            "snapshot": pa.array(np.arange(len(snapshots.ids), dtype=np.int64)),
         }
-    ).sort_values("ts", kind="stable")
-    right = pd.DataFrame(
-        {
-            "user_id": np.asarray(snapshots.ids, dtype=object).astype(str),
-            "valid_from": snapshots.valid_from.astype(np.int64),
-            "history_end": snapshots.history_end,
-            "snapshot": np.arange(len(snapshots.ids)),
-        }
-    ).sort_values("valid_from", kind="stable")
-    merged = pd.merge_asof(
-        left, right, left_on="ts", right_on="valid_from", by="user_id", direction="backward", allow_exact_matches=True
-    ).sort_values("position")
-    return pd.DataFrame(
-        {column: merged[column].fillna(NONE).to_numpy(np.int64) for column in ("snapshot", "valid_from", "history_end")}
     )
+    with connect(engine) as con:
+        register(con, samples=_samples(rows), snapshots=table)
+        joined = con.sql(snapshot_join_query()).fetchnumpy()
+    return pd.DataFrame({column: np.asarray(joined[column], dtype=np.int64) for column in joined})
+
+
+def has_history_before(rows: pd.DataFrame, history: pd.DataFrame, engine: EngineConfig | None = None) -> np.ndarray:
+    """Per row of `rows` (user_id, ts), in their order: whether `history` (user_id, ts) holds an event of the
+    same user strictly before it."""
+    events = pa.table(
+        {
+            "user_id": pa.array(history["user_id"].astype(str).to_numpy(), pa.string()),
+            "seen": pa.array(history["ts"].to_numpy(np.int64)),
+        }
+    )
+    with connect(engine) as con:
+        register(con, samples=_samples(rows), events=events)
+        found = con.sql(
+            """
+            SELECT h.seen IS NOT NULL AS found
+            FROM samples s ASOF LEFT JOIN events h ON s.user_id = h.user_id AND s.ts > h.seen
+            ORDER BY s.position
+            """
+        ).fetchnumpy()
+    return np.asarray(found["found"], dtype=bool)
 
 
 def learn_columns(
@@ -81,6 +119,7 @@ def vector_coverage(
     single_ids: np.ndarray,
     single_flags: np.ndarray,
     history: pd.DataFrame,
+    engine: EngineConfig | None = None,
 ) -> dict[str, object]:
     """How many test rows carry a real (non-fallback) user vector: point-in-time, and as the one snapshot at
     each user's test-period start gave it (`single_ids`, `single_flags`: the export's `users` table); and the
@@ -93,19 +132,7 @@ def vector_coverage(
     single_flag = np.where(single >= 0, single_flags[np.maximum(single, 0)], 0.0)
     test = np.asarray(is_test)
     # rows whose user has history before them but no snapshot yet: it all falls after the last snapshot
-    earlier = pd.merge_asof(
-        pd.DataFrame(
-            {"user_id": rows["user_id"].astype(str).to_numpy(), "ts": ts, "position": np.arange(len(rows))}
-        ).sort_values("ts"),
-        pd.DataFrame(
-            {"user_id": history["user_id"].astype(str).to_numpy(), "seen": history["ts"].to_numpy()}
-        ).sort_values("seen"),
-        left_on="ts",
-        right_on="seen",
-        by="user_id",
-        allow_exact_matches=False,
-    )
-    has_history = earlier.sort_values("position")["seen"].notna().to_numpy()
+    has_history = has_history_before(rows, history, engine)
     waiting = has_history & ~has
     return {
         "test_rows_with_user_vector": float(columns["user_has_embedding"][test].mean()) if test.any() else 0.0,

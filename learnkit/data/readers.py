@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
@@ -232,17 +233,64 @@ def read_json_lines(path: str | Path, table: str, log: RejectLog) -> list[tuple[
     return out
 
 
-def read_parquet_rows(path: str | Path) -> pd.DataFrame:
-    """Read Parquet keeping null (None) apart from NaN, plus `_file` and `_row`."""
+def parquet_parts(path: str | Path) -> list[Path]:
+    """A Parquet table's files: the file itself, or a folder's part files as Spark and Hive write them
+    (`events.parquet/part-*.parquet`, maybe in `key=value` folders), in path order. Files and folders whose
+    name starts with `_` or `.` (`_SUCCESS`, `.part-0.crc`) are not parts."""
     path = Path(path)
-    _check_file(path)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file (truncated or corrupt?): {exc}") from exc
-    if table.num_rows == 0:
+    if not path.is_dir():
+        _check_file(path)
+        return [path]
+    parts = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(name.startswith(("_", ".")) for name in p.relative_to(path).parts)
+    )
+    if not parts:
+        raise DataError(f"{path}: a folder with no Parquet part files")
+    return parts
+
+
+def hive_values(path: Path, root: Path) -> dict[str, str]:
+    """The `key=value` folder names between `root` and the part file `path` (Hive partitioning)."""
+    values = {}
+    for name in path.relative_to(root).parts[:-1]:
+        key, sep, value = name.partition("=")
+        if sep and key:
+            values[key] = unquote(value)
+    return values
+
+
+def read_parquet_rows(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet file or a folder of part files, keeping null (None) apart from NaN, plus `_file` (each
+    row's part file) and `_row` (its row in that file). A Hive partition folder's value becomes a text column."""
+    path = Path(path)
+    frames, columns = [], None
+    for part in parquet_parts(path):
+        try:
+            table = pq.read_table(part)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{part}: not a readable Parquet file (truncated or corrupt?): {exc}") from exc
+        partition = hive_values(part, path) if part != path else {}
+        clash = sorted(set(partition) & set(table.column_names))
+        if clash:
+            raise DataError(f"{part}: column {clash[0]!r} is both in the file and a partition folder's name")
+        names = [*table.column_names, *partition]
+        if columns is None:
+            columns = names
+        elif sorted(names) != sorted(columns):
+            raise DataError(
+                f"{part}: its columns ({', '.join(names)}) differ from the first part's ({', '.join(columns)})"
+            )
+        frame = pd.DataFrame(
+            {name: pd.Series(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
+        )
+        for key, value in partition.items():
+            frame[key] = pd.Series([value] * len(frame), dtype=object)
+        frame["_file"] = str(part)
+        frame["_row"] = range(1, len(frame) + 1)
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if rows.empty:
         raise DataError(f"{path}: has a schema but no rows")
-    frame = pd.DataFrame({name: pd.Series(table.column(name).to_pylist(), dtype=object) for name in table.column_names})
-    frame["_file"] = str(path)
-    frame["_row"] = range(1, len(frame) + 1)
-    return frame
+    return rows

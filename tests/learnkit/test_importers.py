@@ -118,3 +118,53 @@ def test_canonical_parquet_round_trip(movielens, tmp_path):
     ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules())
     pd.testing.assert_frame_equal(ds.events[movielens.events.columns], movielens.events)
     assert ds.items["item_id"].tolist() == movielens.items["item_id"].tolist()
+
+
+def test_a_table_may_be_a_folder_of_part_files(tmp_path):
+    """events.parquet as Spark or Hive write it: part files in `key=value` folders beside `_SUCCESS` and
+    checksum files. It reads as the one-file table does, each bad row named by its part file."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from learnkit.core.errors import DataError
+
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"]})
+    events = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u1", "u3", "u2", "u3"],
+            "item_id": ["a", "b", "c", "a", "c", "b"],
+            "ts": [1_700_000_010 + t for t in range(6)],
+            "label": [1, 0, 1, 1, 0, 1],
+            "country": ["de", "fr", "de", "fr", "fr", "de"],
+        }
+    )
+    single, parted = tmp_path / "single", tmp_path / "parted"
+    single.mkdir(), parted.mkdir()
+    for folder in (single, parted):
+        items.to_parquet(folder / "items.parquet")
+    events.to_parquet(single / "events.parquet")
+    pads.write_dataset(
+        pa.Table.from_pandas(events, preserve_index=False),
+        parted / "events.parquet",
+        format="parquet",
+        partitioning=["country"],
+        partitioning_flavor="hive",
+        basename_template="part-{i}.parquet",
+    )
+    (parted / "events.parquet" / "_SUCCESS").write_text("")
+    (parted / "events.parquet" / "country=de" / ".part-0.parquet.crc").write_bytes(b"\x00")
+    read = {f.name: validate(load_dataset("canonical", f, {}), ValidationRules()).events for f in (single, parted)}
+    order = ["user_id", "ts"]
+    want = read["single"].sort_values(order).reset_index(drop=True)
+    got = read["parted"].sort_values(order).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[want.columns], want)
+
+    # a damaged part is named; a folder with no parts is refused, not read as "file not found"
+    (parted / "events.parquet" / "country=fr" / "part-0.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(DataError, match=r"country=fr/part-0.parquet: not a readable Parquet file"):
+        load_dataset("canonical", parted, {})
+    empty = tmp_path / "empty"
+    (empty / "events.parquet").mkdir(parents=True)
+    items.to_parquet(empty / "items.parquet")
+    with pytest.raises(DataError, match=r"events.parquet: a folder with no Parquet part files"):
+        load_dataset("canonical", empty, {})

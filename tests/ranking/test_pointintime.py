@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from export.embed import snapshot_histories
+from export.snapshots import snapshot_histories
 from export.tables import EmbeddingTable
 from learnkit.core.errors import DataError
 from ranking.pointintime import NONE, join_user_snapshots, learn_columns, vector_coverage
@@ -17,7 +17,13 @@ def test_event_refreshes_cover_every_row_with_an_earlier_event():
         {"user_id": ["u", "u", "u", "v"], "item_id": ["x", "y", "z", "x"], "ts": [1, 5, 12, 15], "label": [1, 1, 1, 1]}
     )
     snapshots = snapshot_histories(events, "event", 50, positives_only=True, partition_every=10)
-    assert snapshots.rows.values.tolist() == [["u", 2, 1, 1], ["u", 6, 5, 1], ["u", 13, 12, 11], ["v", 16, 15, 11]]
+    # user, valid_from, history_end, as_of, and how many of the user's events each row sees
+    assert snapshots.rows.values.tolist() == [
+        ["u", 2, 1, 1, 1],
+        ["u", 6, 5, 1, 2],
+        ["u", 13, 12, 11, 3],
+        ["v", 16, 15, 11, 1],
+    ]
     assert snapshots.histories == [["x"], ["x", "y"], ["x", "y", "z"], ["x"]]
     rows = snapshots.rows
     table = EmbeddingTable(
@@ -44,7 +50,7 @@ def test_a_hand_built_case_where_leakage_would_change_rows():
         {"user_id": ["u", "u", "u", "v"], "item_id": ["x", "y", "z", "x"], "ts": [1, 5, 12, 15], "label": [1, 1, 1, 1]}
     )
     snapshots = snapshot_histories(events, 10, 50, positives_only=True, partition_every=10)
-    assert snapshots.rows.values.tolist() == [["u", 11, 5, 11], ["u", 21, 12, 21], ["v", 21, 15, 21]]
+    assert snapshots.rows.values.tolist() == [["u", 11, 5, 11, 2], ["u", 21, 12, 21, 3], ["v", 21, 15, 21, 1]]
     assert snapshots.histories == [["x", "y"], ["x", "y", "z"], ["x"]]
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
     table = EmbeddingTable(

@@ -27,6 +27,7 @@ def run_export(ctx: Context) -> StageOutput:
         ceg=config.ceg,
         day_seconds=config.test_period.day_seconds,
         ordinal_time=ordinal_time(layout),
+        engine=config.run_engine(),
     )
     result = export_features(inputs, layout.exports)
     return StageOutput(result.metrics, export_report(result, config.export))

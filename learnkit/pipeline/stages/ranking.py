@@ -65,4 +65,5 @@ def _inputs(ctx: Context, events: pd.DataFrame, period: TestPeriod) -> RankingIn
         ordinal_time=ordinal_time(layout),
         positives_only=config.pch is not None and config.pch.split.positives_only,
         uauc=lambda users, labels, scores: user_auc(users, labels, scores).uauc,
+        engine=config.run_engine(),
     )

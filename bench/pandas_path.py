@@ -1,0 +1,65 @@
+"""learn-kit's relational steps as they were before DuckDB (pandas and numpy on one machine): what
+`bench/scale.py` measures the engine against in the same run, and what the tests check the engine's output
+equals on fixed data. Not used by the product.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+CHRONOLOGICAL = ["user_id", "ts", "item_id"]
+
+
+def snapshot_histories(
+    events: pd.DataFrame, every: int | Literal["event"], history_max: int, positives_only: bool, partition_every: int
+) -> tuple[pd.DataFrame, list[list[str]]]:
+    """(rows: user_id, valid_from, history_end, as_of; histories): each row from the user's events before
+    valid_from, by a sorted search per row."""
+    used = events[events["label"] == 1] if positives_only else events
+    used = used.sort_values(CHRONOLOGICAL, kind="stable")
+    origin = int(events["ts"].min())
+    users = used["user_id"].to_numpy()
+    ts = used["ts"].to_numpy(np.int64)
+    items = used["item_id"].tolist()
+    valid_from = ts + 1 if every == "event" else origin + ((ts - origin) // every + 1) * every
+    rows = pd.DataFrame({"user_id": users, "valid_from": valid_from}).drop_duplicates().reset_index(drop=True)
+    starts = pd.Series(np.arange(len(users))).groupby(users, sort=False).min()
+    stops = pd.Series(np.arange(len(users))).groupby(users, sort=False).max() + 1
+    first = starts.reindex(rows["user_id"]).to_numpy()
+    last = stops.reindex(rows["user_id"]).to_numpy()
+    seen = np.array(
+        [
+            f + int(np.searchsorted(ts[f:e], a, side="left"))
+            for f, e, a in zip(first, last, rows["valid_from"].to_numpy(), strict=True)
+        ]
+    )
+    histories = [items[max(f, n - history_max) : n] for f, n in zip(first, seen, strict=True)]
+    start = rows["valid_from"].to_numpy(np.int64)
+    as_of = origin + (start - origin) // partition_every * partition_every if every == "event" else start
+    return rows.assign(history_end=ts[seen - 1], as_of=as_of), histories
+
+
+def asof_join(samples: pd.DataFrame, snapshots: pd.DataFrame) -> np.ndarray:
+    """Per sample (user_id, ts), in order: the row of `snapshots` (user_id, valid_from) with the largest
+    valid_from <= ts, or -1."""
+    left = pd.DataFrame(
+        {
+            "user_id": samples["user_id"].to_numpy(),
+            "ts": samples["ts"].to_numpy(np.int64),
+            "position": np.arange(len(samples)),
+        }
+    ).sort_values("ts", kind="stable")
+    right = pd.DataFrame(
+        {
+            "user_id": snapshots["user_id"].to_numpy(),
+            "valid_from": snapshots["valid_from"].to_numpy(np.int64),
+            "snapshot": np.arange(len(snapshots)),
+        }
+    ).sort_values("valid_from", kind="stable")
+    merged = pd.merge_asof(
+        left, right, left_on="ts", right_on="valid_from", by="user_id", direction="backward", allow_exact_matches=True
+    ).sort_values("position")
+    return merged["snapshot"].fillna(-1).to_numpy(np.int64)

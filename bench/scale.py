@@ -1,0 +1,212 @@
+"""The relational steps at scale, DuckDB against the pandas logic they replaced, in the same run: synthetic
+canonical events (skewed users and items, many events per second) at sizes 10x apart, written once as Parquet;
+each step then runs in a fresh child process that reads them, so that its peak RSS is its own. Per step, engine
+and size: wall and CPU seconds, rows per CPU-second, peak RSS and rows out.
+
+Steps moved to DuckDB so far (issue 20): the point-in-time snapshot histories (`export.snapshots`, a refresh
+after every event, the newest 50 positives: each user's sequence once and each row's count of events seen) and
+the ranker's as-of join of samples to snapshot rows (`ranking.pointintime`). The DuckDB children stream their
+output to Parquet under the engine's `memory_limit`; the pandas children hold everything in memory, as the
+pipeline did (its snapshot histories as one list per row). pandas runs up to `--pandas-max` events. Prints one
+JSON object.
+
+    python bench/scale.py [--sizes 1000000 10000000 100000000] [--pandas-max 10000000] [--memory-limit 1GB]
+                          [--snapshot-max 100000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+HISTORY_MAX, PARTITION = 50, 86_400
+
+
+def generate(folder: Path, events: int) -> Path:
+    """`events` rows of user_id, item_id, ts, label as one Parquet file: about 50 events per user on average,
+    users and items drawn from power laws by a fixed hash (the same data on every run and thread count)."""
+    import duckdb
+
+    path = folder / f"events-{events}.parquet"
+    users, items = max(1, events // 50), max(10, events // 20)
+    con = duckdb.connect()
+    con.execute(
+        f"""
+        COPY (
+            SELECT 'u' || floor({users} * pow((hash(i * 2 + 1) % 1000003) / 1000003.0, 2))::BIGINT AS user_id,
+                   'i' || floor({items} * pow((hash(i * 2) % 1000033) / 1000033.0, 3))::BIGINT AS item_id,
+                   (1600000000 + i // 4 + hash(i * 3) % 600)::BIGINT AS ts,
+                   (hash(i * 5) % 5 < 3)::INTEGER AS label
+            FROM range({events}) t(i)
+        ) TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)
+        """
+    )
+    con.close()
+    return path
+
+
+class Clock:
+    """CPU and wall time from `start()` (a step calls it once its inputs are ready) to `stop()`."""
+
+    def start(self) -> None:
+        self.wall, self.usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+
+    def stop(self) -> tuple[float, float]:
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime - self.usage.ru_utime) + (after.ru_stime - self.usage.ru_stime)
+        return time.perf_counter() - self.wall, cpu
+
+
+def child(step: str, engine: str, events_path: Path, out: Path, memory_limit: str) -> dict:
+    """Run one step once, in this (fresh) process; return its figures. The clock runs over the step itself:
+    not the imports, not pandas reading the events into memory (the import stage's cost in the pandas chain),
+    not the snapshot rows that the as-of join reads. The peak RSS is the whole process's."""
+    clock = Clock()
+    if engine == "duckdb":
+        rows_in, rows_out = duckdb_step(step, events_path, out, memory_limit, clock)
+    else:
+        rows_in, rows_out = pandas_step(step, events_path, clock)
+    wall, cpu = clock.stop()
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "rows_per_cpu_s": round(rows_in / cpu) if cpu else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+    }
+
+
+def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, clock: Clock) -> tuple[int, int]:
+    from export.snapshots import sequences_query, snapshot_rows_query, used_events
+    from learnkit.core.sql import EngineConfig, connect
+    from ranking.pointintime import snapshot_join_query
+
+    with connect(EngineConfig(memory_limit=memory_limit, spill_dir=str(out.parent))) as con:
+        # each event's row in the file is its position: no window over all rows, which would not spill
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{events_path}', file_row_number = true)")
+        rows_in = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        origin = con.execute("SELECT min(ts) FROM events").fetchall()[0][0]
+        con.execute(f"CREATE VIEW used AS {used_events('event', True, origin)}")
+        rows_path = out.with_suffix(".rows.parquet")
+        if step == "snapshot":  # the rows and the sorted events they slice, as export.snapshots reads them
+            clock.start()
+            con.execute(f"COPY ({sequences_query()}) TO '{out.with_suffix('.sequences.parquet')}' (FORMAT parquet)")
+            con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{out}' (FORMAT parquet)")
+        else:  # every event is a ranking sample, joined to the snapshot rows after each positive event
+            con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{rows_path}' (FORMAT parquet)")
+            clock.start()
+            con.execute("CREATE VIEW samples AS SELECT user_id, ts, file_row_number AS position FROM events")
+            con.execute(
+                "CREATE VIEW snapshots AS SELECT user_id, valid_from, history_end, file_row_number AS snapshot "
+                f"FROM read_parquet('{rows_path}', file_row_number = true)"
+            )
+            con.execute(f"COPY ({snapshot_join_query()}) TO '{out}' (FORMAT parquet)")
+        rows_out = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
+    return int(rows_in), int(rows_out)
+
+
+def pandas_step(step: str, events_path: Path, clock: Clock) -> tuple[int, int]:
+    import numpy as np
+    import pandas as pd
+    import pandas_path
+
+    events = pd.read_parquet(events_path)
+    if step == "snapshot":
+        clock.start()
+        rows, _ = pandas_path.snapshot_histories(events, "event", HISTORY_MAX, True, PARTITION)
+        return len(events), len(rows)
+    positives = events[events["label"] == 1]
+    snapshots = pd.DataFrame(
+        {"user_id": positives["user_id"].to_numpy(), "valid_from": positives["ts"].to_numpy(np.int64) + 1}
+    ).drop_duplicates()
+    clock.start()
+    joined = pandas_path.asof_join(events[["user_id", "ts"]], snapshots)
+    return len(events), len(joined)
+
+
+def measure(step: str, engine: str, events_path: Path, folder: Path, memory_limit: str) -> dict:
+    out = folder / f"{step}-{engine}.parquet"
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", step, engine, str(events_path), str(out), memory_limit],
+        capture_output=True,
+        text=True,
+    )
+    for written in (out, out.with_suffix(".sequences.parquet"), out.with_suffix(".rows.parquet")):
+        written.unlink(missing_ok=True)
+    if done.returncode != 0:
+        return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
+    parser.add_argument("--pandas-max", type=int, default=10_000_000)
+    parser.add_argument("--snapshot-max", type=int, default=100_000_000, help="the largest size for the histories")
+    parser.add_argument("--memory-limit", default="1GB")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:  # bench/ is on sys.path as the script's folder, after the repository
+        step, engine, events_path, out, memory_limit = args.child
+        print(json.dumps(child(step, engine, Path(events_path), Path(out), memory_limit)))
+        return
+    from learnkit.core.sql import size_bytes
+
+    results: dict[str, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="learnkit-scale-", dir=REPO) as tmp:
+        folder = Path(tmp)
+        for size in sorted(args.sizes):
+            events_path = generate(folder, size)
+            for step in ("snapshot", "asof"):
+                if step == "snapshot" and size > args.snapshot_max:
+                    continue
+                for engine in ("duckdb", "pandas"):
+                    if engine == "pandas" and size > args.pandas_max:
+                        continue
+                    figures = measure(step, engine, events_path, folder, args.memory_limit)
+                    results.setdefault(step, {}).setdefault(engine, {})[str(size)] = figures
+                    print(f"{step} {engine} {size}: {figures}", file=sys.stderr)
+            events_path.unlink()
+
+    def at(step: str, engine: str, size: int) -> dict:
+        return results.get(step, {}).get(engine, {}).get(str(size), {})
+
+    both = [s for s in args.sizes if s <= args.pandas_max and "cpu_s" in at("snapshot", "pandas", s)]
+    compared = max(both) if both else None
+    largest = max(args.sizes)
+    snapshot_speedup = (
+        round(at("snapshot", "pandas", compared)["cpu_s"] / at("snapshot", "duckdb", compared)["cpu_s"], 2)
+        if compared
+        else None
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "scale",
+                "max_events": largest,
+                "memory_limit_mb": round(size_bytes(args.memory_limit) / 2**20, 1),
+                "peak_rss_mb": max(
+                    (at(step, "duckdb", largest).get("peak_rss_mb", 0) for step in results), default=None
+                ),
+                "compared_at_events": compared,
+                "asof_rows_per_cpu_s": at("asof", "duckdb", compared).get("rows_per_cpu_s") if compared else None,
+                "snapshot_speedup": snapshot_speedup,
+                "sequence_events_per_cpu_s": None,  # the split and sequences are still pandas (issue 20)
+                "steps": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

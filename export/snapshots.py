@@ -1,0 +1,117 @@
+"""Point-in-time user snapshot rows and the histories they are built from, in DuckDB.
+
+A row (user, valid_from) holds the user's newest `history_max` events strictly before `valid_from`. Rather than
+a list per row (a user with n events would hold about n x history_max copies), the result is the used events
+once, sorted as `learnkit.data.schema.CHRONOLOGICAL` sorts them (so each user's sequence is one run), and per
+row the number of the user's events it sees (`seen`): its history is the newest `history_max` of those. Both
+are plain sorts and aggregates, which DuckDB spills to disk past the engine's `memory_limit`: the process does
+not grow with the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from learnkit.core.sql import EngineConfig, connect, register
+
+
+@dataclass
+class Snapshots:
+    # user_id, valid_from (from when the row is the user's vector), history_end (the newest event used: always
+    # before valid_from), as_of (the row's snapshot partition: at or before valid_from) and seen (how many of
+    # the user's events are before valid_from)
+    rows: pd.DataFrame
+    items: list[str]  # the used events' item ids, by user, oldest first
+    user_start: dict[str, int]  # where each user's run of `items` starts
+    history_max: int
+
+    @property
+    def histories(self) -> list[list[str]]:
+        """Per row: the newest `history_max` item ids before valid_from, oldest first."""
+        cut, items = self.history_max, self.items
+        out = []
+        for user, seen in zip(self.rows["user_id"], self.rows["seen"], strict=True):
+            start = self.user_start[user]
+            out.append(items[start + max(0, seen - cut) : start + seen])
+        return out
+
+
+def used_events(every: int | Literal["event"], positives_only: bool, origin: int, source: str = "events") -> str:
+    """The SQL of the events a snapshot may use, each with the first refresh that sees it (`valid_from`: the
+    next time unit, or the next snapshot boundary). `origin`: the first event's time over all of `source`
+    (user_id, item_id, ts, label)."""
+    step = None if every == "event" else int(every)
+    if step is not None and step < 1:
+        raise ValueError(f"a snapshot every {every} time units: it must be at least 1")
+    valid_from = "ts + 1" if step is None else f"{int(origin)} + ((ts - {int(origin)}) // {step} + 1) * {step}"
+    where = "WHERE label = 1" if positives_only else ""
+    return f"""
+        SELECT user_id::VARCHAR AS user_id, ts::BIGINT AS ts, item_id::VARCHAR AS item_id, {valid_from} AS valid_from
+        FROM {source} {where}
+    """
+
+
+def snapshot_rows_query(every: int | Literal["event"], origin: int, partition_every: int, used: str = "used") -> str:
+    """The SQL of the snapshot rows over `used` (`used_events`), sorted by (user_id, valid_from). A row sees
+    the user's events of its own refresh and of every earlier one: a running count per user."""
+    cut = int(partition_every)
+    as_of = f"{int(origin)} + (valid_from - {int(origin)}) // {cut} * {cut}" if every == "event" else "valid_from"
+    return f"""
+        SELECT user_id, valid_from, history_end, {as_of} AS as_of, seen FROM (
+            SELECT user_id, valid_from, max(ts) AS history_end,
+                   (sum(count(*)) OVER (PARTITION BY user_id ORDER BY valid_from))::BIGINT AS seen
+            FROM {used} GROUP BY user_id, valid_from
+        )
+        ORDER BY user_id, valid_from
+    """
+
+
+def sequences_query(used: str = "used") -> str:
+    """The SQL of the used events' (user_id, item_id) sorted as CHRONOLOGICAL sorts them: in each user's run,
+    every event before a row's valid_from comes before every event at or after it."""
+    return f"SELECT user_id, item_id FROM {used} ORDER BY user_id, ts, item_id"
+
+
+def snapshot_histories(
+    events: pd.DataFrame,
+    every: int | Literal["event"],
+    history_max: int,
+    positives_only: bool,
+    partition_every: int,
+    engine: EngineConfig | None = None,
+) -> Snapshots:
+    """Point-in-time user rows, each built from the user's events with ts < valid_from only.
+
+    every: N   snapshots every N time units from the first event; a user gets a row at snapshot s (valid from
+               s, partition as_of s) when one of their events falls in [s - N, s).
+    "event"    a refresh after every event time e of the user: a row valid from e + 1 (the next time unit),
+               as a ranker that re-embeds a user as they act would see it; rows are grouped into partitions
+               of `partition_every` time units (as_of: the partition's start)."""
+    if history_max < 1:
+        raise ValueError(f"history_max must be at least 1, not {history_max}")
+    with connect(engine) as con:
+        register(con, events=events)
+        origin = con.execute("SELECT min(ts)::BIGINT FROM events").fetchall()[0][0]
+        if origin is None:  # no events: no rows
+            empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in ("valid_from", "history_end", "as_of", "seen")})
+            return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], [], {}, history_max)
+        con.execute(f"CREATE VIEW used AS {used_events(every, positives_only, origin)}")
+        rows = con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
+        sequences = con.sql(sequences_query()).to_arrow_table()
+    frame = pd.DataFrame(
+        {
+            "user_id": np.asarray(rows.column("user_id").to_pylist(), dtype=object),
+            **{name: rows.column(name).to_numpy().astype(np.int64) for name in _COLUMNS[1:]},
+        }
+    )
+    users = np.asarray(sequences.column("user_id").to_pylist(), dtype=object)
+    first = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    starts = dict(zip(users[first].tolist(), first.tolist(), strict=True))
+    return Snapshots(frame, sequences.column("item_id").to_pylist(), starts, history_max)
+
+
+_COLUMNS = ["user_id", "valid_from", "history_end", "as_of", "seen"]

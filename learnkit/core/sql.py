@@ -1,0 +1,83 @@
+"""DuckDB in-process: the engine of learn-kit's relational steps (as-of joins, window frames, grouped figures).
+
+Each step opens its own in-memory connection with a bounded `memory_limit`; what does not fit spills to
+`spill_dir` on the run's disk instead of growing the process. Frames go in and out as Arrow, without a copy
+through Python objects.
+
+Two settings are fixed for every connection, because they decide whether a step finishes at scale:
+- `asof_loop_join_threshold = 0`: DuckDB may plan an `ASOF JOIN` as a nested loop when it underestimates the
+  left side, which never ends on a large one;
+- `preserve_insertion_order = false`: every query that needs an order says so (`ORDER BY`), and keeping the
+  order of unordered results costs memory.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from learnkit.core.configload import option
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
+_BYTES = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def size_bytes(value: str) -> int:
+    """'2GB', '512MiB' -> bytes; anything else is a ValueError."""
+    match = _SIZE.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a size such as '2GB' or '512MiB'")
+    return int(float(match.group(1)) * _BYTES[match.group(2)])
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the relational steps run: DuckDB's memory limit and threads (0: every core), and the folder that
+    takes what does not fit (None: a temporary folder, removed after the step)."""
+
+    memory_limit: str = option("2GB", help="DuckDB's memory for one relational step ('2GB', '512MiB'); the rest spills")
+    threads: int = option(0, help="DuckDB's threads (0: every core)", least=0)
+    spill_dir: str | None = option(None, help="where a step spills what does not fit (none: the system's temp folder)")
+
+    def __post_init__(self) -> None:
+        try:
+            size_bytes(self.memory_limit)
+        except ValueError as exc:  # the loader adds the file and the key 'engine'
+            raise ValueError(f"memory_limit: {exc}") from None
+
+
+@contextmanager
+def connect(config: EngineConfig | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection under `config`'s limits, closed (and its spill folder removed) after."""
+    config = config or EngineConfig()
+    if config.spill_dir is not None:
+        Path(config.spill_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="learnkit-spill-", dir=config.spill_dir) as spill:
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"SET memory_limit = '{size_bytes(config.memory_limit)}B'")
+            con.execute(f"SET temp_directory = '{_quoted(spill)}'")
+            if config.threads:
+                con.execute(f"SET threads = {int(config.threads)}")
+            con.execute("SET asof_loop_join_threshold = 0")
+            con.execute("SET preserve_insertion_order = false")
+            yield con
+        finally:
+            con.close()
+
+
+def _quoted(path: str | Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def register(con: duckdb.DuckDBPyConnection, **frames: Any) -> None:
+    """Make pandas frames or Arrow tables queryable by name (no copy)."""
+    for name, frame in frames.items():
+        con.register(name, frame)

@@ -1,0 +1,94 @@
+"""The snapshot histories and the as-of join on DuckDB equal the pandas logic they replaced, row for row, on
+data with ties, repeated events and unlabelled rows; and they run under a small memory limit."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from export.snapshots import snapshot_histories
+from export.tables import EmbeddingTable
+from learnkit.config import load_config
+from learnkit.core.errors import ConfigError
+from learnkit.core.sql import EngineConfig, connect
+from ranking.pointintime import has_history_before, join_user_snapshots
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.append(str(REPO / "bench"))  # after the packages: bench/export.py must not shadow export/
+import pandas_path  # noqa: E402  (the pre-DuckDB logic, kept by bench/scale.py as its baseline)
+
+
+def random_events(seed: int, users: int = 120, rows: int = 3000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            # ids whose string order differs from their numeric order, and some users with one event
+            "user_id": [f"u{int(u)}" for u in rng.zipf(1.3, rows) % users],
+            "item_id": [f"i{int(i)}" for i in rng.zipf(1.2, rows) % 400],
+            "ts": rng.integers(0, 200, rows),  # many events share a time
+            "label": rng.integers(0, 2, rows),
+        }
+    )
+
+
+@pytest.mark.parametrize("every", ["event", 7])
+@pytest.mark.parametrize("positives_only", [True, False])
+@pytest.mark.parametrize("history_max", [3, 50])
+def test_snapshot_histories_equal_the_pandas_logic(every, positives_only, history_max):
+    events = random_events(seed=history_max)
+    events = pd.concat([events, events.iloc[:200]])  # repeated events: the same user, item and time twice
+    got = snapshot_histories(events, every, history_max, positives_only, partition_every=30)
+    want_rows, want_histories = pandas_path.snapshot_histories(events, every, history_max, positives_only, 30)
+    assert got.rows[want_rows.columns].values.tolist() == want_rows.values.tolist()
+    assert got.histories == want_histories
+    # no row holds an event at or after the moment it describes
+    assert (got.rows["history_end"] < got.rows["valid_from"]).all()
+
+
+def test_the_as_of_join_equals_the_pandas_logic():
+    events = random_events(seed=1)
+    snapshots = snapshot_histories(events, "event", 50, True, partition_every=30)
+    rows = snapshots.rows
+    table = EmbeddingTable(
+        rows.user_id.tolist(),
+        np.zeros((len(rows), 2), np.float32),
+        np.ones(len(rows), bool),
+        None,
+        rows.valid_from.to_numpy(),
+        rows.history_end.to_numpy(),
+        rows.as_of.to_numpy(),
+    )
+    rng = np.random.default_rng(2)
+    samples = pd.DataFrame(
+        {"user_id": [f"u{int(u)}" for u in rng.integers(0, 140, 5000)], "ts": rng.integers(-5, 230, 5000)}
+    )
+    joined = join_user_snapshots(samples, table)
+    assert joined["snapshot"].tolist() == pandas_path.asof_join(samples, rows).tolist()
+    has = joined["snapshot"].to_numpy() >= 0
+    assert (joined["history_end"].to_numpy()[has] < samples["ts"].to_numpy()[has]).all()
+    assert (joined.loc[~has, ["valid_from", "history_end"]] == -1).all().all()
+    # an event strictly before: the as-of join with the strict inequality, against a direct count
+    before = has_history_before(samples, events)
+    first_seen = events.groupby("user_id")["ts"].min()
+    want = samples["ts"].to_numpy() > samples["user_id"].map(first_seen).fillna(np.inf).to_numpy()
+    assert before.tolist() == want.tolist()
+
+
+def test_the_engine_runs_under_its_memory_limit_and_refuses_a_bad_size(tmp_path):
+    config = EngineConfig(memory_limit="64MB", threads=1, spill_dir=str(tmp_path))
+    with connect(config) as con:
+        limit, threshold, threads = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('asof_loop_join_threshold'), "
+            "current_setting('threads')"
+        ).fetchall()[0]
+        spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+        assert spill.parent == tmp_path
+    assert limit == "61.0 MiB" and threshold == 0 and threads == 1
+    assert not spill.exists()  # the spill folder goes with the step
+    events = random_events(seed=3, rows=20_000)
+    small = snapshot_histories(events, "event", 50, False, 30, engine=config)
+    assert small.histories == snapshot_histories(events, "event", 50, False, 30).histories
+    with pytest.raises(ConfigError, match="demo.yaml: key 'engine': memory_limit: '2 gigs' is not a size"):
+        load_config(REPO / "configs" / "demo.yaml", {"engine": {"memory_limit": "2 gigs"}})
