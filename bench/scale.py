@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--pandas-max", type=int, default=10_000_000)
     parser.add_argument("--snapshot-max", type=int, default=100_000_000, help="the largest size for the histories")
     parser.add_argument("--memory-limit", default="1GB")
+    parser.add_argument("--work-dir", default=None, help="where the data and spill files go (the system's temp)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # bench/ is on sys.path as the script's folder, after the repository
@@ -162,7 +163,8 @@ def main() -> None:
     from learnkit.core.sql import size_bytes
 
     results: dict[str, dict[str, dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="learnkit-scale-", dir=REPO) as tmp:
+    # the events (1.6 GB at 100M), the outputs and DuckDB's spill files: 5-6 GB at 100M events
+    with tempfile.TemporaryDirectory(prefix="learnkit-scale-", dir=args.work_dir) as tmp:
         folder = Path(tmp)
         for size in sorted(args.sizes):
             events_path = generate(folder, size)
