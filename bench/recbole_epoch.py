@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -59,12 +60,14 @@ def main() -> None:
         logging.disable(logging.WARNING)
         init_seed(config["seed"], config["reproducibility"])
         train, _, _ = data_preparation(config, create_dataset(config))
+        os.chdir(tmp)  # RecBole's Trainer writes its TensorBoard folder into the working directory
         trainer = Trainer(config, SASRec(config, train.dataset))
         seconds = []
         for epoch in range(args.epochs):
             started = time.perf_counter()
             trainer._train_epoch(train, epoch, show_progress=False)
             seconds.append(round(time.perf_counter() - started, 2))
+        os.chdir(Path(__file__).parent)  # out of the folder before it is removed
     print(
         json.dumps(
             {
