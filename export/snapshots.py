@@ -15,8 +15,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from learnkit.core.sql import EngineConfig, connect, register
+from learnkit.core.sql import EngineConfig, bucket_of, connect, map_buckets, register
 
 
 @dataclass
@@ -93,25 +94,46 @@ def snapshot_histories(
                of `partition_every` time units (as_of: the partition's start)."""
     if history_max < 1:
         raise ValueError(f"history_max must be at least 1, not {history_max}")
-    with connect(engine) as con:
-        register(con, events=events)
-        origin = con.execute("SELECT min(ts)::BIGINT FROM events").fetchall()[0][0]
-        if origin is None:  # no events: no rows
-            empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in ("valid_from", "history_end", "as_of", "seen")})
-            return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], [], {}, history_max)
-        con.execute(f"CREATE VIEW used AS {used_events(every, positives_only, origin)}")
-        rows = con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
-        sequences = con.sql(sequences_query()).to_arrow_table()
+    engine = engine or EngineConfig()
+    origin = pd.Series(events["ts"]).min() if len(events) else None
+    if origin is None or pd.isna(origin):  # no events: no rows
+        empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in _COLUMNS[1:]})
+        return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], [], {}, history_max)
+    parts = map_buckets(_bucket_snapshots, engine, events, every, positives_only, partition_every, int(origin), engine)
+    rows = pa.concat_tables([part[0] for part in parts])
+    sequences = pa.concat_tables([part[1] for part in parts])
     frame = pd.DataFrame(
         {
             "user_id": np.asarray(rows.column("user_id").to_pylist(), dtype=object),
             **{name: rows.column(name).to_numpy().astype(np.int64) for name in _COLUMNS[1:]},
         }
     )
+    # buckets hold disjoint users, each sorted: one stable sort puts the rows in (user_id, valid_from) order
+    frame = frame.sort_values(["user_id", "valid_from"], kind="stable").reset_index(drop=True)
     users = np.asarray(sequences.column("user_id").to_pylist(), dtype=object)
     first = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
     starts = dict(zip(users[first].tolist(), first.tolist(), strict=True))
     return Snapshots(frame, sequences.column("item_id").to_pylist(), starts, history_max)
+
+
+def _bucket_snapshots(
+    bucket: int,
+    buckets: int,
+    events: pd.DataFrame,
+    every: int | Literal["event"],
+    positives_only: bool,
+    partition_every: int,
+    origin: int,
+    engine: EngineConfig,
+) -> tuple[pa.Table, pa.Table]:
+    """One bucket of users: its snapshot rows and its used events, sorted (a Ray task under `engine: ray`)."""
+    with connect(engine) as con:
+        register(con, events=events)
+        mine = f"(SELECT * FROM events WHERE {bucket_of('user_id', buckets, bucket)})"
+        con.execute(f"CREATE VIEW used AS {used_events(every, positives_only, origin, source=mine)}")
+        rows = con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
+        sequences = con.sql(sequences_query()).to_arrow_table()
+    return rows, sequences
 
 
 _COLUMNS = ["user_id", "valid_from", "history_end", "as_of", "seen"]

@@ -13,17 +13,21 @@ Two settings are fixed for every connection, because they decide whether a step 
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import duckdb
 
 from learnkit.core.configload import option
+from learnkit.core.errors import ConfigError
+
+T = TypeVar("T")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
 _BYTES = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
@@ -39,9 +43,14 @@ def size_bytes(value: str) -> int:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How the relational steps run: DuckDB's memory limit and threads (0: every core), and the folder that
-    takes what does not fit (None: a temporary folder, removed after the step)."""
+    """How the relational steps run: DuckDB's memory limit and threads (0: every core), the folder that takes
+    what does not fit (None: a temporary folder, removed after the step), and for per-user steps the number
+    of user buckets and where they run (in this process, or as Ray tasks)."""
 
+    kind: Literal["local", "ray"] = option(
+        "local", help="where per-user steps run, one bucket of users at a time: in this process, or as Ray tasks"
+    )
+    buckets: int = option(1, help="per-user steps: user buckets (a fixed hash of user_id), each run alone", least=1)
     memory_limit: str = option("2GB", help="DuckDB's memory for one relational step ('2GB', '512MiB'); the rest spills")
     threads: int = option(0, help="DuckDB's threads (0: every core)", least=0)
     spill_dir: str | None = option(None, help="where a step spills what does not fit (none: the system's temp folder)")
@@ -75,6 +84,28 @@ def connect(config: EngineConfig | None = None) -> Iterator[duckdb.DuckDBPyConne
 
 def _quoted(path: str | Path) -> str:
     return str(path).replace("'", "''")
+
+
+def bucket_of(column: str, buckets: int, bucket: int) -> str:
+    """The SQL condition that a row's `column` (a user id) falls in `bucket` of `buckets`: DuckDB's hash,
+    fixed by the pinned version. Every user's rows fall in one bucket, so per-user work splits cleanly."""
+    return f"hash({column}::VARCHAR) % {int(buckets)} = {int(bucket)}"
+
+
+def map_buckets(step: Callable[..., T], config: EngineConfig, *args: Any) -> list[T]:
+    """`step(bucket, buckets, *args)` for every bucket, in bucket order: in this process (`local`), or as Ray
+    tasks (`ray`: the cluster at RAY_ADDRESS, or the one this process has started)."""
+    if config.kind == "local":
+        return [step(bucket, config.buckets, *args) for bucket in range(config.buckets)]
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("key 'engine.kind' is ray, but Ray is not installed: pip install learn-kit[ray]") from exc
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    remote = ray.remote(step)
+    shared = [ray.put(arg) for arg in args]  # each argument once into the object store, not once per task
+    return ray.get([remote.remote(bucket, config.buckets, *shared) for bucket in range(config.buckets)])
 
 
 def register(con: duckdb.DuckDBPyConnection, **frames: Any) -> None:

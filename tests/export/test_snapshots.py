@@ -92,3 +92,30 @@ def test_the_engine_runs_under_its_memory_limit_and_refuses_a_bad_size(tmp_path)
     assert small.histories == snapshot_histories(events, "event", 50, False, 30).histories
     with pytest.raises(ConfigError, match="demo.yaml: key 'engine': memory_limit: '2 gigs' is not a size"):
         load_config(REPO / "configs" / "demo.yaml", {"engine": {"memory_limit": "2 gigs"}})
+
+
+def test_user_buckets_and_the_ray_engine_give_the_same_snapshots():
+    """Per-user work by bucket: 1 bucket, 7 buckets in this process, and 3 buckets as tasks on a local 2-CPU Ray
+    cluster started here give the same rows, in the same order, and the same histories."""
+    import ray
+
+    events = random_events(seed=5)
+    one = snapshot_histories(events, "event", 5, True, partition_every=30)
+    seven = snapshot_histories(events, "event", 5, True, 30, engine=EngineConfig(buckets=7))
+    pd.testing.assert_frame_equal(seven.rows, one.rows)
+    assert seven.histories == one.histories
+    assert len(one.rows) > 500 and one.rows["user_id"].nunique() > 50  # the buckets split real work
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+    try:
+        on_ray = snapshot_histories(events, "event", 5, True, 30, engine=EngineConfig(kind="ray", buckets=3))
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(on_ray.rows, one.rows)
+    assert on_ray.histories == one.histories
+
+
+def test_the_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed: `import ray` raises
+    with pytest.raises(ConfigError, match=r"is ray, but Ray is not installed: pip install learn-kit\[ray\]"):
+        snapshot_histories(random_events(seed=6, rows=50), "event", 5, True, 30, engine=EngineConfig(kind="ray"))
