@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 import duckdb
 
 from learnkit.core.configload import option
-from learnkit.core.errors import ConfigError
+from learnkit.core.errors import ConfigError, LearnKitError
 
 T = TypeVar("T")
 
@@ -77,7 +77,14 @@ def connect(config: EngineConfig | None = None) -> Iterator[duckdb.DuckDBPyConne
                 con.execute(f"SET threads = {int(config.threads)}")
             con.execute("SET asof_loop_join_threshold = 0")
             con.execute("SET preserve_insertion_order = false")
-            yield con
+            try:
+                yield con
+            except duckdb.OutOfMemoryException as exc:
+                raise LearnKitError(
+                    f"a relational step needed more than engine.memory_limit ({config.memory_limit}) even when "
+                    f"spilling to {spill}: raise engine.memory_limit, or engine.buckets for a per-user step "
+                    f"(DuckDB: {str(exc).splitlines()[0]})"
+                ) from exc
         finally:
             con.close()
 

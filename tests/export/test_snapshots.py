@@ -119,3 +119,11 @@ def test_the_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed: `import ray` raises
     with pytest.raises(ConfigError, match=r"is ray, but Ray is not installed: pip install learn-kit\[ray\]"):
         snapshot_histories(random_events(seed=6, rows=50), "event", 5, True, 30, engine=EngineConfig(kind="ray"))
+
+
+def test_a_step_past_its_memory_limit_says_which_key_to_raise():
+    from learnkit.core.errors import LearnKitError
+
+    tight = EngineConfig(memory_limit="1MB", threads=1)
+    with pytest.raises(LearnKitError, match=r"needed more than engine.memory_limit \(1MB\) even when spilling"):
+        snapshot_histories(random_events(seed=7, rows=50_000), "event", 50, False, 30, engine=tight)
