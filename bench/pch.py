@@ -20,8 +20,11 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -67,8 +70,24 @@ SCIENTIFIC = REPO / "configs" / "amazon-scientific.yaml"
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
-def scientific_sasrec_data() -> tuple[SequenceData, LearnModel, TrainConfig]:
+@dataclass(frozen=True)
+class ScientificSasrec:
     """The `sasrec` method of configs/amazon-scientific.yaml, with the training data the pch stage builds."""
+
+    data: SequenceData
+    model_config: PchConfig
+    items: int
+    train: TrainConfig
+
+    def one_run(self, epochs: int) -> tuple[LearnModel, TrainConfig]:
+        """A freshly seeded model and the config of `epochs` epochs without validation."""
+        torch.manual_seed(self.train.seed)
+        model = LearnModel(self.model_config, self.items)
+        return model, replace(self.train, epochs=epochs, patience=0, select_best=False)
+
+
+def scientific_sasrec() -> ScientificSasrec:
+    """Import and split Scientific once, as the pipeline does."""
     from learn_embed.experiment import examples_to_data
     from learnkit.config import load_config
     from learnkit.data.catalog import Catalog
@@ -89,17 +108,13 @@ def scientific_sasrec_data() -> tuple[SequenceData, LearnModel, TrainConfig]:
     aligned = pch.split.train_examples == "sequence"
     # ordinal time (positions, not times): the pipeline gives the data no clock, so no time-valid mask
     data = examples_to_data(examples[examples.part == "train"], catalog, aligned, train_config.window)
-    torch.manual_seed(train_config.seed)
-    return data, LearnModel(model_config, len(catalog.ids)), train_config
+    return ScientificSasrec(data, model_config, len(catalog.ids), train_config)
 
 
-def epoch_seconds(epochs: int) -> dict:
+def epoch_seconds(sasrec: ScientificSasrec, epochs: int) -> dict:
     """Train `epochs` epochs of Scientific's `sasrec` (no validation between them) and time each one."""
-    import tempfile
-    from dataclasses import replace
-
-    data, model, config = scientific_sasrec_data()
-    config = replace(config, epochs=epochs, patience=0, select_best=False)
+    data = sasrec.data
+    model, config = sasrec.one_run(epochs)
     marks = [time.perf_counter()]
 
     def mark(epoch: int, _: LearnModel) -> dict[str, float]:
@@ -113,21 +128,17 @@ def epoch_seconds(epochs: int) -> dict:
     return {"seconds": seconds, "sequences": len(data), "pairs": pairs, "batch_size": config.batch_size}
 
 
-def epoch_anatomy() -> dict:
+def epoch_anatomy(sasrec: ScientificSasrec) -> dict:
     """One more epoch, untimed, under FlopCounterMode (the FLOPs it executes) and torch.profiler (where its
     time goes); and the share of the positions it computes that are real, not padding."""
-    import tempfile
-    from dataclasses import replace
-
     from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    data, model, config = scientific_sasrec_data()
-    config = replace(config, epochs=1, patience=0, select_best=False)
+    data = sasrec.data
+    model, config = sasrec.one_run(1)
     with tempfile.TemporaryDirectory() as tmp, FlopCounterMode(display=False) as flops:
         train(model, data, config, Path(tmp), progress=False)
-    data, model, config = scientific_sasrec_data()
-    config = replace(config, epochs=1, patience=0, select_best=False)
+    model, config = sasrec.one_run(1)
     with tempfile.TemporaryDirectory() as tmp, profile() as profiler:
         train(model, data, config, Path(tmp), progress=False)
     self_us = {event.key: event.self_cpu_time_total for event in profiler.key_averages()}
@@ -174,19 +185,14 @@ def recbole_epoch_seconds(python: str | None, epochs: int) -> dict | None:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def scientific(args: argparse.Namespace) -> dict:
     """learn-kit's `sasrec` epoch on Scientific beside RecBole's, both timed in this run on idle cores."""
     peak = matmul_flops()
-    ours = epoch_seconds(args.epochs)
+    sasrec = scientific_sasrec()
+    ours = epoch_seconds(sasrec, args.epochs)
     recbole = recbole_epoch_seconds(args.recbole_python, args.epochs)
     peak = max(peak, matmul_flops())
-    anatomy = epoch_anatomy()
+    anatomy = epoch_anatomy(sasrec)
     # the first epoch of each holds the one-off start (allocations, thread pools): both are the median of the
     # epochs after it
     sasrec_s = median(ours["seconds"][1:] or ours["seconds"])
@@ -224,8 +230,6 @@ def main() -> None:
     sci = scientific(args)
 
     # training: next-item sequences of 50 positions, batches of 128, over the catalog with 576-d content
-    import tempfile
-
     n_items, batch, length = args.items, 128, 50
     generator = torch.Generator().manual_seed(0)
     content = torch.nn.functional.normalize(torch.randn(n_items, 576, generator=generator), dim=-1)

@@ -94,12 +94,13 @@ def snapshot_histories(
                of `partition_every` time units (as_of: the partition's start)."""
     if history_max < 1:
         raise ValueError(f"history_max must be at least 1, not {history_max}")
-    engine = engine or EngineConfig()
-    origin = pd.Series(events["ts"]).min() if len(events) else None
-    if origin is None or pd.isna(origin):  # no events: no rows
+    if events.empty:  # no events: no rows
         empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in _COLUMNS[1:]})
         return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], [], {}, history_max)
-    parts = map_buckets(_bucket_snapshots, engine, events, every, positives_only, partition_every, int(origin), engine)
+    origin = int(events["ts"].min())  # over all events: the refresh grid does not depend on the bucket
+    parts = map_buckets(
+        _bucket_snapshots, engine or EngineConfig(), events, every, positives_only, partition_every, origin
+    )
     rows = pa.concat_tables([part[0] for part in parts])
     sequences = pa.concat_tables([part[1] for part in parts])
     frame = pd.DataFrame(
@@ -118,18 +119,17 @@ def snapshot_histories(
 
 def _bucket_snapshots(
     bucket: int,
-    buckets: int,
+    engine: EngineConfig,
     events: pd.DataFrame,
     every: int | Literal["event"],
     positives_only: bool,
     partition_every: int,
     origin: int,
-    engine: EngineConfig,
 ) -> tuple[pa.Table, pa.Table]:
     """One bucket of users: its snapshot rows and its used events, sorted (a Ray task under `engine: ray`)."""
     with connect(engine) as con:
         register(con, events=events)
-        mine = f"(SELECT * FROM events WHERE {bucket_of('user_id', buckets, bucket)})"
+        mine = f"(SELECT * FROM events WHERE {bucket_of('user_id', engine.buckets, bucket)})"
         con.execute(f"CREATE VIEW used AS {used_events(every, positives_only, origin, source=mine)}")
         rows = con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
         sequences = con.sql(sequences_query()).to_arrow_table()

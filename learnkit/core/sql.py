@@ -1,4 +1,4 @@
-"""DuckDB in-process: the engine of learn-kit's relational steps (as-of joins, window frames, grouped figures).
+"""DuckDB in-process: the engine of learn-kit's relational steps (as-of joins, per-user aggregates and sorts).
 
 Each step opens its own in-memory connection with a bounded `memory_limit`; what does not fit spills to
 `spill_dir` on the run's disk instead of growing the process. Frames go in and out as Arrow, without a copy
@@ -53,7 +53,7 @@ class EngineConfig:
     buckets: int = option(1, help="per-user steps: user buckets (a fixed hash of user_id), each run alone", least=1)
     memory_limit: str = option("2GB", help="DuckDB's memory for one relational step ('2GB', '512MiB'); the rest spills")
     threads: int = option(0, help="DuckDB's threads (0: every core)", least=0)
-    spill_dir: str | None = option(None, help="where a step spills what does not fit (none: the system's temp folder)")
+    spill_dir: str | None = option(None, help="where a step spills what does not fit (none: the run's spill/ folder)")
 
     def __post_init__(self) -> None:
         try:
@@ -100,10 +100,11 @@ def bucket_of(column: str, buckets: int, bucket: int) -> str:
 
 
 def map_buckets(step: Callable[..., T], config: EngineConfig, *args: Any) -> list[T]:
-    """`step(bucket, buckets, *args)` for every bucket, in bucket order: in this process (`local`), or as Ray
-    tasks (`ray`: the cluster at RAY_ADDRESS, or the one this process has started)."""
+    """`step(bucket, config, *args)` for every bucket of `config.buckets`, in bucket order: in this process
+    (`local`), or as Ray tasks (`ray`: the cluster at RAY_ADDRESS, or the one this process has started). Each
+    bucket reads the whole input and keeps its own users (`bucket_of`)."""
     if config.kind == "local":
-        return [step(bucket, config.buckets, *args) for bucket in range(config.buckets)]
+        return [step(bucket, config, *args) for bucket in range(config.buckets)]
     try:
         import ray
     except ImportError as exc:
@@ -112,7 +113,7 @@ def map_buckets(step: Callable[..., T], config: EngineConfig, *args: Any) -> lis
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     remote = ray.remote(step)
     shared = [ray.put(arg) for arg in args]  # each argument once into the object store, not once per task
-    return ray.get([remote.remote(bucket, config.buckets, *shared) for bucket in range(config.buckets)])
+    return ray.get([remote.remote(bucket, config, *shared) for bucket in range(config.buckets)])
 
 
 def register(con: duckdb.DuckDBPyConnection, **frames: Any) -> None:
