@@ -100,17 +100,20 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
         if not config.towers or method.encoder is None or model_config.item_tower == "id_table":
             return {"towers": "not exported" + ("" if config.towers else " (export.towers: false)")}
         known = [catalog.index(h) for h in histories.histories if h][: config.parity_users]
-        assert matrix is not None
-        begun = time.perf_counter()
-        result = export_towers(model, matrix, known, staging / "towers", length)
-        seconds["towers"] = round(time.perf_counter() - begun, 1)
-        parity.update(result.as_metrics())
-        described: dict[str, Any] = {}
-        if config.content_model:
+        assert matrix is not None and method.encoder is not None
+        encoder = method.encoder
+
+        def content_model() -> None:  # beside the towers' TensorFlow conversion
             begun = time.perf_counter()
-            parity.update(_content_model(inputs, catalog, method.encoder, staging / "towers").as_metrics())
+            parity.update(_content_model(inputs, catalog, encoder, staging / "towers").as_metrics())
             seconds["content_model"] = round(time.perf_counter() - begun, 1)
-            described = {"content": _content_description(method.encoder)}
+
+        begun = time.perf_counter()
+        meanwhile = content_model if config.content_model else lambda: None
+        result = export_towers(model, matrix, known, staging / "towers", length, meanwhile=meanwhile)
+        seconds["towers_and_content_model"] = round(time.perf_counter() - begun, 1)
+        parity.update(result.as_metrics())
+        described = {"content": _content_description(encoder)} if config.content_model else {}
         return {
             "towers": {**described, **_tower_description(length), "parity_users": len(known), **result.as_metrics()}
         }

@@ -16,12 +16,13 @@ pointed at `<table>/` finds only Parquet.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from learnkit.core.children import run_child
+from learnkit.core.children import child_beside
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import (
     PLAIN_NAME,
@@ -199,10 +200,10 @@ def write_export(
         }
         if table.partitioned:
             manifest["tables"][name]["partitions"] = sorted(p.rstrip("/") for p in parts)
-    if "tfrecord" in formats:
-        _write_tfrecords(tfrecord_folders)
-    if artefacts is not None:
-        manifest["artefacts"] = artefacts(staging)
+    with _tfrecords_beside(tfrecord_folders if "tfrecord" in formats else []) as tfrecords_written:
+        if artefacts is not None:  # while the TFRecord child converts
+            manifest["artefacts"] = artefacts(staging)
+        tfrecords_written()
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         manifest["files"][path.relative_to(staging).as_posix()] = sha256_file(path)
     manifest = json.loads(json.dumps(manifest, default=json_default))
@@ -233,13 +234,18 @@ def _manifest_hash(manifest: dict[str, Any]) -> str:
     return stable_hash({k: v for k, v in manifest.items() if k != MANIFEST_HASH})
 
 
-def _write_tfrecords(folders: list[tuple[Path, Path]]) -> None:
+@contextlib.contextmanager
+def _tfrecords_beside(folders: list[tuple[Path, Path]]) -> Iterator[Callable[[], object]]:
     """Every folder's Parquet parts as TFRecord, in one TensorFlow child process (TensorFlow stays out of
-    this one, and one process start serves every partition)."""
+    this one, and one process start serves every partition) that runs beside the block; the block calls the
+    yielded function to wait for it."""
+    if not folders:
+        yield lambda: None
+        return
     pairs = [str(p) for pair in folders for p in pair]
-    done = run_child([sys.executable, "-m", "export.tfrecord", *pairs], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise DataError(f"TFRecord conversion failed for {folders[0][0].parent}:\n{done.stderr[-3000:]}")
+    failure = f"TFRecord conversion failed for {folders[0][0].parent}"
+    with child_beside([sys.executable, "-m", "export.tfrecord", *pairs], failure) as written:
+        yield written
 
 
 def table_files(folder: Path, manifest: dict[str, Any], name: str, suffix: str) -> list[Path]:

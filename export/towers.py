@@ -10,11 +10,13 @@ user tower takes histories padded to `length` (batch stays dynamic).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +25,10 @@ import torch
 from torch import nn
 
 from learn_embed.pch import LearnModel, content_scaling
-from learnkit.core.children import run_child
+from learnkit.core.children import child_beside
 from learnkit.core.errors import DataError
 from learnkit.core.frameworks import TENSORFLOW_ENV
+from learnkit.core.fsutil import write_json
 
 OPSET = 20
 
@@ -99,18 +102,19 @@ def onnx_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
-def tf_child(*args: str) -> str:
-    """Run `export.tf_towers` in a TensorFlow child process (onnx2tf calls `onnxsim` from PATH)."""
+@contextlib.contextmanager
+def tf_child(plan: Path) -> Iterator[Callable[[], dict[str, float]]]:
+    """Start `export.tf_towers` on a plan in a TensorFlow child process (onnx2tf calls `onnxsim` from PATH);
+    the block runs beside it and calls the yielded function for the child's result."""
     env = {
         **os.environ,
         **TENSORFLOW_ENV,
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    done = run_child([sys.executable, "-m", "export.tf_towers", *args], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise DataError(f"TensorFlow tower step {args[0]} failed:\n{done.stderr[-3000:]}")
-    return done.stdout.strip().splitlines()[-1]
+    command = [sys.executable, "-m", "export.tf_towers", str(plan)]
+    with child_beside(command, f"TensorFlow tower conversion ({plan}) failed", env=env) as converted:
+        yield lambda: json.loads(converted().strip().splitlines()[-1])
 
 
 @dataclass
@@ -142,9 +146,12 @@ def export_towers(
     folder: Path,
     length: int,
     tensorflow: bool = True,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> TowerParity:
     """Write `user.onnx`, `item.onnx` (and `user_tf/`, `item_tf/` SavedModels) into `folder` and measure
-    parity against the PyTorch model on `histories` (catalog indices, newest last) and every item."""
+    parity against the PyTorch model on `histories` (catalog indices, newest last) and every item.
+    `meanwhile` runs while the TensorFlow child converts: that child and, say, an LLM's ONNX export are both
+    mostly single-threaded Python, so on two cores they take the time of the longer one."""
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
     raw = raw_content.float()
@@ -170,6 +177,7 @@ def export_towers(
         length,
     )
     if not tensorflow:
+        meanwhile()
         return parity
     # onnx2tf wants a fixed history length: a second user export at `length`, padded inputs to match
     fixed_index = torch.tensor([h + [0] * (length - len(h)) for h in histories])
@@ -187,12 +195,24 @@ def export_towers(
     shutil.copy(folder / "item.onnx", work / "item_copy.onnx")  # onnx2tf rewrites its input in place
     np.savez(work / "user.npz", content=raw[fixed_index].numpy(), mask=fixed_mask.numpy(), expected=want_user)
     np.savez(work / "item.npz", content=raw.numpy(), expected=want_item)
-    tf_child("convert", str(work / "user_fixed.onnx"), str(folder / "user_tf"), "content", "mask")
-    tf_child("convert", str(work / "item_copy.onnx"), str(folder / "item_tf"), "content")
-    parity.tf_user = float(json.loads(tf_child("check", str(folder / "user_tf"), str(work / "user.npz")))["max_abs"])
-    parity.tf_item = float(json.loads(tf_child("check", str(folder / "item_tf"), str(work / "item.npz")))["max_abs"])
+    plan = {
+        "user": {
+            "onnx": str(work / "user_fixed.onnx"),
+            "out": str(folder / "user_tf"),
+            "inputs": ["content", "mask"],
+            "check": str(work / "user.npz"),
+        },
+        "item": {
+            "onnx": str(work / "item_copy.onnx"),
+            "out": str(folder / "item_tf"),
+            "inputs": ["content"],
+            "check": str(work / "item.npz"),
+        },
+    }
+    write_json(work / "plan.json", plan)
+    with tf_child(work / "plan.json") as converted:
+        meanwhile()
+        checked = converted()
+    parity.tf_user, parity.tf_item = float(checked["user"]), float(checked["item"])
     shutil.rmtree(work)
-    for saved in (folder / "user_tf", folder / "item_tf"):  # keep the SavedModel, not onnx2tf's TFLite copies
-        for extra in saved.glob("*.tflite"):
-            extra.unlink()
     return parity

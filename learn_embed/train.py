@@ -12,6 +12,7 @@ negatives and the loss are those of one process with the whole batch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors import SafetensorError
@@ -65,22 +67,33 @@ class SequenceData:
         paper's history/target cuts). `target_times` (aligned with `targets`) give each position the time of
         its first positive: the items that exist by then are its negatives."""
         history = _pad(histories)
-        if aligned:
-            rows = [[target[t : t + window] for t in range(len(target))] for target in targets]
-        else:
-            rows = [[target] * len(h) for h, target in zip(histories, targets, strict=True)]
-        width = max(1, max((len(p) for r in rows for p in r), default=1))
-        positives = torch.full((len(rows), history.shape[1], width), -1, dtype=torch.int64)
-        for i, r in enumerate(rows):
-            for t, items in enumerate(r):
-                positives[i, t, : len(items)] = torch.tensor(items, dtype=torch.int64)
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        target = _padded(targets)  # [rows, longest target], -1 past each row's end
+        if aligned:  # position t: target[t : t + window]; the padding reads as -1
+            width = max(1, min(window, target.shape[1]))
+            span = min(target.shape[1], history.shape[1])
+            shifted = np.pad(target, ((0, 0), (0, width)), constant_values=-1)
+            positives = np.full((len(targets), history.shape[1], width), -1, dtype=np.int64)
+            positives[:, :span] = shifted[:, np.arange(span)[:, None] + np.arange(width)[None, :]]
+        else:  # every history position predicts the whole target list
+            has_history = lengths > 0
+            width = max(1, max((len(t) for t, h in zip(targets, has_history, strict=True) if h), default=1))
+            real = np.arange(history.shape[1])[None, :] < lengths[:, None]
+            whole = np.pad(target, ((0, 0), (0, max(0, width - target.shape[1]))), constant_values=-1)[:, :width]
+            positives = np.where(real[:, :, None], whole[:, None, :], -1)
         times = None
         if target_times is not None:
-            times = torch.full(history.shape, NO_TIME, dtype=torch.int64)
-            for i, (h, when) in enumerate(zip(histories, target_times, strict=True)):
-                if when:
-                    row = when[: len(h)] if aligned else [min(when)] * len(h)
-                    times[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+            when = _padded(target_times, fill=NO_TIME)  # [rows, longest]
+            counted = np.array([len(w) for w in target_times], dtype=np.int64)
+            column = np.arange(history.shape[1])[None, :]
+            if aligned:  # position t: the time of target[t]
+                wide = np.pad(when, ((0, 0), (0, max(0, history.shape[1] - when.shape[1]))), constant_values=NO_TIME)
+                times = np.where(column < np.minimum(lengths, counted)[:, None], wide[:, : history.shape[1]], NO_TIME)
+            else:  # every position: the earliest target's time
+                earliest = np.where(counted > 0, when.min(axis=1, initial=NO_TIME), NO_TIME)
+                times = np.where((column < lengths[:, None]) & (counted[:, None] > 0), earliest[:, None], NO_TIME)
+            times = torch.from_numpy(np.ascontiguousarray(times, dtype=np.int64))
+        positives = torch.from_numpy(np.ascontiguousarray(positives, dtype=np.int64))
         return cls(history, positives, times)
 
     def __len__(self) -> int:
@@ -103,12 +116,18 @@ class SequenceData:
         return torch.bincount(valid, minlength=num_items).to(torch.float64)
 
 
-def _pad(rows: list[list[int]]) -> torch.Tensor:
-    width = max(1, max((len(r) for r in rows), default=1))
-    out = torch.full((len(rows), width), -1, dtype=torch.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
+def _padded(rows: list[list[int]], fill: int = -1) -> np.ndarray:
+    """Ragged integer rows as one [rows, longest] int64 array, `fill` past each row's end."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    out = np.full((len(rows), max(1, int(lengths.max(initial=0)))), fill, dtype=np.int64)
+    # row-major order of the real cells is the rows' concatenation
+    values = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    out[np.arange(out.shape[1])[None, :] < lengths[:, None]] = values
     return out
+
+
+def _pad(rows: list[list[int]]) -> torch.Tensor:
+    return torch.from_numpy(_padded(rows))
 
 
 def _trim(padded: torch.Tensor) -> torch.Tensor:

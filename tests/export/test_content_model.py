@@ -1,10 +1,14 @@
 """The CEG model's ONNX export, cached across runs: a hit skips the export, a damaged entry is exported again,
 and every use is checked against the torch CEG."""
 
+import json
+
+import numpy as np
 import pytest
 
 import export.content_model as content_model
-from export.content_inputs import MODEL
+from export.content_inputs import MODEL, SETTINGS, TOKENIZER, tokenize
+from export.towers import onnx_outputs
 from learn_embed.ceg import ContentEncoder
 from learn_embed.config import EncoderConfig, ModelConfig, TinyRandomModel
 
@@ -20,13 +24,13 @@ def test_the_onnx_model_is_cached_across_runs_and_a_damaged_entry_is_exported_ag
     isolated_cache, tmp_path, monkeypatch
 ):
     exports = []
-    real_export = content_model.export_onnx
+    real_export = content_model.export_traced
 
     def counted(*args, **kwargs):
-        exports.append(args[4])
+        exports.append(args[2])
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(content_model, "export_onnx", counted)
+    monkeypatch.setattr(content_model, "export_traced", counted)
     first = content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "a", 6)
     assert len(exports) == 1 and first.max_abs < 1e-4 and first.items == 6
     (cached,) = (isolated_cache / "onnx").glob(f"content-*/{MODEL}")
@@ -37,6 +41,19 @@ def test_the_onnx_model_is_cached_across_runs_and_a_damaged_entry_is_exported_ag
     repaired = content_model.export_content_model(_encoder(), SENTENCES, tmp_path / "c", 6)
     assert len(exports) == 2 and repaired.max_abs < 1e-4
     assert cached.read_bytes() == (tmp_path / "a" / MODEL).read_bytes()  # the entry is good again
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_the_traced_model_takes_any_batch_and_length(tmp_path, pooling):
+    """The tracer records one run of the model's Python: other batch sizes and lengths, padded or not, must give
+    the torch CEG's vectors too."""
+    encoder = _encoder(pooling)
+    content_model.export_content_model(encoder, SENTENCES, tmp_path, 6)
+    settings = json.loads((tmp_path / SETTINGS).read_text())
+    for batch in (SENTENCES[:1], SENTENCES[5:], SENTENCES[1:3], ["a", "a film " * 40] * 3):
+        ids, mask = tokenize(tmp_path / TOKENIZER, settings, batch)
+        got = onnx_outputs(tmp_path / MODEL, {"input_ids": ids, "attention_mask": mask})
+        assert got.shape == (len(batch), 16) and np.abs(got - encoder.encode(batch, progress=False)).max() < 1e-5
 
 
 def test_another_pooling_is_another_cache_entry(isolated_cache, tmp_path):

@@ -3,6 +3,7 @@ item tower embedding a brand-new item in a process without torch, and refusals."
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,19 +32,32 @@ def exported(tmp_path_factory):
         torch.randint(0, ITEMS, (int(n),), generator=g).tolist() for n in torch.randint(1, 12, (20,), generator=g)
     ]
     folder = tmp_path_factory.mktemp("towers")
-    parity = export_towers(learn, content, histories, folder, length=12)
-    return learn, content, folder, parity
+    beside = []  # what `meanwhile` saw: the TensorFlow child converting at that moment
+    parity = export_towers(learn, content, histories, folder, length=12, meanwhile=lambda: beside.append(_converting()))
+    return learn, content, folder, parity, beside
+
+
+def _converting() -> bool:
+    """Whether a process of this user is running `export.tf_towers` now."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"export.tf_towers" in cmdline.read_bytes():
+                return True
+        except OSError:  # the process ended while we looked
+            continue
+    return False
 
 
 def test_onnx_and_tensorflow_towers_match_pytorch(exported):
-    _, _, folder, parity = exported
+    _, _, folder, parity, beside = exported
+    assert beside == [True]  # the caller's work ran once, while the TensorFlow conversion did
     assert max(parity.onnx_user, parity.onnx_item, parity.tf_user, parity.tf_item) < 1e-5
     assert sorted(p.name for p in folder.iterdir()) == ["item.onnx", "item_tf", "user.onnx", "user_tf"]
     assert not list(folder.rglob("*.tflite"))
 
 
 def test_onnx_user_tower_takes_any_history_length(exported):
-    learn, content, folder, _ = exported
+    learn, content, folder, *_ = exported
     for length in (3, 30):
         history = torch.arange(length) % ITEMS
         with torch.no_grad():
@@ -55,7 +69,7 @@ def test_onnx_user_tower_takes_any_history_length(exported):
 
 
 def test_tf_item_tower_embeds_a_new_item_without_torch(exported):
-    _, content, folder, _ = exported
+    _, content, folder, *_ = exported
     new_item = torch.randn(1, DIM) * 3 + 1
     with torch.no_grad():
         want = ItemTower(exported[0], content)(new_item).numpy()

@@ -4,6 +4,7 @@ torch.distributed agree with one."""
 import os
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 
 from learn_embed.config import PchConfig, TrainConfig
 from learn_embed.pch import LearnModel
-from learn_embed.train import KILL_ENV, SequenceData, cosine_with_warmup, train
+from learn_embed.train import KILL_ENV, NO_TIME, SequenceData, cosine_with_warmup, train
 from learnkit.core.errors import LearnKitError
 from tests.launch import CLI, torchrun
 
@@ -206,3 +207,42 @@ def test_next_item_training_learns_a_chain(tmp_path):
         users = model.user_embeddings(torch.tensor([[s, (s + 1) % 12] for s in range(12)]))[:, -1]
         best = (users @ model.item_embeddings(torch.arange(12)).T).argmax(1)
     assert best.tolist() == [(s + 2) % 12 for s in range(12)]
+
+
+def _positions_by_loop(histories, targets, aligned, window, target_times):
+    """The rows as a plain loop writes them, one position at a time: the oracle for the array version."""
+    width_of = [len(h) for h in histories]
+    length = max([1, *width_of])
+    if aligned:
+        rows = [[t[p : p + window] for p in range(len(t))] for t in targets]
+    else:
+        rows = [[t] * len(h) for h, t in zip(histories, targets, strict=True)]
+    width = max([1, *(len(p) for r in rows for p in r)])
+    positives = torch.full((len(rows), length, width), -1, dtype=torch.int64)
+    times = torch.full((len(rows), length), NO_TIME, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        for p, items in enumerate(r):
+            positives[i, p, : len(items)] = torch.tensor(items, dtype=torch.int64)
+        when = target_times[i]
+        if when:
+            row = when[: len(histories[i])] if aligned else [min(when)] * len(histories[i])
+            times[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+    return positives, times
+
+
+@pytest.mark.parametrize("aligned,window", [(True, 1), (True, 3), (False, 1)])
+def test_rows_equal_a_position_by_position_loop(aligned, window):
+    rng = np.random.default_rng(7)
+    histories, targets, when = [], [], []
+    for _ in range(300):
+        n = int(rng.integers(0, 9))
+        histories.append(rng.integers(0, 50, n).tolist())
+        m = n if aligned else int(rng.integers(0, 4))  # aligned: a target per position; else any, empty too
+        targets.append(rng.integers(0, 50, m).tolist())
+        when.append(sorted(rng.integers(0, 10**9, m).tolist()))
+    data = SequenceData.from_lists(histories, targets, aligned=aligned, window=window, target_times=when)
+    positives, times = _positions_by_loop(histories, targets, aligned, window, when)
+    assert torch.equal(data.positives, positives) and torch.equal(data.times, times)
+    assert torch.equal(data.history[0, : len(histories[0])], torch.tensor(histories[0], dtype=torch.int64))
+    assert int((data.history >= 0).sum()) == sum(len(h) for h in histories)
+    assert SequenceData.from_lists(histories, targets, aligned=aligned, window=window).times is None

@@ -15,6 +15,7 @@ import pytest
 
 from learnkit.cli import build_parser, main
 from learnkit.config import load_config
+from learnkit.core.children import started_child
 from learnkit.core.errors import ConfigError, LearnKitError
 from learnkit.core.fsutil import write_json
 from learnkit.pipeline.runner import run_lock
@@ -92,8 +93,8 @@ def test_a_child_dies_with_its_parent(tmp_path):
         f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
     )
     script = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom learnkit.core.children import run_child\n"
-        f"run_child([sys.executable, {str(tmp_path / 'child.py')!r}])\n"
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom learnkit.core.children import started_child\n"
+        f"with started_child([sys.executable, {str(tmp_path / 'child.py')!r}]) as child:\n    child.wait()\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 20
@@ -107,6 +108,15 @@ def test_a_child_dies_with_its_parent(tmp_path):
     while _alive(child) and time.time() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+def test_a_background_child_is_killed_when_the_work_beside_it_fails():
+    with pytest.raises(RuntimeError, match="the export beside it failed"):
+        with started_child([sys.executable, "-c", "import time; time.sleep(60)"]) as child:
+            pid = child.pid
+            assert _alive(pid)
+            raise RuntimeError("the export beside it failed")
+    assert not _alive(pid) and child.returncode == -signal.SIGKILL
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, caplog, capsys):
