@@ -63,3 +63,17 @@ def asof_join(samples: pd.DataFrame, snapshots: pd.DataFrame) -> np.ndarray:
         left, right, left_on="ts", right_on="valid_from", by="user_id", direction="backward", allow_exact_matches=True
     ).sort_values("position")
     return merged["snapshot"].fillna(-1).to_numpy(np.int64)
+
+
+def user_sequences(
+    events: pd.DataFrame, positives_only: bool, columns: list[str]
+) -> list[tuple[str, list[str], np.ndarray, dict[str, np.ndarray]]]:
+    """Per user, in ascending id order: (user, item ids, times, the further columns), chronological with ties
+    in input order; as the splits grouped a stable sort (learnkit.data.splits before DuckDB)."""
+    if positives_only:
+        events = events[events["label"] == 1]
+    ordered = events.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
+    return [
+        (user, group["item_id"].tolist(), group["ts"].to_numpy(), {c: group[c].to_numpy() for c in columns})
+        for user, group in ordered.groupby("user_id", sort=True)
+    ]

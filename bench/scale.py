@@ -3,15 +3,17 @@ canonical events (skewed users and items, many events per second) at sizes 10x a
 each step then runs in a fresh child process that reads them, so that its peak RSS is its own. Per step, engine
 and size: wall and CPU seconds, rows per CPU-second, peak RSS and rows out.
 
-Steps moved to DuckDB so far (issue 20): the point-in-time snapshot histories (`export.snapshots`, a refresh
+Steps moved to DuckDB so far (issue 20): the users' sequences that the splits are cut from
+(`learnkit.data.sequences`: every event, sorted per user, read back into the arrays the splits walk; the events
+in memory as the pch stage holds them), the point-in-time snapshot histories (`export.snapshots`, a refresh
 after every event, the newest 50 positives: each user's sequence once and each row's count of events seen) and
-the ranker's as-of join of samples to snapshot rows (`ranking.pointintime`). The DuckDB children stream their
-output to Parquet under the engine's `memory_limit`; the pandas children hold everything in memory, as the
-pipeline did (its snapshot histories as one list per row). pandas runs up to `--pandas-max` events. Prints one
-JSON object.
+the ranker's as-of join of samples to snapshot rows (`ranking.pointintime`). The snapshot and as-of children
+stream their output to Parquet under the engine's `memory_limit`; the pandas children hold everything in memory,
+as the pipeline did (its snapshot histories as one list per row). pandas runs up to `--pandas-max` events, the
+sequences up to `--sequence-max`. Prints one JSON object.
 
     python bench/scale.py [--sizes 1000000 10000000 100000000] [--pandas-max 10000000] [--memory-limit 1GB]
-                          [--snapshot-max 100000000]
+                          [--snapshot-max 100000000] [--sequence-max 10000000]
 """
 
 from __future__ import annotations
@@ -90,6 +92,15 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
     from learnkit.core.sql import EngineConfig, connect
     from ranking.pointintime import snapshot_join_query
 
+    if step == "sequences":  # as the pch stage does it: the events in memory, sorted into per-user sequences
+        import pandas as pd
+
+        from learnkit.data.sequences import user_sequences
+
+        events = pd.read_parquet(events_path)
+        clock.start()
+        sequences = user_sequences(events, False, engine=EngineConfig(memory_limit=memory_limit))
+        return len(events), len(sequences.items)
     with connect(EngineConfig(memory_limit=memory_limit, spill_dir=str(out.parent))) as con:
         # each event's row in the file is its position: no window over all rows, which would not spill
         con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{events_path}', file_row_number = true)")
@@ -120,6 +131,9 @@ def pandas_step(step: str, events_path: Path, clock: Clock) -> tuple[int, int]:
     import pandas_path
 
     events = pd.read_parquet(events_path)
+    if step == "sequences":
+        clock.start()
+        return len(events), sum(len(items) for _, items, _, _ in pandas_path.user_sequences(events, False, []))
     if step == "snapshot":
         clock.start()
         rows, _ = pandas_path.snapshot_histories(events, "event", HISTORY_MAX, True, PARTITION)
@@ -152,6 +166,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
     parser.add_argument("--pandas-max", type=int, default=10_000_000)
     parser.add_argument("--snapshot-max", type=int, default=100_000_000, help="the largest size for the histories")
+    parser.add_argument(
+        "--sequence-max", type=int, default=10_000_000, help="the largest size for the sequences (held in memory)"
+    )
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--work-dir", default=None, help="where the data and spill files go (the system's temp)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
@@ -168,8 +185,9 @@ def main() -> None:
         folder = Path(tmp)
         for size in sorted(args.sizes):
             events_path = generate(folder, size)
-            for step in ("snapshot", "asof"):
-                if step == "snapshot" and size > args.snapshot_max:
+            largest_for = {"sequences": args.sequence_max, "snapshot": args.snapshot_max, "asof": size}
+            for step, largest_size in largest_for.items():
+                if size > largest_size:
                     continue
                 for engine in ("duckdb", "pandas"):
                     if engine == "pandas" and size > args.pandas_max:
@@ -185,11 +203,11 @@ def main() -> None:
     both = [s for s in args.sizes if s <= args.pandas_max and "cpu_s" in at("snapshot", "pandas", s)]
     compared = max(both) if both else None
     largest = max(args.sizes)
-    snapshot_speedup = (
-        round(at("snapshot", "pandas", compared)["cpu_s"] / at("snapshot", "duckdb", compared)["cpu_s"], 2)
-        if compared
-        else None
-    )
+
+    def speedup(step: str) -> float | None:
+        pandas, duckdb = at(step, "pandas", compared or 0), at(step, "duckdb", compared or 0)
+        return round(pandas["cpu_s"] / duckdb["cpu_s"], 2) if "cpu_s" in pandas and "cpu_s" in duckdb else None
+
     print(
         json.dumps(
             {
@@ -201,8 +219,11 @@ def main() -> None:
                 ),
                 "compared_at_events": compared,
                 "asof_rows_per_cpu_s": at("asof", "duckdb", compared).get("rows_per_cpu_s") if compared else None,
-                "snapshot_speedup": snapshot_speedup,
-                "sequence_events_per_cpu_s": None,  # the split and sequences are still pandas (issue 20)
+                "snapshot_speedup": speedup("snapshot"),
+                "sequence_events_per_cpu_s": at("sequences", "duckdb", compared).get("rows_per_cpu_s")
+                if compared
+                else None,
+                "sequence_speedup": speedup("sequences"),
                 "steps": results,
             },
             indent=2,

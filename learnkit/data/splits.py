@@ -30,6 +30,7 @@ Training examples (`train_examples`):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,8 +39,9 @@ import pandas as pd
 
 from learnkit.core.configload import option
 from learnkit.core.errors import DataError
+from learnkit.core.sql import EngineConfig
 from learnkit.data.period import TestPeriodConfig, test_period, validation_start
-from learnkit.data.schema import CHRONOLOGICAL
+from learnkit.data.sequences import UserSequence, UserSequences, user_sequences
 
 
 @dataclass
@@ -93,14 +95,6 @@ def user_bucket(user_ids: pd.Series, salt: str) -> np.ndarray:
     return np.array([int(hashlib.sha256(f"{salt}:{u}".encode()).hexdigest()[:12], 16) / 16**12 for u in user_ids])
 
 
-def _ordered(events: pd.DataFrame, positives_only: bool) -> pd.DataFrame:
-    """Chronological per user; events in the same second are ordered by item id, so that the split does
-    not depend on the order of the input rows."""
-    if positives_only:
-        events = events[events["label"] == 1]
-    return events.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
-
-
 def _examples(rows: list[tuple[str, list[str], list[str], str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "history", "target", "part"])
 
@@ -124,16 +118,24 @@ def sequence_rows(user: str, sequence: list[str], history_max: int) -> list[Row]
 
 
 def make_split(
-    events: pd.DataFrame, config: SplitConfig, in_test_period: np.ndarray | None = None
+    events: pd.DataFrame,
+    config: SplitConfig,
+    in_test_period: np.ndarray | None = None,
+    engine: EngineConfig | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Returns (examples, stats); examples has columns user_id, history, target, part.
-    `in_test_period` ([events] bool, aligned with `events`) is needed by `boundary: test_period`."""
+    `in_test_period` ([events] bool, aligned with `events`) is needed by `boundary: test_period`. The users'
+    sequences are sorted in DuckDB under `engine` (`learnkit.data.sequences`)."""
+    columns: list[str] = []
     if config.boundary == "test_period" and config.kind == "temporal":
         if in_test_period is None:
             raise DataError("split boundary 'test_period' needs the run's test period")
-        events = events.assign(_in_test=np.asarray(in_test_period, dtype=bool))
-    ordered = _ordered(events, config.positives_only)
-    sequences = ordered.groupby("user_id", sort=True)
+        events, columns = events.assign(_in_test=np.asarray(in_test_period, dtype=bool)), ["_in_test"]
+    if config.kind == "given":
+        if "split" not in events.columns:
+            raise DataError("split kind 'given' needs a 'split' column in events (e.g. the unisrec importer)")
+        columns = ["split"]
+    sequences = user_sequences(events, config.positives_only, columns, engine)
     rows: list[Row] = []
     skipped = 0
     stats: dict = {"kind": config.kind, "example_kind": config.train_examples}
@@ -142,18 +144,17 @@ def make_split(
     elif config.kind == "temporal" and config.boundary == "user_fraction" and config.evaluate_all_users:
         rows, skipped, _ = _test_period_rows(sequences, config, _own_last_fraction(config.target_fraction))
     elif config.kind == "temporal":
-        users = pd.Series(sorted(ordered["user_id"].unique()))
-        bucket = dict(zip(users, user_bucket(users, config.salt), strict=True))
+        bucket = dict(zip(sequences.users, user_bucket(pd.Series(sequences.users), config.salt), strict=True))
         cutoff = None
         if config.boundary == "global_time":
             cutoff = (
                 config.cutoff_ts
                 if config.cutoff_ts is not None
-                else int(np.quantile(ordered["ts"].to_numpy(), config.cutoff_quantile))
+                else int(np.quantile(sequences.ts, config.cutoff_quantile))
             )
             stats["cutoff_ts"] = int(cutoff)
-        for user, group in sequences:
-            items, ts = group["item_id"].tolist(), group["ts"].to_numpy()
+        for sequence in sequences:
+            user, items, ts = sequence.user, sequence.items, sequence.ts
             if cutoff is not None:
                 split_at = int(np.searchsorted(ts, cutoff, side="left"))
             else:
@@ -180,18 +181,15 @@ def make_split(
                         break
                     rows.append((user, items[:at][-config.history_max :], items[at : at + stride], part))
     elif config.kind == "leave_one_out":
-        for user, group in sequences:
-            items = group["item_id"].tolist()
+        for sequence in sequences:
+            items = sequence.items
             if len(items) < 3:
                 skipped += 1
                 continue
-            rows += _leave_one_out(user, items[:-2], items[-2], items[-1], config)
+            rows += _leave_one_out(sequence.user, items[:-2], items[-2], items[-1], config)
     elif config.kind == "given":
-        if "split" not in ordered.columns:
-            raise DataError("split kind 'given' needs a 'split' column in events (e.g. the unisrec importer)")
-        for user, group in sequences:
-            parts = group["split"].tolist()
-            items = group["item_id"].tolist()
+        for sequence in sequences:
+            user, parts, items = sequence.user, sequence.columns["split"].tolist(), sequence.items
             train = [i for i, p in zip(items, parts, strict=True) if p == "train"]
             valid = [i for i, p in zip(items, parts, strict=True) if p == "valid"]
             test = [i for i, p in zip(items, parts, strict=True) if p == "test"]
@@ -215,6 +213,7 @@ def split_around_period(
     period: TestPeriodConfig,
     before_period: bool,
     ranker_valid_fraction: float | None = None,
+    engine: EngineConfig | None = None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(examples, stats, the events the model may see). With `boundary: test_period` the test targets are
     the users' events in the run's test period and training sees only what came before it; with
@@ -225,11 +224,11 @@ def split_around_period(
     on_period = config.kind == "temporal" and config.boundary == "test_period"
     found = test_period(events, period) if (before_period or on_period) else None
     if found is None:
-        examples, stats = make_split(events, config)
+        examples, stats = make_split(events, config, engine=engine)
         return examples, stats, events
-    in_period = period_examples(events, found.in_test, config)
+    in_period = period_examples(events, found.in_test, config, engine)
     if on_period:
-        examples, stats = make_split(events, config, found.in_test)
+        examples, stats = make_split(events, config, found.in_test, engine)
         stats["test_period"] = found.description
         return _with_period_rows(examples, stats, in_period), stats, events[~found.in_test]
     events = events[~found.in_test]
@@ -237,7 +236,7 @@ def split_around_period(
     if ranker_valid_fraction is not None:
         cutoff = validation_start(events["ts"].to_numpy(), ranker_valid_fraction)
         events = events[events["ts"].to_numpy() < cutoff]
-    examples, stats = make_split(events, config)
+    examples, stats = make_split(events, config, engine=engine)
     stats["trained_before"] = found.description + (
         f", and before the ranker's validation slice (ts {cutoff} on)" if cutoff is not None else ""
     )
@@ -249,27 +248,29 @@ def _with_period_rows(examples: pd.DataFrame, stats: dict, in_period: pd.DataFra
     return pd.concat([examples, in_period], ignore_index=True) if len(in_period) else examples
 
 
-def period_examples(events: pd.DataFrame, in_test: np.ndarray, config: SplitConfig) -> pd.DataFrame:
+def period_examples(
+    events: pd.DataFrame, in_test: np.ndarray, config: SplitConfig, engine: EngineConfig | None = None
+) -> pd.DataFrame:
     """One `period` row per interaction in the test period (positives with `positives_only`) of a user with
     an earlier one: the target alone, the history the user's newest `history_max` interactions strictly
     before it in time (earlier test-period ones included, as a refreshed user vector would hold them)."""
-    ordered = _ordered(events.assign(_in_test=np.asarray(in_test, dtype=bool)), config.positives_only)
+    marked = events.assign(_in_test=np.asarray(in_test, dtype=bool))
     rows: list[Row] = []
-    for user, group in ordered.groupby("user_id", sort=True):
-        items, ts, inside = group["item_id"].tolist(), group["ts"].to_numpy(), group["_in_test"].to_numpy()
+    for sequence in user_sequences(marked, config.positives_only, ["_in_test"], engine):
+        items, ts, inside = sequence.items, sequence.ts, sequence.columns["_in_test"]
         before = np.searchsorted(ts, ts, side="left")  # how many of the user's events precede each one
         for at in np.flatnonzero(inside & (before > 0)):
-            rows.append((user, items[: before[at]][-config.history_max :], [items[at]], "period"))
+            rows.append((sequence.user, items[: before[at]][-config.history_max :], [items[at]], "period"))
     return _examples(rows)
 
 
-def _in_test_period(group: pd.DataFrame) -> np.ndarray:
-    return group["_in_test"].to_numpy()
+def _in_test_period(sequence: UserSequence) -> np.ndarray:
+    return sequence.columns["_in_test"]
 
 
 def _own_last_fraction(fraction: float):
-    def split(group: pd.DataFrame) -> np.ndarray:
-        n = len(group)
+    def split(sequence: UserSequence) -> np.ndarray:
+        n = len(sequence)
         n_target = max(1, int(round(fraction * n))) if n >= 2 else 0
         return np.arange(n) >= n - n_target
 
@@ -277,17 +278,15 @@ def _own_last_fraction(fraction: float):
 
 
 def _test_period_rows(
-    sequences: pd.core.groupby.DataFrameGroupBy, config: SplitConfig, is_target
+    sequences: UserSequences, config: SplitConfig, is_target: Callable[[UserSequence], np.ndarray]
 ) -> tuple[list[Row], int, int]:
-    """Every user with events before their targets (`is_target(group)`: [events] bool) and targets is a
+    """Every user with events before their targets (`is_target(sequence)`: [events] bool) and targets is a
     test example; training and validation only ever see the events before the targets."""
     rows: list[Row] = []
     skipped = without_history = 0
-    users = pd.Series(sorted(sequences.groups))
-    bucket = dict(zip(users, user_bucket(users, config.salt), strict=True))
-    for user, group in sequences:
-        in_test = is_target(group)
-        items = group["item_id"].tolist()
+    bucket = dict(zip(sequences.users, user_bucket(pd.Series(sequences.users), config.salt), strict=True))
+    for sequence in sequences:
+        user, in_test, items = sequence.user, is_target(sequence), sequence.items
         before = [i for i, t in zip(items, in_test, strict=True) if not t]
         during = [i for i, t in zip(items, in_test, strict=True) if t]
         if not before:

@@ -51,8 +51,9 @@ def _pch(config: Config, events: pd.DataFrame) -> list[str]:
         return []
     try:
         _, split, _ = split_around_period(
-            events, pch.split, config.test_period, pch.train_before_test_period, config.ranker_validation
-        )
+            events, pch.split, config.test_period, pch.train_before_test_period, config.ranker_validation,
+            config.run_engine(),
+        )  # fmt: skip
     except DataError as exc:
         return [f"pch: {exc}"]
     missing = [part for part in ("train", "test") if not split.get(f"{part}_examples")]

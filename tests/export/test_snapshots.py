@@ -13,6 +13,7 @@ from export.tables import EmbeddingTable
 from learnkit.config import load_config
 from learnkit.core.errors import ConfigError
 from learnkit.core.sql import EngineConfig, connect
+from learnkit.data.splits import SplitConfig, make_split
 from ranking.pointintime import has_history_before, join_user_snapshots
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,9 +95,10 @@ def test_the_engine_runs_under_its_memory_limit_and_refuses_a_bad_size(tmp_path)
         load_config(REPO / "configs" / "demo.yaml", {"engine": {"memory_limit": "2 gigs"}})
 
 
-def test_user_buckets_and_the_ray_engine_give_the_same_snapshots():
+def test_user_buckets_and_the_ray_engine_give_the_same_snapshots_and_splits():
     """Per-user work by bucket: 1 bucket, 7 buckets in this process, and 3 buckets as tasks on a local 2-CPU Ray
-    cluster started here give the same rows, in the same order, and the same histories."""
+    cluster started here give the same rows, in the same order, and the same histories; and the same split
+    (its sequences sorted per bucket, `learnkit.data.sequences`)."""
     import ray
 
     events = random_events(seed=5)
@@ -106,13 +108,20 @@ def test_user_buckets_and_the_ray_engine_give_the_same_snapshots():
     assert seven.histories == one.histories
     assert len(one.rows) > 500 and one.rows["user_id"].nunique() > 50  # the buckets split real work
 
+    split = SplitConfig(evaluate_all_users=True, history_max=5, valid_users=0.2, positives_only=True)
+    examples, stats = make_split(events, split)
+    assert stats["test_examples"] > 50
+    pd.testing.assert_frame_equal(make_split(events, split, engine=EngineConfig(buckets=7))[0], examples)
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
     try:
         on_ray = snapshot_histories(events, "event", 5, True, 30, engine=EngineConfig(kind="ray", buckets=3))
+        split_on_ray, _ = make_split(events, split, engine=EngineConfig(kind="ray", buckets=3))
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(on_ray.rows, one.rows)
     assert on_ray.histories == one.histories
+    pd.testing.assert_frame_equal(split_on_ray, examples)
 
 
 def test_the_ray_engine_without_ray_installed_says_how_to_get_it(monkeypatch):

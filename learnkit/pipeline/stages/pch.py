@@ -20,8 +20,9 @@ def run_pch(ctx: Context) -> StageOutput:
     assert cfg is not None
     events = pd.read_parquet(layout.events)
     examples, split, seen = split_around_period(
-        events, cfg.split, config.test_period, cfg.train_before_test_period, config.ranker_validation
-    )
+        events, cfg.split, config.test_period, cfg.train_before_test_period, config.ranker_validation,
+        config.run_engine(),
+    )  # fmt: skip
     if layout.is_main:
         write_parquet(layout.split, examples)
     period = PeriodEvents.of(events, config.test_period) if split.get("period_examples") else None  # scored in it
