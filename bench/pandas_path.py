@@ -77,3 +77,45 @@ def user_sequences(
         (user, group["item_id"].tolist(), group["ts"].to_numpy(), {c: group[c].to_numpy() for c in columns})
         for user, group in ordered.groupby("user_id", sort=True)
     ]
+
+
+def _sorted_ranks(group_start: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """1-based average rank of each row within its group, for rows sorted by (group, score); ties share
+    the mean of their positions."""
+    n = len(s)
+    start_index = np.maximum.accumulate(np.where(group_start, np.arange(n), 0))
+    position = np.arange(n) - start_index + 1.0
+    tie_start = group_start | np.r_[True, s[1:] != s[:-1]]
+    tie_id = np.cumsum(tie_start) - 1
+    first = np.flatnonzero(tie_start)
+    last = np.r_[first[1:] - 1, n - 1]
+    return ((position[first] + position[last]) / 2.0)[tie_id]
+
+
+def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray, weight: str = "samples") -> dict:
+    """Per-user AUC (NaN for single-class users, users ascending), UAUC and WUAUC from one `numpy.lexsort`, as
+    eval.metrics computed them before DuckDB."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.lexsort((scores, users))
+    u_sorted = users[order]
+    group_start = np.r_[True, u_sorted[1:] != u_sorted[:-1]] if len(order) else np.zeros(0, bool)
+    g_sorted = np.cumsum(group_start) - 1
+    rank = _sorted_ranks(group_start, scores[order]) if len(order) else np.zeros(0)
+    y_sorted = np.asarray(labels)[order].astype(np.float64)
+    k = int(group_start.sum())
+    count = np.bincount(g_sorted, minlength=k).astype(np.float64)
+    positives = np.bincount(g_sorted, weights=y_sorted, minlength=k)
+    negatives = count - positives
+    rank_sum = np.bincount(g_sorted, weights=rank * y_sorted, minlength=k)
+    valid = (positives > 0) & (negatives > 0)
+    per_user = np.full(k, np.nan)
+    per_user[valid] = (rank_sum[valid] - positives[valid] * (positives[valid] + 1) / 2) / (
+        positives[valid] * negatives[valid]
+    )
+    w = (count if weight == "samples" else positives)[valid]
+    return {
+        "users": u_sorted[group_start],
+        "per_user_auc": per_user,
+        "uauc": float(per_user[valid].mean()) if valid.any() else float("nan"),
+        "wuauc": float((per_user[valid] * w).sum() / w.sum()) if valid.any() and w.sum() else float("nan"),
+    }

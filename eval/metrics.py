@@ -1,8 +1,10 @@
-"""AUC, UAUC and WUAUC with numpy alone, in one pass over all rows.
+"""AUC, UAUC and WUAUC, grouped by user in DuckDB, in one pass over all rows.
 
-Rows are sorted once by (user, score) with `numpy.lexsort`; tied scores inside a user get their average
-rank; per-user positive rank sums come from `numpy.bincount`. Never per batch, and never by folding user
-and score into one float key (which loses precision and mixes users).
+Rows that tie in (user, score) are one group: DuckDB counts each group's rows and positives, places the groups
+by a running count in score order within each user, and sums each user's positive ranks, ties at their average
+rank, as exact integers (twice the rank sum). The per-user AUCs then follow in numpy. Never per batch, never by
+folding user and score into one float key (which loses precision and mixes users), and under the engine's
+memory limit (spilling past it), so that a test set need not fit in memory twice.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
+
+from learnkit.core.sql import EngineConfig, connect, register
 
 
 @dataclass(frozen=True)
@@ -23,17 +28,28 @@ class UserAucResult:
     users: np.ndarray
 
 
-def _sorted_ranks(group_start: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """1-based average rank of each row within its group, for rows sorted by (group, score); ties share
-    the mean of their positions."""
-    n = len(s)
-    start_index = np.maximum.accumulate(np.where(group_start, np.arange(n), 0))
-    position = np.arange(n) - start_index + 1.0
-    tie_start = group_start | np.r_[True, s[1:] != s[:-1]]
-    tie_id = np.cumsum(tie_start) - 1
-    first = np.flatnonzero(tie_start)
-    last = np.r_[first[1:] - 1, n - 1]
-    return ((position[first] + position[last]) / 2.0)[tie_id]
+_RANK_SUMS = """
+    WITH ties AS (
+        SELECT user_id, score, count(*) AS n, sum(label) AS positives FROM rows GROUP BY user_id, score
+    ), placed AS (  -- a tie group's last rank; its first is last - n + 1, its average half their sum
+        SELECT user_id, n, positives,
+               sum(n) OVER (PARTITION BY user_id ORDER BY score ROWS UNBOUNDED PRECEDING) AS last
+        FROM ties
+    )
+    SELECT user_id, sum(n)::BIGINT AS count, sum(positives)::BIGINT AS positives,
+           sum(positives * (2 * last - n + 1))::BIGINT AS twice_rank_sum
+    FROM placed GROUP BY user_id ORDER BY user_id
+"""
+
+
+def _rank_sums(
+    users: np.ndarray, labels: np.ndarray, scores: np.ndarray, engine: EngineConfig | None
+) -> dict[str, np.ndarray]:
+    """Per user, in ascending order: rows, positives and twice the positives' rank sum (ties averaged)."""
+    rows = pd.DataFrame({"user_id": users, "label": labels.astype(np.int64), "score": scores})
+    with connect(engine) as con:
+        register(con, rows=rows)
+        return con.sql(_RANK_SUMS).fetchnumpy()
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -43,7 +59,11 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def user_auc(
-    users: np.ndarray, labels: np.ndarray, scores: np.ndarray, weight: Literal["samples", "clicks"] = "samples"
+    users: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    weight: Literal["samples", "clicks"] = "samples",
+    engine: EngineConfig | None = None,
 ) -> UserAucResult:
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
@@ -54,18 +74,13 @@ def user_auc(
     if np.isnan(scores).any():
         raise ValueError(f"{int(np.isnan(scores).sum())} score(s) are NaN")
     users = np.asarray(users)
-    order = np.lexsort((scores, users))  # the one sort: users come out of it too, no np.unique
-    u_sorted = users[order]
-    group_start = np.r_[True, u_sorted[1:] != u_sorted[:-1]] if len(order) else np.zeros(0, bool)
-    uniq = u_sorted[group_start]
-    g_sorted = np.cumsum(group_start) - 1
-    rank = _sorted_ranks(group_start, scores[order]) if len(order) else np.zeros(0)
-    y_sorted = labels[order].astype(np.float64)
+    sums = _rank_sums(users, labels, scores, engine)
+    uniq = np.asarray(sums["user_id"], dtype=users.dtype) if len(users) else users[:0]
     k = len(uniq)
-    count = np.bincount(g_sorted, minlength=k).astype(np.float64)
-    positives = np.bincount(g_sorted, weights=y_sorted, minlength=k)
+    count = np.asarray(sums["count"], dtype=np.float64)
+    positives = np.asarray(sums["positives"], dtype=np.float64)
     negatives = count - positives
-    rank_sum = np.bincount(g_sorted, weights=rank * y_sorted, minlength=k)
+    rank_sum = np.asarray(sums["twice_rank_sum"], dtype=np.float64) / 2.0  # exact: half-integers below 2**53
     valid = (positives > 0) & (negatives > 0)
     per_user = np.full(k, np.nan)
     per_user[valid] = (rank_sum[valid] - positives[valid] * (positives[valid] + 1) / 2) / (

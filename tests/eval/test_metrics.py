@@ -1,11 +1,17 @@
 """Hand-computed cases (after torchrec's metric tests) and a per-user sklearn loop on real data."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from eval.metrics import auc, user_auc
+
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # after the packages: no shadowing
+import pandas_path  # noqa: E402  (the numpy version the DuckDB grouping replaced: the oracle)
 
 
 def test_auc_by_hand_with_ties():
@@ -63,3 +69,23 @@ def test_equals_a_per_user_sklearn_loop_on_movielens(shared_data):
     assert abs(ours.uauc - np.mean(expected)) < 1e-9
     assert abs(ours.wuauc - np.average(expected, weights=weights)) < 1e-9
     assert abs(auc(labels, scores) - roc_auc_score(labels, scores)) < 1e-9
+
+
+@pytest.mark.parametrize("kind", ["text", "int"])
+@pytest.mark.parametrize("weight", ["samples", "clicks"])
+def test_duckdb_grouping_equals_the_numpy_lexsort_bit_for_bit(kind, weight):
+    """The per-user rank sums come from DuckDB as exact integers, so every figure equals the one-sort numpy
+    version it replaced exactly (not within a tolerance): ties, -0.0 beside 0.0, single-class users."""
+    rng = np.random.default_rng(11)
+    rows = 20_000
+    ids = rng.zipf(1.4, rows) % 900
+    users = np.array([f"u{i}" for i in ids], dtype=object) if kind == "text" else ids.astype(np.int64)
+    labels = (rng.random(rows) < 0.3).astype(np.int64)
+    scores = np.round(rng.normal(size=rows), 2)  # many ties within a user
+    scores[rng.random(rows) < 0.05] = -0.0
+    scores[rng.random(rows) < 0.05] = 0.0
+    got = user_auc(users, labels, scores, weight=weight)
+    want = pandas_path.user_auc(users, labels, scores, weight=weight)
+    assert got.users.tolist() == want["users"].tolist() and got.users_excluded > 0
+    assert np.array_equal(got.per_user_auc, want["per_user_auc"], equal_nan=True)
+    assert got.uauc == want["uauc"] and got.wuauc == want["wuauc"]
