@@ -88,8 +88,9 @@ def child(step: str, engine: str, events_path: Path, out: Path, memory_limit: st
 
 
 def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, clock: Clock) -> tuple[int, int]:
-    from export.snapshots import sequences_query, snapshot_rows_query, used_events
+    from export.snapshots import snapshot_rows_query, used_events
     from learnkit.core.sql import EngineConfig, connect
+    from learnkit.data.sequences import sequences_query
     from ranking.pointintime import snapshot_join_query
 
     if step == "sequences":  # as the pch stage does it: the events in memory, sorted into per-user sequences
@@ -110,7 +111,8 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
         rows_path = out.with_suffix(".rows.parquet")
         if step == "snapshot":  # the rows and the sorted events they slice, as export.snapshots reads them
             clock.start()
-            con.execute(f"COPY ({sequences_query()}) TO '{out.with_suffix('.sequences.parquet')}' (FORMAT parquet)")
+            ordered = sequences_query(True, [], source="(SELECT *, file_row_number AS _row FROM events)")
+            con.execute(f"COPY ({ordered}) TO '{out.with_suffix('.sequences.parquet')}' (FORMAT parquet)")
             con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{out}' (FORMAT parquet)")
         else:  # every event is a ranking sample, joined to the snapshot rows after each positive event
             con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{rows_path}' (FORMAT parquet)")

@@ -1,11 +1,11 @@
 """Point-in-time user snapshot rows and the histories they are built from, in DuckDB.
 
 A row (user, valid_from) holds the user's newest `history_max` events strictly before `valid_from`. Rather than
-a list per row (a user with n events would hold about n x history_max copies), the result is the used events
-once, sorted as `learnkit.data.schema.CHRONOLOGICAL` sorts them (so each user's sequence is one run), and per
-row the number of the user's events it sees (`seen`): its history is the newest `history_max` of those. Both
-are plain sorts and aggregates, which DuckDB spills to disk past the engine's `memory_limit`: the process does
-not grow with the events.
+a list per row (a user with n events would hold about n x history_max copies), the result is the users' sequences
+of used events once (`learnkit.data.sequences`, the same sort the splits are cut from), and per row the number
+of the user's events it sees (`seen`): its history is the newest `history_max` of those. Both are plain sorts
+and aggregates, which DuckDB spills to disk past the engine's `memory_limit`: the process does not grow with
+the events.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from learnkit.core.sql import EngineConfig, bucket_of, connect, map_buckets, register
+from learnkit.data.sequences import UserSequences, user_sequences
 
 
 @dataclass
@@ -26,17 +27,17 @@ class Snapshots:
     # before valid_from), as_of (the row's snapshot partition: at or before valid_from) and seen (how many of
     # the user's events are before valid_from)
     rows: pd.DataFrame
-    items: list[str]  # the used events' item ids, by user, oldest first
-    user_start: dict[str, int]  # where each user's run of `items` starts
+    sequences: UserSequences  # the used events, by user, oldest first
     history_max: int
 
     @property
     def histories(self) -> list[list[str]]:
         """Per row: the newest `history_max` item ids before valid_from, oldest first."""
-        cut, items = self.history_max, self.items
+        cut, items = self.history_max, self.sequences.items
+        start_of = dict(zip(self.sequences.users, self.sequences.starts[:-1].tolist(), strict=True))
         out = []
         for user, seen in zip(self.rows["user_id"], self.rows["seen"], strict=True):
-            start = self.user_start[user]
+            start = start_of[user]
             out.append(items[start + max(0, seen - cut) : start + seen])
         return out
 
@@ -71,12 +72,6 @@ def snapshot_rows_query(every: int | Literal["event"], origin: int, partition_ev
     """
 
 
-def sequences_query(used: str = "used") -> str:
-    """The SQL of the used events' (user_id, item_id) sorted as CHRONOLOGICAL sorts them: in each user's run,
-    every event before a row's valid_from comes before every event at or after it."""
-    return f"SELECT user_id, item_id FROM {used} ORDER BY user_id, ts, item_id"
-
-
 def snapshot_histories(
     events: pd.DataFrame,
     every: int | Literal["event"],
@@ -94,15 +89,15 @@ def snapshot_histories(
                of `partition_every` time units (as_of: the partition's start)."""
     if history_max < 1:
         raise ValueError(f"history_max must be at least 1, not {history_max}")
+    sequences = user_sequences(events, positives_only, engine=engine)
     if events.empty:  # no events: no rows
         empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in _COLUMNS[1:]})
-        return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], [], {}, history_max)
+        return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], sequences, history_max)
     origin = int(events["ts"].min())  # over all events: the refresh grid does not depend on the bucket
     parts = map_buckets(
         _bucket_snapshots, engine or EngineConfig(), events, every, positives_only, partition_every, origin
     )
-    rows = pa.concat_tables([part[0] for part in parts])
-    sequences = pa.concat_tables([part[1] for part in parts])
+    rows = pa.concat_tables(parts)
     frame = pd.DataFrame(
         {
             "user_id": np.asarray(rows.column("user_id").to_pylist(), dtype=object),
@@ -111,10 +106,7 @@ def snapshot_histories(
     )
     # buckets hold disjoint users, each sorted: one stable sort puts the rows in (user_id, valid_from) order
     frame = frame.sort_values(["user_id", "valid_from"], kind="stable").reset_index(drop=True)
-    users = np.asarray(sequences.column("user_id").to_pylist(), dtype=object)
-    first = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
-    starts = dict(zip(users[first].tolist(), first.tolist(), strict=True))
-    return Snapshots(frame, sequences.column("item_id").to_pylist(), starts, history_max)
+    return Snapshots(frame, sequences, history_max)
 
 
 def _bucket_snapshots(
@@ -125,15 +117,13 @@ def _bucket_snapshots(
     positives_only: bool,
     partition_every: int,
     origin: int,
-) -> tuple[pa.Table, pa.Table]:
-    """One bucket of users: its snapshot rows and its used events, sorted (a Ray task under `engine: ray`)."""
+) -> pa.Table:
+    """One bucket of users: its snapshot rows, sorted (a Ray task under `engine: ray`)."""
     with connect(engine) as con:
         register(con, events=events)
         mine = f"(SELECT * FROM events WHERE {bucket_of('user_id', engine.buckets, bucket)})"
         con.execute(f"CREATE VIEW used AS {used_events(every, positives_only, origin, source=mine)}")
-        rows = con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
-        sequences = con.sql(sequences_query()).to_arrow_table()
-    return rows, sequences
+        return con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
 
 
 _COLUMNS = ["user_id", "valid_from", "history_end", "as_of", "seen"]
