@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from eval.metrics import user_auc
+from learnkit.core.sql import EngineConfig
 
 METRICS = ("AUC", "UAUC", "WUAUC")
 
@@ -55,10 +56,11 @@ def compare_models(
     seed: int = 0,
     weight: Literal["samples", "clicks"] = "samples",
     chunk: int = 50,
+    engine: EngineConfig | None = None,
 ) -> dict[str, Any]:
     """Figures of model a and b and the delta b - a, each delta with `ci_low`/`ci_high` (2.5 and 97.5
     percentiles over `bootstrap` user resamples). NaN where a figure is undefined (one class only)."""
-    a, b = user_auc(users, labels, score_a, weight), user_auc(users, labels, score_b, weight)
+    a, b = user_auc(users, labels, score_a, weight, engine), user_auc(users, labels, score_b, weight, engine)
     uniq, user_of_row = np.unique(users, return_inverse=True)
     samples = np.bincount(user_of_row, minlength=len(uniq)).astype(np.float64)
     if weight == "clicks":

@@ -12,6 +12,7 @@ from eval.compare import METRICS, compare_models
 from eval.intervals import interval_sign
 from eval.segments import segment_masks
 from learnkit.core.formatting import Markup, md_table, pp, share
+from learnkit.core.sql import EngineConfig
 
 REFERENCE = "popularity"  # a reference row: the item's positive training samples, the same for every user
 
@@ -31,24 +32,33 @@ def protocol(samples: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ranking_metrics(rows: pd.DataFrame, models: list[str], bootstrap: int, seed: int, weight: str) -> dict[str, Any]:
+def ranking_metrics(
+    rows: pd.DataFrame, models: list[str], bootstrap: int, seed: int, weight: str, engine: EngineConfig | None = None
+) -> dict[str, Any]:
     """rows: test rows with user_id, label, user_segment, item_segment and a score column per model
     (`baseline` and each of `models`, the shipped `learn` first). Returns {<model>: {...}, deltas: {<model>:
     {...}}}, every delta against the baseline on the same users' resamples; the shipped `learn` (`delta`, paper
     Fig. 5) and the baseline carry `segments.<user|item>.<segment>` too."""
     out: dict[str, Any] = {"deltas": {}}
     for model in models:
-        result = _compare(rows, "baseline", model, bootstrap, seed, weight, segments=model == "learn")
+        result = _compare(rows, "baseline", model, bootstrap, seed, weight, engine, segments=model == "learn")
         out["baseline"] = out.get("baseline") or result["a"]
         out[model], out["deltas"][model] = result["b"], result["delta"]
     if REFERENCE in rows.columns:
-        out[REFERENCE] = _compare(rows, "baseline", REFERENCE, bootstrap, seed, weight)["b"]
+        out[REFERENCE] = _compare(rows, "baseline", REFERENCE, bootstrap, seed, weight, engine)["b"]
     out["delta"] = out["deltas"].get("learn")
     return out
 
 
 def _compare(
-    rows: pd.DataFrame, a: str, b: str, bootstrap: int, seed: int, weight: str, segments: bool = True
+    rows: pd.DataFrame,
+    a: str,
+    b: str,
+    bootstrap: int,
+    seed: int,
+    weight: str,
+    engine: EngineConfig | None,
+    segments: bool = True,
 ) -> dict[str, Any]:
     """compare_models overall and (`segments`) on every segment: {"a", "b", "delta"}, each with `segments`."""
 
@@ -60,8 +70,9 @@ def _compare(
             part[b].to_numpy(),
             bootstrap=bootstrap,
             seed=seed,
-            weight=weight,
-        )  # type: ignore[arg-type]
+            weight=weight,  # type: ignore[arg-type]
+            engine=engine,
+        )
 
     out = one(rows)
     if not segments:

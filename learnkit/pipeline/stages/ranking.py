@@ -37,7 +37,9 @@ def run_ranking(ctx: Context) -> StageOutput:
     snapshot = period.user_snapshot(events["user_id"])
     scored = segment_rows(run.test, events, snapshot, cfg.segments, day, period.new_items(events))
     write_parquet(layout.ranking_scores, scored)
-    metrics = ranking_metrics(scored, ["learn", *cfg.candidates], cfg.bootstrap, config.seed, cfg.wuauc_weight)
+    metrics = ranking_metrics(
+        scored, ["learn", *cfg.candidates], cfg.bootstrap, config.seed, cfg.wuauc_weight, config.run_engine()
+    )
     metrics.update(training=run.training, samples=run.samples, protocol=protocol(run.samples), selection=run.selection)
     plot = layout.segment_plot
     text = ranking_report(metrics, plot, layout.link(plot), run.description, cfg.bootstrap)
@@ -53,6 +55,7 @@ def _inputs(ctx: Context, events: pd.DataFrame, period: TestPeriod) -> RankingIn
 
     config, layout = ctx.config, ctx.layout
     assert config.ranking is not None
+    engine = config.run_engine()
     return RankingInputs(
         events=events,
         items=read_items(layout),
@@ -64,6 +67,6 @@ def _inputs(ctx: Context, events: pd.DataFrame, period: TestPeriod) -> RankingIn
         in_valid=(events["split"] == "valid").to_numpy() if config.test_period.kind == "split" else None,
         ordinal_time=ordinal_time(layout),
         positives_only=config.pch is not None and config.pch.split.positives_only,
-        uauc=lambda users, labels, scores: user_auc(users, labels, scores).uauc,
-        engine=config.run_engine(),
+        uauc=lambda users, labels, scores: user_auc(users, labels, scores, engine=engine).uauc,
+        engine=engine,
     )
