@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,31 @@ def generate(folder: Path, events: int) -> Path:
     )
     con.close()
     return path
+
+
+def canonical_folder(folder: Path, events_path: Path) -> Path:
+    """A canonical dataset of those events, as a company hands it over: `events.parquet` and an items table
+    of every item the events name, each with a title."""
+    import duckdb
+
+    dataset = folder / f"canonical-{events_path.stem}"
+    dataset.mkdir()
+    (dataset / "events.parquet").symlink_to(events_path)
+    duckdb.sql(
+        f"COPY (SELECT DISTINCT item_id, 'film ' || item_id AS title FROM read_parquet('{events_path}')) "
+        f"TO '{dataset / 'items.parquet'}' (FORMAT parquet)"
+    )
+    return dataset
+
+
+def split_setting():
+    """The demo's split: every user's own last 20% of positives, before the test period (its newest 20% of
+    events) and the ranker's validation slice (the newest 10% before that)."""
+    from learnkit.data.period import TestPeriodConfig
+    from learnkit.data.splits import SplitConfig
+
+    split = SplitConfig(boundary="user_fraction", evaluate_all_users=True, positives_only=True, history_max=50)
+    return split, TestPeriodConfig(start_quantile=0.8), True, 0.1
 
 
 class Clock:
@@ -93,6 +119,8 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
     from learnkit.data.sequences import sequences_query
     from ranking.pointintime import snapshot_join_query
 
+    if step in ("import", "split"):
+        return bucketed_step(step, events_path, out, memory_limit, clock)
     if step == "sequences":  # as the pch stage does it: the events in memory, sorted into per-user sequences
         import pandas as pd
 
@@ -127,12 +155,53 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
     return int(rows_in), int(rows_out)
 
 
+def bucketed_step(step: str, events_path: Path, out: Path, memory_limit: str, clock: Clock) -> tuple[int, int]:
+    """The streamed import of the canonical folder into a folder of user buckets (about 500k events each), or
+    the split of that folder one bucket at a time; the import's output stays for the split."""
+    import pyarrow.parquet as pq
+
+    from learnkit.core.sql import EngineConfig
+    from learnkit.data.bucketed import split_bucketed
+    from learnkit.data.schema import ValidationRules
+    from learnkit.data.streamed import import_canonical_streamed
+
+    dataset = canonical_folder_of(events_path)
+    events = pq.ParquetFile(dataset / "events.parquet").metadata.num_rows
+    imported = dataset.parent / f"imported-{events_path.stem}"
+    engine = EngineConfig(buckets=max(1, events // 500_000), memory_limit=memory_limit, spill_dir=str(out.parent))
+    clock.start()
+    if step == "import":
+        report = import_canonical_streamed(dataset, ValidationRules(), imported, engine).report
+        return events, report["events"]["kept"]
+    split, period, before, valid_fraction = split_setting()
+    stats = split_bucketed(imported, split, period, before, out, valid_fraction, engine)
+    return events, sum(v for k, v in stats.items() if k.endswith("_examples"))
+
+
+def canonical_folder_of(events_path: Path) -> Path:
+    return events_path.parent / f"canonical-{events_path.stem}"
+
+
 def pandas_step(step: str, events_path: Path, clock: Clock) -> tuple[int, int]:
     import numpy as np
     import pandas as pd
     import pandas_path
 
+    if step == "import":  # the in-memory import, as the data stage runs it
+        from learnkit.data.importers import load_dataset, validate
+        from learnkit.data.schema import ValidationRules
+
+        clock.start()
+        dataset = validate(load_dataset("canonical", canonical_folder_of(events_path), {}), ValidationRules())
+        return dataset.report["events"]["input_rows"], len(dataset.events)
     events = pd.read_parquet(events_path)
+    if step == "split":  # the in-memory split, as the pch stage runs it
+        from learnkit.data.splits import split_around_period
+
+        split, period, before, valid_fraction = split_setting()
+        clock.start()
+        examples, _, _ = split_around_period(events, split, period, before, valid_fraction)
+        return len(events), len(examples)
     if step == "sequences":
         clock.start()
         return len(events), sum(len(items) for _, items, _, _ in pandas_path.user_sequences(events, False, []))
@@ -157,7 +226,7 @@ def measure(step: str, engine: str, events_path: Path, folder: Path, memory_limi
         text=True,
     )
     for written in (out, out.with_suffix(".sequences.parquet"), out.with_suffix(".rows.parquet")):
-        written.unlink(missing_ok=True)
+        shutil.rmtree(written) if written.is_dir() else written.unlink(missing_ok=True)
     if done.returncode != 0:
         return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -173,6 +242,7 @@ def main() -> None:
     )
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--work-dir", default=None, help="where the data and spill files go (the system's temp)")
+    parser.add_argument("--steps", nargs="+", default=None, help="only these steps (import, split, sequences, ...)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # bench/ is on sys.path as the script's folder, after the repository
@@ -187,9 +257,16 @@ def main() -> None:
         folder = Path(tmp)
         for size in sorted(args.sizes):
             events_path = generate(folder, size)
-            largest_for = {"sequences": args.sequence_max, "snapshot": args.snapshot_max, "asof": size}
+            canonical_folder(folder, events_path)
+            largest_for = {
+                "import": size,
+                "split": size,
+                "sequences": args.sequence_max,
+                "snapshot": args.snapshot_max,
+                "asof": size,
+            }
             for step, largest_size in largest_for.items():
-                if size > largest_size:
+                if size > largest_size or (args.steps and step not in args.steps):
                     continue
                 for engine in ("duckdb", "pandas"):
                     if engine == "pandas" and size > args.pandas_max:
@@ -198,6 +275,8 @@ def main() -> None:
                     results.setdefault(step, {}).setdefault(engine, {})[str(size)] = figures
                     print(f"{step} {engine} {size}: {figures}", file=sys.stderr)
             events_path.unlink()
+            for made in folder.iterdir():  # the canonical folder and the import's output
+                shutil.rmtree(made) if made.is_dir() else made.unlink()
 
     def at(step: str, engine: str, size: int) -> dict:
         return results.get(step, {}).get(engine, {}).get(str(size), {})
@@ -226,6 +305,8 @@ def main() -> None:
                 if compared
                 else None,
                 "sequence_speedup": speedup("sequences"),
+                "import_events_per_cpu_s": at("import", "duckdb", largest).get("rows_per_cpu_s"),
+                "split_events_per_cpu_s": at("split", "duckdb", largest).get("rows_per_cpu_s"),
                 "steps": results,
             },
             indent=2,

@@ -93,10 +93,31 @@ def _quoted(path: str | Path) -> str:
     return str(path).replace("'", "''")
 
 
+def bucket_number(column: str, buckets: int) -> str:
+    """The SQL of a row's user bucket, from its `column` (a user id): DuckDB's hash modulo `buckets`, fixed by
+    the pinned version. Every user's rows fall in one bucket, so per-user work splits cleanly."""
+    return f"hash({column}::VARCHAR) % {int(buckets)}"
+
+
 def bucket_of(column: str, buckets: int, bucket: int) -> str:
-    """The SQL condition that a row's `column` (a user id) falls in `bucket` of `buckets`: DuckDB's hash,
-    fixed by the pinned version. Every user's rows fall in one bucket, so per-user work splits cleanly."""
-    return f"hash({column}::VARCHAR) % {int(buckets)} = {int(bucket)}"
+    """The SQL condition that a row's `column` (a user id) falls in `bucket` of `buckets` (`bucket_number`)."""
+    return f"{bucket_number(column, buckets)} = {int(bucket)}"
+
+
+def kth_smallest(con: duckdb.DuckDBPyConnection, source: str, column: str, k: int) -> Any:
+    """The value at 0-based position `k` of `column` of `source` (a table, or a query in parentheses) in
+    ascending order, as `np.sort(values)[k]` gives it, by counts per distinct value and their running sum
+    rather than a sort of every row: both spill."""
+    rows = con.sql(
+        f"""
+        WITH counts AS (SELECT {column} AS v, count(*) AS c FROM {source} WHERE {column} IS NOT NULL GROUP BY v),
+        running AS (SELECT v, sum(c) OVER (ORDER BY v ROWS UNBOUNDED PRECEDING) AS through FROM counts)
+        SELECT min(v) FROM running WHERE through > {int(k)}
+        """
+    ).fetchall()
+    if not rows or rows[0][0] is None:
+        raise ValueError(f"kth_smallest: {source} has no {k + 1}th value of {column}")
+    return rows[0][0]
 
 
 def map_buckets(step: Callable[..., T], config: EngineConfig, *args: Any) -> list[T]:

@@ -82,7 +82,15 @@ def validation_start(ts: np.ndarray, valid_fraction: float) -> int:
     return int(np.quantile(np.asarray(ts), 1 - valid_fraction, method="higher"))
 
 
-def test_period(events: pd.DataFrame, config: TestPeriodConfig) -> TestPeriod:
+def start_position(events: int, quantile: float) -> int:
+    """The 0-based position in ascending order of the value `np.quantile(values, quantile, method="higher")`
+    takes from `events` values (numpy's own arithmetic), for an engine that finds it without the values."""
+    return int(np.ceil((events - 1) * np.float64(quantile)))
+
+
+def test_period(events: pd.DataFrame, config: TestPeriodConfig, start_ts: int | None = None) -> TestPeriod:
+    """The test period of `events`. `start_ts`: the start of kind `time` when it was found over more events
+    than these (one bucket of users of a bucketed split)."""
     if events.empty:
         raise DataError("no events: the test period cannot be placed")
     users = events["user_id"].unique()
@@ -90,6 +98,8 @@ def test_period(events: pd.DataFrame, config: TestPeriodConfig) -> TestPeriod:
         start = (
             config.start_ts
             if config.start_ts is not None
+            else start_ts
+            if start_ts is not None
             else int(np.quantile(events["ts"].to_numpy(), config.start_quantile, method="higher"))
         )
         snapshot = pd.Series(float(start), index=users)

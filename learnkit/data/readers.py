@@ -153,21 +153,42 @@ def read_delimited(
     encoding: str = "utf-8",
     strip_types: bool = False,
 ) -> pd.DataFrame:
-    """Read a delimited text file into a frame of strings plus `_file` and `_row`.
+    """Read a delimited text file into a frame of strings plus `_file` and `_row` (all of
+    `iter_delimited`'s chunks, in one frame)."""
+    chunks = list(iter_delimited(path, table, log, sep=sep, names=names, encoding=encoding, strip_types=strip_types))
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def iter_delimited(
+    path: str | Path,
+    table: str,
+    log: RejectLog,
+    *,
+    sep: str = "\t",
+    names: list[str] | None = None,
+    encoding: str = "utf-8",
+    strip_types: bool = False,
+    chunk_rows: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """A delimited text file as frames of strings plus `_file` and `_row`, `chunk_rows` kept rows at a time
+    (None: one frame), so that memory does not grow with the file.
 
     With `names=None` the first line is the header (`strip_types` drops RecBole's `:type` suffixes). A UTF-8
-    byte-order mark before it is dropped. Every record is either in the frame or in `log`:
+    byte-order mark before it is dropped. Every record is either in a frame or in `log`:
     - a row with the wrong number of fields is logged and skipped;
     - a last line without a line break is logged and skipped (a file cut short mid-field would otherwise
-      turn a price of 49.99 into 4);
+      turn a price of 49.99 into 4); the last kept row is held back until the next one comes, so that it
+      never leaves in a frame before that is known;
     - with `sep=","` fields may be quoted; a quote that is not closed on its line is logged by its line unless
       it closes on a later line without swallowing a complete row (see `_Records`).
+    A file with a header and no rows is an error once it is read to its end; at least one frame comes
+    before that, or instead of it when every row was rejected (an empty frame with the file's columns).
     """
     path = Path(path)
     records = _Records(path, encoding, sep, quoted=sep == ",")
     rows: list[int] = []
     kept: list[list[str]] = []
-    row_no, last_text = 0, ""
+    row_no, last_text, yielded, any_kept = 0, "", False, False
     try:
         stream = iter(records)
         if names is None:
@@ -192,6 +213,9 @@ def read_delimited(
             else:
                 kept.append(fields)
                 rows.append(row_no)
+                if chunk_rows is not None and len(kept) > chunk_rows:  # the newest row stays: it may be the last
+                    yield _string_frame(kept[:-1], rows[:-1], names, path)
+                    kept, rows, yielded, any_kept = kept[-1:], rows[-1:], True, True
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid {encoding} text ({exc})") from exc
     if last_text and not last_text.endswith(("\n", "\r")) and rows and rows[-1] == row_no:
@@ -204,8 +228,14 @@ def read_delimited(
             sep.join(kept.pop()),
         )
         rows.pop()
-    if not kept and not log.count(table):
+    any_kept = any_kept or bool(kept)
+    if not any_kept and not log.count(table):
         raise DataError(f"{path}: has a header but no rows")
+    if kept or not yielded:
+        yield _string_frame(kept, rows, names, path)
+
+
+def _string_frame(kept: list[list[str]], rows: list[int], names: list[str], path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(kept, columns=names, dtype=object)
     frame["_file"] = str(path)
     frame["_row"] = rows
@@ -262,35 +292,61 @@ def hive_values(path: Path, root: Path) -> dict[str, str]:
 
 
 def read_parquet_rows(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet file or a folder of part files, keeping null (None) apart from NaN, plus `_file` (each
-    row's part file) and `_row` (its row in that file). A Hive partition folder's value becomes a text column."""
+    """Read a Parquet file or a folder of part files into one frame (`iter_parquet_rows`' frames)."""
+    frames = list(iter_parquet_rows(path))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def iter_parquet_rows(path: str | Path, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A Parquet file or a folder of part files as frames of at most `chunk_rows` rows (None: one per part),
+    keeping null (None) apart from NaN, plus `_file` (each row's part file) and `_row` (its row in that file).
+    A Hive partition folder's value becomes a text column. A table with no rows is an error, after its
+    (empty) frames."""
     path = Path(path)
-    frames, columns = [], None
+    columns: list[str] | None = None
+    rows_seen = 0
     for part in parquet_parts(path):
         try:
-            table = pq.read_table(part)
+            file = pq.ParquetFile(part)
+            names = [*file.schema_arrow.names]
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{part}: not a readable Parquet file (truncated or corrupt?): {exc}") from exc
         partition = hive_values(part, path) if part != path else {}
-        clash = sorted(set(partition) & set(table.column_names))
+        clash = sorted(set(partition) & set(names))
         if clash:
             raise DataError(f"{part}: column {clash[0]!r} is both in the file and a partition folder's name")
-        names = [*table.column_names, *partition]
         if columns is None:
-            columns = names
-        elif sorted(names) != sorted(columns):
+            columns = [*names, *partition]
+        elif sorted([*names, *partition]) != sorted(columns):
             raise DataError(
-                f"{part}: its columns ({', '.join(names)}) differ from the first part's ({', '.join(columns)})"
+                f"{part}: its columns ({', '.join([*names, *partition])}) differ from the first part's "
+                f"({', '.join(columns)})"
             )
-        frame = pd.DataFrame(
-            {name: pd.Series(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
-        )
-        for key, value in partition.items():
-            frame[key] = pd.Series([value] * len(frame), dtype=object)
-        frame["_file"] = str(part)
-        frame["_row"] = range(1, len(frame) + 1)
-        frames.append(frame)
-    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if rows.empty:
+        first_row = 1
+        for batch in _batches(file, part, chunk_rows):
+            frame = pd.DataFrame({name: pd.Series(batch.column(name).to_pylist(), dtype=object) for name in names})
+            for key, value in partition.items():
+                frame[key] = pd.Series([value] * len(frame), dtype=object)
+            frame["_file"] = str(part)
+            frame["_row"] = range(first_row, first_row + len(frame))
+            first_row += len(frame)
+            rows_seen += len(frame)
+            yield frame
+    if not rows_seen:
         raise DataError(f"{path}: has a schema but no rows")
-    return rows
+
+
+def _batches(file: pq.ParquetFile, part: Path, chunk_rows: int | None) -> Iterator[pa.Table | pa.RecordBatch]:
+    """A part's rows, `chunk_rows` at a time (None: the whole part), and at least one (maybe empty) batch."""
+    try:
+        if chunk_rows is None:
+            yield file.read()
+            return
+        empty = True
+        for batch in file.iter_batches(batch_size=chunk_rows):
+            empty = False
+            yield batch
+        if empty:
+            yield file.schema_arrow.empty_table()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{part}: not a readable Parquet file (truncated or corrupt?): {exc}") from exc

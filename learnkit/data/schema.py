@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from learnkit.core.errors import DataError
 
@@ -157,6 +159,9 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     missing = np.zeros(n, dtype=bool)
     error = np.full(n, None, dtype=object)
     nan_is_missing = values.dtype.kind == "f"  # in a float column NaN is pandas' own null marker
+    if pd.api.types.infer_dtype(values, skipna=False) in ("integer", "floating", "mixed-integer-float"):
+        numbers = values.to_numpy(dtype=np.float64)  # numbers only (no None, text or bool): as the loop takes them
+        return numbers, (np.isnan(numbers) if nan_is_missing else missing), error
     for i, v in enumerate(values.tolist()):
         if _is_missing(v) or (nan_is_missing and isinstance(v, float) and math.isnan(v)):
             missing[i] = True
@@ -217,11 +222,31 @@ def _text_reason(value: Any, max_chars: int) -> tuple[str | None, str]:
     return None, value
 
 
+def _plain_ascii(values: pd.Series, max_chars: int) -> bool:
+    """Whether every cell is text of printable ASCII, not blank and at most `max_chars` long: text that every
+    check accepts as it is, found by Arrow's kernels instead of one Python call per cell (the usual ids)."""
+    if not len(values) or pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return False
+    try:
+        texts = pa.array(values.to_numpy(), type=pa.string())
+    except (pa.ArrowException, UnicodeError):  # undecodable bytes arrive as surrogates, which UTF-8 cannot hold
+        return False
+    checks = (
+        pc.string_is_ascii(texts),
+        pc.ascii_is_printable(texts),
+        pc.less_equal(pc.utf8_length(texts), max_chars),
+        pc.not_equal(pc.ascii_trim(texts, " "), ""),
+    )
+    return all(pc.all(check).as_py() for check in checks)
+
+
 def _ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Ids are kept byte-exact: nothing is stripped or collapsed, so distinct ids never merge. Integers
     are taken as their decimal text; any other non-text value (a float, a list) is refused."""
     texts = np.full(len(values), None, dtype=object)
     reasons = np.full(len(values), None, dtype=object)
+    if _plain_ascii(values, 1_000):
+        return values.to_numpy(dtype=object, copy=True), reasons
     for i, v in enumerate(values.tolist()):
         if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
             reasons[i] = "empty id"
@@ -306,9 +331,30 @@ def _first_rows(raw: pd.DataFrame, keys: pd.Series, ok: np.ndarray) -> dict[Any,
     return first
 
 
+@dataclass(frozen=True)
+class ItemLookup:
+    """What an event is checked against: the valid items' ids (as Arrow, for its hash lookup) and prices.
+    Built once per import, not once per chunk of a streamed one."""
+
+    ids: pa.Array
+    prices: np.ndarray
+
+    @classmethod
+    def of(cls, items: pd.DataFrame) -> ItemLookup:
+        return cls(pa.array(items["item_id"].to_numpy(), type=pa.string()), items["price"].to_numpy(np.float64))
+
+
 def validate_events(
-    raw: pd.DataFrame, file: str, items: pd.DataFrame, rules: ValidationRules, log: RejectLog
+    raw: pd.DataFrame,
+    file: str,
+    items: pd.DataFrame | ItemLookup,
+    rules: ValidationRules,
+    log: RejectLog,
+    duplicates: Literal["reject", "keep"] = "reject",
 ) -> pd.DataFrame:
+    """The valid events of `raw`, every other row logged. `duplicates="keep"` leaves events equal in user,
+    item, time and event to the caller, who sees more rows than this frame (a streamed import, which
+    rejects them across chunks): the kept rows then keep their origin columns (`_file`, `_row`, ...)."""
     require_columns(raw, ("user_id", "item_id", "ts", "label"), file)
     raw = raw.reset_index(drop=True)
     n = len(raw)
@@ -331,8 +377,11 @@ def validate_events(
     reject(reason != None, "user_id", reason)  # noqa: E711
     item_ids, reason = _ids(raw["item_id"])
     reject(reason != None, "item_id", reason)  # noqa: E711
-    known = pd.Index(items["item_id"])
-    reject(~pd.Series(item_ids).isin(known).to_numpy(), "item_id", "unknown item_id (not in items)")
+    # each event's item's row in `items` (NaN for none), by Arrow's hash lookup: a chunk of a streamed import
+    # must not rebuild an index of every item
+    lookup = items if isinstance(items, ItemLookup) else ItemLookup.of(items)
+    item_row = pc.index_in(pa.array(item_ids, type=pa.string()), value_set=lookup.ids).to_numpy(zero_copy_only=False)
+    reject(np.isnan(item_row), "item_id", "unknown item_id (not in items)")
 
     ts, missing, error = parse_numbers(raw["ts"])
     reject(error != None, "ts", error)  # noqa: E711
@@ -354,9 +403,10 @@ def validate_events(
     reject(error != None, "label", error)  # noqa: E711
     reject(missing | ~np.isin(label, (0.0, 1.0)), "label", "label must be 0 or 1")
 
-    price_of = pd.Series(items["price"].to_numpy(), index=known)
-    default_value = price_of.reindex(item_ids).to_numpy()
-    default_value = np.where(np.isnan(default_value), 1.0, default_value)
+    known = ~np.isnan(item_row)
+    default_value = np.full(n, 1.0)
+    prices = lookup.prices[item_row[known].astype(np.int64)]
+    default_value[known] = np.where(np.isnan(prices), 1.0, prices)
     if "value" in raw.columns:
         value, missing, error = parse_numbers(raw["value"])
         reject(error != None, "value", error)  # noqa: E711
@@ -373,7 +423,7 @@ def validate_events(
         events = np.full(n, "interaction", dtype=object)
 
     frame = pd.DataFrame({"user_id": users, "item_id": item_ids, "ts": ts, "event": events})
-    dup = frame.duplicated(keep="first").to_numpy() & ~bad
+    dup = frame.duplicated(keep="first").to_numpy() & ~bad if duplicates == "reject" else np.zeros(n, dtype=bool)
     if dup.any():
         keys = pd.Series(list(zip(users, item_ids, ts, events, strict=True)))
         first_row = _first_rows(raw, keys, ~bad)
@@ -397,6 +447,9 @@ def validate_events(
     extras = [c for c in raw.columns if c not in EVENT_COLUMNS and not c.startswith("_")]
     for c in extras:
         events_df[c] = raw[c].to_numpy()[keep]
+    if duplicates == "keep":
+        for c in (c for c in raw.columns if c.startswith("_")):
+            events_df[c] = raw[c].to_numpy()[keep]
     return events_df
 
 

@@ -122,10 +122,12 @@ def make_split(
     config: SplitConfig,
     in_test_period: np.ndarray | None = None,
     engine: EngineConfig | None = None,
+    require_examples: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """Returns (examples, stats); examples has columns user_id, history, target, part.
     `in_test_period` ([events] bool, aligned with `events`) is needed by `boundary: test_period`. The users'
-    sequences are sorted in DuckDB under `engine` (`learnkit.data.sequences`)."""
+    sequences are sorted in DuckDB under `engine` (`learnkit.data.sequences`). A split with no examples is an
+    error unless `require_examples` is false (one bucket of users of a bucketed split)."""
     columns: list[str] = []
     if config.boundary == "test_period" and config.kind == "temporal":
         if in_test_period is None:
@@ -198,7 +200,7 @@ def make_split(
                 continue
             rows += _leave_one_out(user, train, valid[0], test[0], config)
     examples = _examples(rows)
-    if examples.empty:
+    if examples.empty and require_examples:
         raise DataError(f"split {config.kind!r} left no examples (users skipped: {skipped})")
     counts = examples["part"].value_counts()
     stats.update(
@@ -214,29 +216,36 @@ def split_around_period(
     before_period: bool,
     ranker_valid_fraction: float | None = None,
     engine: EngineConfig | None = None,
+    starts: tuple[int | None, int | None] | None = None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(examples, stats, the events the model may see). With `boundary: test_period` the test targets are
     the users' events in the run's test period and training sees only what came before it; with
     `before_period` the whole split is made inside the events before the test period, and with
     `ranker_valid_fraction` also before the ranker's validation slice (its newest share of those events).
     Either way, the examples also hold `period` rows: each target in the test period with the history just
-    before it (`period_examples`), for scoring the towers where the rankers are judged."""
+    before it (`period_examples`), for scoring the towers where the rankers are judged.
+
+    `starts`: (the test period's start, the ranker's validation start) found over more events than these, for
+    one bucket of users of a bucketed split (`learnkit.data.bucketed`), which also takes a bucket with no
+    examples."""
     on_period = config.kind == "temporal" and config.boundary == "test_period"
-    found = test_period(events, period) if (before_period or on_period) else None
+    bucket = starts is not None
+    starts = starts or (None, None)
+    found = test_period(events, period, starts[0]) if (before_period or on_period) else None
     if found is None:
-        examples, stats = make_split(events, config, engine=engine)
+        examples, stats = make_split(events, config, engine=engine, require_examples=not bucket)
         return examples, stats, events
     in_period = period_examples(events, found.in_test, config, engine)
     if on_period:
-        examples, stats = make_split(events, config, found.in_test, engine)
+        examples, stats = make_split(events, config, found.in_test, engine, require_examples=not bucket)
         stats["test_period"] = found.description
         return _with_period_rows(examples, stats, in_period), stats, events[~found.in_test]
     events = events[~found.in_test]
     cutoff = None
     if ranker_valid_fraction is not None:
-        cutoff = validation_start(events["ts"].to_numpy(), ranker_valid_fraction)
+        cutoff = starts[1] if bucket else validation_start(events["ts"].to_numpy(), ranker_valid_fraction)
         events = events[events["ts"].to_numpy() < cutoff]
-    examples, stats = make_split(events, config, engine=engine)
+    examples, stats = make_split(events, config, engine=engine, require_examples=not bucket)
     stats["trained_before"] = found.description + (
         f", and before the ranker's validation slice (ts {cutoff} on)" if cutoff is not None else ""
     )

@@ -43,19 +43,35 @@ class CanonicalDataset:
 
 def validate(raw: RawDataset, rules: ValidationRules) -> CanonicalDataset:
     """Validate a raw dataset; raises `DataError` on any rejection when `rules.on_error == 'fail'`."""
-    log = raw.log
-    if raw.ordinal_time and not rules.ordinal_time:
-        rules = ValidationRules(**{**rules.__dict__, "ordinal_time": True})
+    log, rules = raw.log, rules_for(raw, rules)
     items = validate_items(raw.items, raw.items_file, rules, log)
     events = validate_events(raw.events, raw.events_file, items, rules, log)
     users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
     log.raise_if_any(rules.on_error)
     if events.empty:
         raise DataError(f"{raw.events_file}: no valid events left after validation")
+    kept = {"items": len(items), "events": len(events), "users": len(users) if users is not None else None}
+    report = validation_report(raw, rules, kept)
+    return CanonicalDataset(items=items, events=events, users=users, rejected=log.frame(), report=report)
+
+
+def rules_for(raw: RawDataset, rules: ValidationRules) -> ValidationRules:
+    """The rules a dataset is validated by: ordinal time when its importer says its times are positions."""
+    if raw.ordinal_time and not rules.ordinal_time:
+        return ValidationRules(**{**rules.__dict__, "ordinal_time": True})
+    return rules
+
+
+def validation_report(raw: RawDataset, rules: ValidationRules, kept: dict[str, int | None]) -> dict[str, Any]:
+    """`validation.json`: what was kept and rejected of each table, after checking that every row read is one
+    or the other (`kept`: rows kept per table, None for a table the dataset does not have; `rules`: as
+    `rules_for` gives them)."""
+    log = raw.log
     report = {
-        "items": {"kept": len(items), "rejected": log.count("items")},
-        "events": {"kept": len(events), "rejected": log.count("events")},
-        "users": ({"kept": len(users), "rejected": log.count("users")} if users is not None else None),
+        **{
+            table: ({"kept": kept[table], "rejected": log.count(table)} if kept[table] is not None else None)
+            for table in ("items", "events", "users")
+        },
         "rejected_total": log.count(),
         "rejected_by_reason": log.by_reason(),
         "on_error": rules.on_error,
@@ -63,12 +79,11 @@ def validate(raw: RawDataset, rules: ValidationRules) -> CanonicalDataset:
         "notes": raw.notes,
         "counters": raw.counters,
     }
-    kept = {"items": len(items), "events": len(events), "users": len(users) if users is not None else 0}
     for table, rows in raw.rows_read.items():
-        _check_accounting(table, getattr(raw, f"{table}_file"), rows, kept[table], log.rows_of(table))
+        _check_accounting(table, getattr(raw, f"{table}_file"), rows, kept[table] or 0, log.rows_of(table))
     for table in ("items", "events"):
         report[table]["input_rows"] = raw.rows_read.get(table, kept[table] + log.rows_of(table))
-    return CanonicalDataset(items=items, events=events, users=users, rejected=log.frame(), report=report)
+    return report
 
 
 def _check_accounting(table: str, file: str, rows: int, kept: int, rejected: int) -> None:

@@ -26,7 +26,14 @@ def _locate(path: Path, stem: str, required: bool) -> Path | None:
     return None
 
 
-def _read(file: Path, table: str, log: RejectLog):
+def locate_tables(path: Path) -> dict[str, Path]:
+    """The canonical tables' files in a folder: items and events (required) and users (when present)."""
+    found = {stem: _locate(path, stem, stem != "users") for stem in ("items", "events", "users")}
+    return {stem: file for stem, file in found.items() if file is not None}
+
+
+def read_table(file: Path, table: str, log: RejectLog):
+    """One table's file into a frame of raw values with `_file` and `_row`; rows that do not parse go to `log`."""
     if file.suffix == ".parquet":
         return read_parquet_rows(file)
     return read_delimited(file, table, log, sep=",")
@@ -36,22 +43,15 @@ def read_canonical(path: Path) -> RawDataset:
     """The tables as they are; `rows_read` counts every record of each file, so that validation can prove
     that each one was kept or rejected."""
     log = RejectLog()
-    items_f = _locate(path, "items", True)
-    events_f = _locate(path, "events", True)
-    users_f = _locate(path, "users", False)
-    assert items_f is not None and events_f is not None
-    frames = {
-        table: _read(file, table, log)
-        for table, file in (("items", items_f), ("events", events_f), ("users", users_f))
-        if file is not None
-    }
+    files = locate_tables(path)
+    frames = {table: read_table(file, table, log) for table, file in files.items()}
     return RawDataset(
         items=frames["items"],
         events=frames["events"],
         users=frames.get("users"),
-        items_file=str(items_f),
-        events_file=str(events_f),
-        users_file=str(users_f or ""),
+        items_file=str(files["items"]),
+        events_file=str(files["events"]),
+        users_file=str(files.get("users", "")),
         log=log,
         rows_read={table: len(frame) + log.rows_of(table) for table, frame in frames.items()},
     )

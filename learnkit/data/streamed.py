@@ -1,0 +1,207 @@
+"""The canonical events, imported a chunk at a time into a folder of one Parquet part per user bucket.
+
+The in-memory import (`learnkit.data.importers.validate`) holds every event as Python objects, about 0.6 KB
+each, so a 24 GB machine stops near 30M events. This import holds one chunk at a time:
+1. the strict readers (`iter_delimited`, `iter_parquet_rows`) hand over `chunk_rows` rows at a time. Each
+   chunk is validated by the same rules (`validate_events`), and its rows, tagged with their user bucket and
+   their input position, go to a staging file with one row group per bucket;
+2. each bucket's staged rows are read back in DuckDB (the row groups of other buckets are skipped by their
+   statistics). An event equal to an earlier one in user, item, time and event is rejected naming that
+   row's number, as the in-memory import rejects it, and the rest become the bucket's part, in input order.
+
+Every input row is kept or rejected with a reason (`validation_report` checks the count), and the output
+folder appears by one rename when everything is written: a failed import leaves no folder behind. The folder
+says how it is bucketed in `_buckets.json`, which readers of part folders skip (`parquet_parts`), so that a
+per-user step can read one bucket's part instead of every event.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from learnkit.core.errors import DataError
+from learnkit.core.fsutil import publish_folder, read_json, write_json
+from learnkit.core.progress import progress_bar
+from learnkit.core.sql import EngineConfig, bucket_number, connect
+from learnkit.data.importers import RawDataset, rules_for, validation_report
+from learnkit.data.importers.canonical import locate_tables, read_table
+from learnkit.data.readers import iter_delimited, iter_parquet_rows
+from learnkit.data.schema import ItemLookup, RejectLog, ValidationRules, validate_events, validate_items, validate_users
+
+MANIFEST = "_buckets.json"
+DUPLICATE_KEY = ("user_id", "item_id", "ts", "event")
+
+
+@dataclass
+class StreamedDataset:
+    """A canonical dataset whose events are a part folder (`events`), one part per user bucket."""
+
+    items: pd.DataFrame
+    users: pd.DataFrame | None
+    events: Path
+    buckets: int
+    rejected: pd.DataFrame
+    report: dict[str, Any]
+
+
+def import_canonical_streamed(
+    folder: Path,
+    rules: ValidationRules,
+    events_out: Path,
+    engine: EngineConfig | None = None,
+    chunk_rows: int = 200_000,
+) -> StreamedDataset:
+    """Import a canonical dataset folder (`learnkit.data.importers.canonical`), its events streamed into
+    `events_out` as `engine.buckets` parts. Items and users are read whole: every event is checked against
+    the items. Raises `DataError` on any rejection when `rules.on_error == 'fail'`, leaving no output."""
+    engine = engine or EngineConfig()
+    log = RejectLog()
+    found = locate_tables(folder)
+    raw = RawDataset(
+        items=read_table(found["items"], "items", log),
+        events=pd.DataFrame(),
+        users=read_table(found["users"], "users", log) if "users" in found else None,
+        items_file=str(found["items"]),
+        events_file=str(found["events"]),
+        users_file=str(found.get("users", "")),
+        log=log,
+    )
+    raw.rows_read = {"items": len(raw.items) + log.rows_of("items")}
+    if raw.users is not None:
+        raw.rows_read["users"] = len(raw.users) + log.rows_of("users")
+    rules = rules_for(raw, rules)
+    items = validate_items(raw.items, raw.items_file, rules, log)
+    users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
+    raw.items = raw.users = None  # type: ignore[assignment]  # counted: only the validated tables are needed
+    staging = events_out.parent / f".{events_out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        read, staged = _stage_chunks(
+            found["events"], ItemLookup.of(items), rules, log, staging / "chunks", engine, chunk_rows
+        )
+        raw.rows_read["events"] = read
+        kept = _write_buckets(staged, str(found["events"]), log, staging / "events", engine)
+        log.raise_if_any(rules.on_error)
+        if not kept:
+            raise DataError(f"{found['events']}: no valid events left after validation")
+        report = validation_report(
+            raw, rules, {"items": len(items), "events": kept, "users": len(users) if users is not None else None}
+        )
+        manifest = {"buckets": engine.buckets, "bucket": bucket_number("user_id", engine.buckets)}
+        write_json(staging / "events" / MANIFEST, manifest)
+        publish_folder(staging / "events", events_out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return StreamedDataset(items, users, events_out, engine.buckets, log.frame(), report)
+
+
+def _chunks(file: Path, log: RejectLog, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    if file.suffix == ".parquet":
+        return iter_parquet_rows(file, chunk_rows)
+    return iter_delimited(file, "events", log, sep=",", chunk_rows=chunk_rows)
+
+
+def _stage_chunks(
+    file: Path,
+    items: ItemLookup,
+    rules: ValidationRules,
+    log: RejectLog,
+    staging: Path,
+    engine: EngineConfig,
+    chunk_rows: int,
+) -> tuple[int, list[Path]]:
+    """Validate the events a chunk at a time, each chunk's valid rows staged as one file with a row group per
+    bucket; (rows read, the staged files). Duplicates are left for `_write_buckets`, which sees every chunk."""
+    staging.mkdir()
+    reader_log = RejectLog()  # the rows the reader rejects: each is a row read that is in no chunk
+    read, staged = 0, []
+    with progress_bar(desc="import events", unit="rows") as bar, connect(engine) as con:
+        for chunk in _chunks(file, reader_log, chunk_rows):
+            chunk["_seq"] = np.arange(read, read + len(chunk), dtype=np.int64)  # input order, across parts
+            read += len(chunk)
+            valid = validate_events(chunk, str(file), items, rules, log, duplicates="keep")
+            if len(valid):
+                staged.append(_stage(valid, staging / f"chunk-{len(staged):06d}.parquet", file, con, engine.buckets))
+            bar.update(len(chunk))
+    log.rows.extend(reader_log.rows)
+    return read + reader_log.rows_of("events"), staged
+
+
+def _stage(valid: pd.DataFrame, path: Path, file: Path, con: duckdb.DuckDBPyConnection, buckets: int) -> Path:
+    try:
+        table = pa.Table.from_pandas(valid, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        rows = f"rows {int(valid['_row'].iloc[0])}-{int(valid['_row'].iloc[-1])}"
+        raise DataError(f"{file}: {rows}: a column mixes types that one Parquet column cannot hold ({exc})") from exc
+    con.register("chunk", table)
+    number = np.asarray(
+        con.sql(f"SELECT {bucket_number('user_id', buckets)} AS b FROM chunk").fetchnumpy()["b"], dtype=np.int32
+    )
+    con.unregister("chunk")
+    order = np.argsort(number, kind="stable")
+    table = table.take(pa.array(order)).append_column("_bucket", pa.array(number[order]))
+    edges = np.flatnonzero(np.diff(number[order])) + 1
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for start, end in zip(np.r_[0, edges], np.r_[edges, len(order)], strict=True):
+            writer.write_table(table.slice(int(start), int(end - start)))  # one row group per bucket
+    return path
+
+
+def _write_buckets(staged: list[Path], file: str, log: RejectLog, out: Path, engine: EngineConfig) -> int:
+    """Each bucket's staged rows, duplicates rejected, as `out/part-NNNNN.parquet` in input order; the rows kept."""
+    out.mkdir()
+    kept = 0
+    if not staged:
+        return kept
+    files = ", ".join(f"'{str(p).replace(chr(39), chr(39) * 2)}'" for p in staged)
+    key = ", ".join(DUPLICATE_KEY)
+    with connect(engine) as con:  # one connection: each staged file's footer is read once, not once per bucket
+        con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
+        for bucket in progress_bar(range(engine.buckets), desc="events by user bucket", unit="bucket"):
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE ranked AS SELECT *,
+                    row_number() OVER (PARTITION BY {key} ORDER BY _seq) AS _nth,
+                    first_value(_row) OVER (PARTITION BY {key} ORDER BY _seq) AS _first_row
+                FROM staged WHERE _bucket = {bucket}"""
+            )
+            for row_file, row, item, first in con.sql(
+                "SELECT _file, _row, item_id, _first_row FROM ranked WHERE _nth > 1 ORDER BY _seq"
+            ).fetchall():
+                log.add(
+                    "events",
+                    row_file,
+                    row,
+                    "item_id",
+                    f"duplicate event: same user_id, item_id, ts and event as row {first}",
+                    item,
+                )
+            part = con.sql("SELECT * FROM ranked WHERE _nth = 1 ORDER BY _seq").to_arrow_table()
+            con.execute("DROP TABLE ranked")
+            part = part.drop_columns([c for c in part.column_names if c.startswith("_")])
+            pq.write_table(part, out / f"part-{bucket:05d}.parquet")
+            kept += len(part)
+    return kept
+
+
+def bucket_parts(events: Path) -> tuple[int, list[Path]]:
+    """(buckets, the part of each bucket) of an events folder that `import_canonical_streamed` wrote."""
+    manifest = events / MANIFEST
+    if not manifest.is_file():
+        raise DataError(f"{events}: not an events folder bucketed by user ({MANIFEST} is missing)")
+    buckets = int(read_json(manifest)["buckets"])
+    parts = [events / f"part-{b:05d}.parquet" for b in range(buckets)]
+    missing = [p for p in parts if not p.is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: a bucket's part is missing ({buckets} buckets in {manifest})")
+    return buckets, parts
