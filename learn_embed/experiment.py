@@ -27,7 +27,9 @@ from learn_embed.pch import LearnModel
 from learn_embed.retrieval import per_user_metrics, top_k
 from learn_embed.train import NO_TIME, SequenceData, train
 from learnkit.core.fsutil import child, read_json, write_json, write_parquet
+from learnkit.core.sql import EngineConfig
 from learnkit.data.catalog import Catalog
+from learnkit.data.firsts import first_times
 from learnkit.data.period import TestPeriodConfig, test_period
 from learnkit.data.splits import training_item_counts
 from learnkit.data.text import TemplateConfig, item_sentences
@@ -65,12 +67,13 @@ class EventClock:
     first: pd.Series  # (user_id, item_id) -> ts of the user's first event with the item
 
     @classmethod
-    def of(cls, events: pd.DataFrame, catalog: Catalog) -> EventClock:
-        born = events.groupby("item_id")["ts"].min().reindex(catalog.ids)
+    def of(cls, events: pd.DataFrame, catalog: Catalog, engine: EngineConfig | None = None) -> EventClock:
+        """Both from `events`, aggregated in DuckDB under `engine` (`learnkit.data.firsts`)."""
+        born = first_times(events, ["item_id"], engine).reindex(catalog.ids)
         known = born.notna().to_numpy()
         birth = torch.full((len(catalog.ids),), NO_TIME, dtype=torch.int64)
         birth[torch.tensor(known)] = torch.tensor(born[known].to_numpy(dtype=np.int64))
-        return cls(birth, events.groupby(["user_id", "item_id"])["ts"].min())
+        return cls(birth, first_times(events, ["user_id", "item_id"], engine))
 
     def target_times(self, examples: pd.DataFrame) -> list[list[int]]:
         """Each example's target times (a user's first event with the item: earlier, never later, than the

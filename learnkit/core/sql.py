@@ -93,6 +93,11 @@ def _quoted(path: str | Path) -> str:
     return str(path).replace("'", "''")
 
 
+def sql_path(path: str | Path) -> str:
+    """A file's path as an SQL string literal."""
+    return f"'{_quoted(path)}'"
+
+
 def bucket_number(column: str, buckets: int) -> str:
     """The SQL of a row's user bucket, from its `column` (a user id): DuckDB's hash modulo `buckets`, fixed by
     the pinned version. Every user's rows fall in one bucket, so per-user work splits cleanly."""

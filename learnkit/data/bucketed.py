@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import publish_folder, write_json
 from learnkit.core.progress import progress_bar
-from learnkit.core.sql import EngineConfig, connect, kth_smallest
+from learnkit.core.sql import EngineConfig, connect, kth_smallest, sql_path
 from learnkit.data.period import TestPeriodConfig, start_position
 from learnkit.data.splits import SplitConfig, split_around_period
 from learnkit.data.streamed import MANIFEST, bucket_parts
@@ -52,7 +52,7 @@ def split_bucketed(
             "is not placed per bucket yet)"
         )
     starts = _starts(parts, config, period, before_period, ranker_valid_fraction, engine)
-    staging = out.parent / f".{out.name}.staging"
+    staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     totals: dict[str, Any] = {}
@@ -92,7 +92,7 @@ def _starts(
     on_period = config.kind == "temporal" and config.boundary == "test_period"
     if not (before_period or on_period) or period.kind != "time":
         return None, None
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+    files = ", ".join(sql_path(p) for p in parts)
     with connect(engine) as con:
         con.execute(f"CREATE VIEW events AS SELECT ts FROM read_parquet([{files}])")
         start = period.start_ts

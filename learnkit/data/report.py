@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from learnkit.core.formatting import md_table
+from learnkit.core.sql import EngineConfig, connect, sql_path
+from learnkit.data.readers import parquet_parts
 
 
-def data_metrics(items: pd.DataFrame, events: pd.DataFrame, report: dict[str, Any], fmt: str) -> dict[str, Any]:
+def event_figures(events: Path, engine: EngineConfig) -> dict[str, int]:
+    """Events, users with events and positive events of the canonical events table (a file or a folder of
+    parts), counted in DuckDB."""
+    with connect(engine) as con:
+        (count, users, positives), *_ = con.sql(
+            "SELECT count(*), count(DISTINCT user_id), coalesce(sum(label), 0) "
+            f"FROM read_parquet([{', '.join(sql_path(p) for p in parquet_parts(events))}])"
+        ).fetchall()
+    return {"events": int(count), "users": int(users), "positives": int(positives)}
+
+
+def data_metrics(items: int, events: dict[str, int], report: dict[str, Any], fmt: str) -> dict[str, Any]:
     return {
-        "items": len(items),
-        "events": len(events),
+        "items": items,
+        "events": events["events"],
         "rejected": int(report["rejected_total"]),
-        "users": int(events["user_id"].nunique()),
-        "positives": int(events["label"].sum()),
+        "users": events["users"],
+        "positives": events["positives"],
         "format": fmt,
     }
 

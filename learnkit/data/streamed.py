@@ -3,11 +3,11 @@
 The in-memory import (`learnkit.data.importers.validate`) holds every event as Python objects, about 0.6 KB
 each, so a 24 GB machine stops near 30M events. This import holds one chunk at a time:
 1. the strict readers (`iter_delimited`, `iter_parquet_rows`) hand over `chunk_rows` rows at a time. Each
-   chunk is validated by the same rules (`validate_events`), and its rows, tagged with their user bucket and
-   their input position, go to a staging file with one row group per bucket;
-2. each bucket's staged rows are read back in DuckDB (the row groups of other buckets are skipped by their
-   statistics). An event equal to an earlier one in user, item, time and event is rejected naming that
-   row's number, as the in-memory import rejects it, and the rest become the bucket's part, in input order.
+   chunk is validated by the same rules (`validate_events`), and its rows, tagged with their input position,
+   are appended to their user bucket's staging file (one open file per bucket, a row group per chunk);
+2. each bucket's staging file is read back in DuckDB. An event equal to an earlier one in user, item, time
+   and event is rejected naming that row's number, as the in-memory import rejects it, and the rest become
+   the bucket's part, in input order.
 
 Every input row is kept or rejected with a reason (`validation_report` checks the count), and the output
 folder appears by one rename when everything is written: a failed import leaves no folder behind. The folder
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import publish_folder, read_json, write_json
 from learnkit.core.progress import progress_bar
-from learnkit.core.sql import EngineConfig, bucket_number, connect
+from learnkit.core.sql import EngineConfig, bucket_number, connect, sql_path
 from learnkit.data.importers import RawDataset, rules_for, validation_report
 from learnkit.data.importers.canonical import locate_tables, read_table
 from learnkit.data.readers import iter_delimited, iter_parquet_rows
@@ -83,7 +83,7 @@ def import_canonical_streamed(
     items = validate_items(raw.items, raw.items_file, rules, log)
     users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
     raw.items = raw.users = None  # type: ignore[assignment]  # counted: only the validated tables are needed
-    staging = events_out.parent / f".{events_out.name}.staging"
+    staging = events_out.parent / f".{events_out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -91,7 +91,7 @@ def import_canonical_streamed(
             found["events"], ItemLookup.of(items), rules, log, staging / "chunks", engine, chunk_rows
         )
         raw.rows_read["events"] = read
-        kept = _write_buckets(staged, str(found["events"]), log, staging / "events", engine)
+        kept = _write_buckets(staged, log, staging / "events", engine)
         log.raise_if_any(rules.on_error)
         if not kept:
             raise DataError(f"{found['events']}: no valid events left after validation")
@@ -121,59 +121,93 @@ def _stage_chunks(
     engine: EngineConfig,
     chunk_rows: int,
 ) -> tuple[int, list[Path]]:
-    """Validate the events a chunk at a time, each chunk's valid rows staged as one file with a row group per
-    bucket; (rows read, the staged files). Duplicates are left for `_write_buckets`, which sees every chunk."""
+    """Validate the events a chunk at a time, each chunk's valid rows appended to its users' buckets' staging
+    files (a row group per chunk); (rows read, each bucket's staging file). Duplicates are left for
+    `_write_buckets`, which sees all of a bucket's rows."""
     staging.mkdir()
     reader_log = RejectLog()  # the rows the reader rejects: each is a row read that is in no chunk
-    read, staged = 0, []
-    with progress_bar(desc="import events", unit="rows") as bar, connect(engine) as con:
+    read = 0
+    with (
+        progress_bar(desc="import events", unit="rows") as bar,
+        connect(engine) as con,
+        _BucketFiles(staging, engine.buckets, str(file)) as buckets,
+    ):
         for chunk in _chunks(file, reader_log, chunk_rows):
             chunk["_seq"] = np.arange(read, read + len(chunk), dtype=np.int64)  # input order, across parts
             read += len(chunk)
             valid = validate_events(chunk, str(file), items, rules, log, duplicates="keep")
             if len(valid):
-                staged.append(_stage(valid, staging / f"chunk-{len(staged):06d}.parquet", file, con, engine.buckets))
+                buckets.append(valid, con)
             bar.update(len(chunk))
     log.rows.extend(reader_log.rows)
-    return read + reader_log.rows_of("events"), staged
+    return read + reader_log.rows_of("events"), buckets.paths
 
 
-def _stage(valid: pd.DataFrame, path: Path, file: Path, con: duckdb.DuckDBPyConnection, buckets: int) -> Path:
-    try:
-        table = pa.Table.from_pandas(valid, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+class _BucketFiles:
+    """One open Parquet file per user bucket, each chunk's rows of that bucket appended as a row group: a
+    bucket is then read back from its own file alone, with memory bounded by the bucket."""
+
+    def __init__(self, folder: Path, buckets: int, file: str) -> None:
+        self.folder, self.buckets, self.file = folder, buckets, file
+        self.writers: dict[int, pq.ParquetWriter] = {}
+        self.schema: pa.Schema | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.folder / f"bucket-{b:05d}.parquet" for b in sorted(self.writers)]
+
+    def __enter__(self) -> _BucketFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+    def append(self, valid: pd.DataFrame, con: duckdb.DuckDBPyConnection) -> None:
         rows = f"rows {int(valid['_row'].iloc[0])}-{int(valid['_row'].iloc[-1])}"
-        raise DataError(f"{file}: {rows}: a column mixes types that one Parquet column cannot hold ({exc})") from exc
-    con.register("chunk", table)
-    number = np.asarray(
-        con.sql(f"SELECT {bucket_number('user_id', buckets)} AS b FROM chunk").fetchnumpy()["b"], dtype=np.int32
-    )
-    con.unregister("chunk")
-    order = np.argsort(number, kind="stable")
-    table = table.take(pa.array(order)).append_column("_bucket", pa.array(number[order]))
-    edges = np.flatnonzero(np.diff(number[order])) + 1
-    with pq.ParquetWriter(path, table.schema) as writer:
-        for start, end in zip(np.r_[0, edges], np.r_[edges, len(order)], strict=True):
-            writer.write_table(table.slice(int(start), int(end - start)))  # one row group per bucket
-    return path
+        try:
+            table = pa.Table.from_pandas(valid, preserve_index=False)
+            if self.schema is None:  # a column with no value yet is text: later chunks may fill it
+                fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+                self.schema = pa.schema(fields)
+            table = table.select(self.schema.names).cast(self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
+            raise DataError(
+                f"{self.file}: {rows}: a column's values do not fit the type the rows before gave it ({exc})"
+            ) from exc
+        con.register("chunk", table)
+        number = np.asarray(
+            con.sql(f"SELECT {bucket_number('user_id', self.buckets)} AS b FROM chunk").fetchnumpy()["b"], np.int32
+        )
+        con.unregister("chunk")
+        order = np.argsort(number, kind="stable")
+        table, number = table.take(pa.array(order)), number[order]
+        edges = np.r_[0, np.flatnonzero(np.diff(number)) + 1, len(number)]
+        for start, end in zip(edges[:-1], edges[1:], strict=True):
+            bucket = int(number[start])
+            if bucket not in self.writers:
+                path = self.folder / f"bucket-{bucket:05d}.parquet"
+                self.writers[bucket] = pq.ParquetWriter(path, self.schema)
+            self.writers[bucket].write_table(table.slice(int(start), int(end - start)))
 
 
-def _write_buckets(staged: list[Path], file: str, log: RejectLog, out: Path, engine: EngineConfig) -> int:
-    """Each bucket's staged rows, duplicates rejected, as `out/part-NNNNN.parquet` in input order; the rows kept."""
+def _write_buckets(staged: list[Path], log: RejectLog, out: Path, engine: EngineConfig) -> int:
+    """Each bucket's staged rows, duplicates rejected, as `out/part-NNNNN.parquet` in input order (a bucket
+    without rows: an empty part); the rows kept."""
     out.mkdir()
     kept = 0
     if not staged:
         return kept
-    files = ", ".join(f"'{str(p).replace(chr(39), chr(39) * 2)}'" for p in staged)
     key = ", ".join(DUPLICATE_KEY)
-    with connect(engine) as con:  # one connection: each staged file's footer is read once, not once per bucket
-        con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
-        for bucket in progress_bar(range(engine.buckets), desc="events by user bucket", unit="bucket"):
+    for bucket in progress_bar(range(engine.buckets), desc="events by user bucket", unit="bucket"):
+        path = staged[0].parent / f"bucket-{bucket:05d}.parquet"
+        rows = f"read_parquet({sql_path(path)})" if path.is_file() else f"read_parquet({sql_path(staged[0])}) LIMIT 0"
+        with connect(engine) as con:
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE ranked AS SELECT *,
+                f"""CREATE TEMP TABLE ranked AS SELECT *,
                     row_number() OVER (PARTITION BY {key} ORDER BY _seq) AS _nth,
                     first_value(_row) OVER (PARTITION BY {key} ORDER BY _seq) AS _first_row
-                FROM staged WHERE _bucket = {bucket}"""
+                FROM (SELECT * FROM {rows})"""
             )
             for row_file, row, item, first in con.sql(
                 "SELECT _file, _row, item_id, _first_row FROM ranked WHERE _nth > 1 ORDER BY _seq"
@@ -187,10 +221,9 @@ def _write_buckets(staged: list[Path], file: str, log: RejectLog, out: Path, eng
                     item,
                 )
             part = con.sql("SELECT * FROM ranked WHERE _nth = 1 ORDER BY _seq").to_arrow_table()
-            con.execute("DROP TABLE ranked")
-            part = part.drop_columns([c for c in part.column_names if c.startswith("_")])
-            pq.write_table(part, out / f"part-{bucket:05d}.parquet")
-            kept += len(part)
+        part = part.drop_columns([c for c in part.column_names if c.startswith("_")])
+        pq.write_table(part, out / f"part-{bucket:05d}.parquet")
+        kept += len(part)
     return kept
 
 

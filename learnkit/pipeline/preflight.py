@@ -19,7 +19,7 @@ from learnkit.pipeline.layout import RunLayout
 def preflight(config: Config, layout: RunLayout) -> None:
     """Raise one `DataError` naming every stage the data cannot serve; nothing when the data stage has not
     run yet (the stage that needs it says so)."""
-    if not (layout.events.is_file() and layout.items.is_file()):
+    if not (layout.events.exists() and layout.items.is_file()):  # events: a file, or a folder of parts
         return
     events = pd.read_parquet(layout.events)
     items = pd.read_parquet(layout.items)

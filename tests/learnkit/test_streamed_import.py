@@ -64,7 +64,7 @@ def _in_memory(folder: Path):
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
-@pytest.mark.parametrize("buckets", [1, 3])
+@pytest.mark.parametrize("buckets", [1, 3, 13])  # 13 buckets for 9 users: some empty
 def test_streamed_import_equals_the_in_memory_import(tmp_path: Path, kind: str, buckets: int) -> None:
     folder = _write_dataset(tmp_path / "data", kind)
     expected = _in_memory(folder)
@@ -109,3 +109,16 @@ def test_bucket_parts_names_a_folder_it_cannot_read(tmp_path: Path) -> None:
     (out / "part-00001.parquet").unlink()
     with pytest.raises(DataError, match="part-00001.parquet: a bucket's part is missing"):
         bucket_parts(out)
+
+
+def test_the_stages_read_the_streamed_events_as_the_in_memory_ones(tmp_path: Path) -> None:
+    """`pd.read_parquet` of the part folder (what every stage does) gives the frame the in-memory import's
+    file gives: the same values, types and order (one bucket, the default)."""
+    from learnkit.core.fsutil import write_parquet
+
+    folder = _write_dataset(tmp_path / "data", "parquet")
+    write_parquet(tmp_path / "memory.parquet", _in_memory(folder).events)
+    import_canonical_streamed(folder, DROP, tmp_path / "events.parquet", EngineConfig(), 11)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "events.parquet"), pd.read_parquet(tmp_path / "memory.parquet")
+    )

@@ -39,20 +39,26 @@ def data_files_digest(config: Config) -> dict[str, str]:
 
 
 def run_data(ctx: Context) -> StageOutput:
+    """The canonical format's events are streamed a chunk at a time into `events.parquet/`, one part per user
+    bucket (`learnkit.data.streamed`); every other importer's tables are read and validated in memory."""
     from learnkit.data.importers import load_dataset, validate
-    from learnkit.data.report import data_metrics, data_report
+    from learnkit.data.report import data_metrics, data_report, event_figures
+    from learnkit.data.streamed import import_canonical_streamed
 
     config, layout = ctx.config.data, ctx.layout
     folder, fmt, origin = resolve_data(ctx.config)
-    dataset = validate(load_dataset(fmt, folder, config.options), config.rules())
+    if fmt == "canonical" and not config.options:
+        dataset = import_canonical_streamed(folder, config.rules(), layout.events, ctx.config.run_engine())
+    else:
+        dataset = validate(load_dataset(fmt, folder, config.options), config.rules())
+        write_parquet(layout.events, dataset.events)
     write_parquet(layout.items, dataset.items)
-    write_parquet(layout.events, dataset.events)
     if dataset.users is not None:
         write_parquet(layout.users, dataset.users)
     write_parquet(layout.rejected, dataset.rejected)
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
     write_json(layout.validation, report)
-    metrics = data_metrics(dataset.items, dataset.events, report, fmt)
+    metrics = data_metrics(len(dataset.items), event_figures(layout.events, ctx.config.run_engine()), report, fmt)
     return StageOutput(metrics, data_report(metrics, report, f"{md_code(folder)} ({md_text(fmt)}, {md_text(origin)})"))
 
 
