@@ -4,8 +4,8 @@ The in-memory import (`learnkit.data.importers.validate`) holds every event as P
 each, so a 24 GB machine stops near 30M events. This import holds one chunk at a time:
 1. the strict readers (`iter_delimited`, `iter_parquet_rows`) hand over `chunk_rows` rows at a time. Each
    chunk is validated by the same rules (`validate_events`), and its rows, tagged with their input position,
-   are appended to their user bucket's staging file (one open file per bucket, a row group per chunk);
-2. each bucket's staging file is read back in DuckDB. An event equal to an earlier one in user, item, time
+   are appended to their user bucket's staging file (one open Arrow stream per bucket, a batch per chunk);
+2. each bucket's staging file is read back alone into DuckDB. An event equal to an earlier one in user, item, time
    and event is rejected naming that row's number, as the in-memory import rejects it, and the rest become
    the bucket's part, in input order.
 
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import publish_folder, read_json, write_json
 from learnkit.core.progress import progress_bar
-from learnkit.core.sql import EngineConfig, bucket_number, connect, sql_path
+from learnkit.core.sql import EngineConfig, bucket_number, connect
 from learnkit.data.importers import RawDataset, rules_for, validation_report
 from learnkit.data.importers.canonical import locate_tables, read_table
 from learnkit.data.readers import iter_delimited, iter_parquet_rows
@@ -122,7 +122,7 @@ def _stage_chunks(
     chunk_rows: int,
 ) -> tuple[int, list[Path]]:
     """Validate the events a chunk at a time, each chunk's valid rows appended to its users' buckets' staging
-    files (a row group per chunk); (rows read, each bucket's staging file). Duplicates are left for
+    files (a batch per chunk); (rows read, each bucket's staging file). Duplicates are left for
     `_write_buckets`, which sees all of a bucket's rows."""
     staging.mkdir()
     reader_log = RejectLog()  # the rows the reader rejects: each is a row read that is in no chunk
@@ -144,17 +144,23 @@ def _stage_chunks(
 
 
 class _BucketFiles:
-    """One open Parquet file per user bucket, each chunk's rows of that bucket appended as a row group: a
-    bucket is then read back from its own file alone, with memory bounded by the bucket."""
+    """One open Arrow stream per user bucket, each chunk's rows of that bucket appended as a record batch: a
+    bucket is then read back from its own file alone. A stream keeps no footer of its batches and no column
+    encoders, so a few hundred open at once hold little memory, where as many open Parquet writers would each
+    keep their buffers and every row group's metadata until closed."""
 
     def __init__(self, folder: Path, buckets: int, file: str) -> None:
         self.folder, self.buckets, self.file = folder, buckets, file
-        self.writers: dict[int, pq.ParquetWriter] = {}
+        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self.sinks: list[pa.NativeFile] = []
         self.schema: pa.Schema | None = None
+
+    def path(self, bucket: int) -> Path:
+        return self.folder / f"bucket-{bucket:05d}.arrows"
 
     @property
     def paths(self) -> list[Path]:
-        return [self.folder / f"bucket-{b:05d}.parquet" for b in sorted(self.writers)]
+        return [self.path(b) for b in sorted(self.writers)]
 
     def __enter__(self) -> _BucketFiles:
         return self
@@ -162,6 +168,8 @@ class _BucketFiles:
     def __exit__(self, *exc: object) -> None:
         for writer in self.writers.values():
             writer.close()
+        for sink in self.sinks:
+            sink.close()
 
     def append(self, valid: pd.DataFrame, con: duckdb.DuckDBPyConnection) -> None:
         rows = f"rows {int(valid['_row'].iloc[0])}-{int(valid['_row'].iloc[-1])}"
@@ -186,8 +194,8 @@ class _BucketFiles:
         for start, end in zip(edges[:-1], edges[1:], strict=True):
             bucket = int(number[start])
             if bucket not in self.writers:
-                path = self.folder / f"bucket-{bucket:05d}.parquet"
-                self.writers[bucket] = pq.ParquetWriter(path, self.schema)
+                self.sinks.append(sink := pa.OSFile(str(self.path(bucket)), "wb"))
+                self.writers[bucket] = pa.ipc.new_stream(sink, self.schema)
             self.writers[bucket].write_table(table.slice(int(start), int(end - start)))
 
 
@@ -200,15 +208,21 @@ def _write_buckets(staged: list[Path], log: RejectLog, out: Path, engine: Engine
         return kept
     key = ", ".join(DUPLICATE_KEY)
     for bucket in progress_bar(range(engine.buckets), desc="events by user bucket", unit="bucket"):
-        path = staged[0].parent / f"bucket-{bucket:05d}.parquet"
-        rows = f"read_parquet({sql_path(path)})" if path.is_file() else f"read_parquet({sql_path(staged[0])}) LIMIT 0"
+        path = staged[0].parent / f"bucket-{bucket:05d}.arrows"
+        with pa.OSFile(str(path if path.is_file() else staged[0])) as source:
+            rows = pa.ipc.open_stream(source).read_all()
+        if not path.is_file():
+            rows = rows.slice(0, 0)
         with connect(engine) as con:
+            con.register("staged", rows)
             con.execute(
                 f"""CREATE TEMP TABLE ranked AS SELECT *,
                     row_number() OVER (PARTITION BY {key} ORDER BY _seq) AS _nth,
                     first_value(_row) OVER (PARTITION BY {key} ORDER BY _seq) AS _first_row
-                FROM (SELECT * FROM {rows})"""
+                FROM staged"""
             )
+            del rows
+            con.unregister("staged")
             for row_file, row, item, first in con.sql(
                 "SELECT _file, _row, item_id, _first_row FROM ranked WHERE _nth > 1 ORDER BY _seq"
             ).fetchall():
