@@ -3,17 +3,21 @@ canonical events (skewed users and items, many events per second) at sizes 10x a
 each step then runs in a fresh child process that reads them, so that its peak RSS is its own. Per step, engine
 and size: wall and CPU seconds, rows per CPU-second, peak RSS and rows out.
 
-Steps moved to DuckDB so far (issue 20): the users' sequences that the splits are cut from
+Steps moved to DuckDB so far (issue 20): the import of the canonical folder (`learnkit.data.streamed`: the events
+read a chunk at a time, validated, staged by user bucket of about 500k events, duplicates rejected per bucket;
+against the in-memory import), the split made one user bucket at a time (`learnkit.data.bucketed`, the demo's
+split; against `split_around_period` in memory), the users' sequences that the splits are cut from
 (`learnkit.data.sequences`: every event, sorted per user, read back into the arrays the splits walk; the events
 in memory as the pch stage holds them), the point-in-time snapshot histories (`export.snapshots`, a refresh
 after every event, the newest 50 positives: each user's sequence once and each row's count of events seen) and
-the ranker's as-of join of samples to snapshot rows (`ranking.pointintime`). The snapshot and as-of children
-stream their output to Parquet under the engine's `memory_limit`; the pandas children hold everything in memory,
+the ranker's as-of join of samples to snapshot rows (`ranking.pointintime`; the rows written first by a child
+of their own, as a ranker reads exported rows from disk). The snapshot and as-of children stream their output to
+Parquet under the engine's `memory_limit`; the pandas children hold everything in memory,
 as the pipeline did (its snapshot histories as one list per row). pandas runs up to `--pandas-max` events, the
 sequences up to `--sequence-max`. Prints one JSON object.
 
     python bench/scale.py [--sizes 1000000 10000000 100000000] [--pandas-max 10000000] [--memory-limit 1GB]
-                          [--snapshot-max 100000000] [--sequence-max 10000000]
+                          [--snapshot-max 100000000] [--sequence-max 10000000] [--steps import split ...]
 """
 
 from __future__ import annotations
@@ -142,8 +146,10 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
             ordered = sequences_query(True, [], source="(SELECT *, file_row_number AS _row FROM events)")
             con.execute(f"COPY ({ordered}) TO '{out.with_suffix('.sequences.parquet')}' (FORMAT parquet)")
             con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{out}' (FORMAT parquet)")
-        else:  # every event is a ranking sample, joined to the snapshot rows after each positive event
+        elif step == "asof-rows":  # the join's input, written by a process of its own (`measure`)
             con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{rows_path}' (FORMAT parquet)")
+            return int(rows_in), 0
+        else:  # every event is a ranking sample, joined to the snapshot rows after each positive event
             clock.start()
             con.execute("CREATE VIEW samples AS SELECT user_id, ts, file_row_number AS position FROM events")
             con.execute(
@@ -219,12 +225,17 @@ def pandas_step(step: str, events_path: Path, clock: Clock) -> tuple[int, int]:
 
 
 def measure(step: str, engine: str, events_path: Path, folder: Path, memory_limit: str) -> dict:
+    """One step in a fresh child. The join's snapshot rows are written first by a child of their own, so that
+    the join's peak RSS is the join's, as a ranker reads exported rows from disk."""
     out = folder / f"{step}-{engine}.parquet"
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", step, engine, str(events_path), str(out), memory_limit],
-        capture_output=True,
-        text=True,
-    )
+    for child_step in (["asof-rows"] if (step, engine) == ("asof", "duckdb") else []) + [step]:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", child_step, engine, str(events_path), str(out), memory_limit],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            break
     for written in (out, out.with_suffix(".sequences.parquet"), out.with_suffix(".rows.parquet")):
         shutil.rmtree(written) if written.is_dir() else written.unlink(missing_ok=True)
     if done.returncode != 0:
