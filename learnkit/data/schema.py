@@ -154,14 +154,21 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray
     In a float64 column NaN counts as missing (pandas cannot tell it from null); elsewhere (text, or
     Parquet read with nulls kept as None) a NaN is explicit and is returned as NaN for the caller to reject.
     """
+    nan_is_missing = values.dtype.kind == "f"  # in a float column NaN is pandas' own null marker
+    if pd.api.types.infer_dtype(values, skipna=False) in ("integer", "floating", "mixed-integer-float"):
+        numbers = values.to_numpy(dtype=np.float64)  # numbers only (no None, text or bool): as the loop takes them
+        missing = np.isnan(numbers) if nan_is_missing else np.zeros(len(values), dtype=bool)
+        return numbers, missing, np.full(len(values), None, dtype=object)
+    return parse_numbers_per_cell(values)
+
+
+def parse_numbers_per_cell(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`parse_numbers` one cell at a time: the rules themselves, which its fast path must equal."""
     n = len(values)
     numbers = np.full(n, np.nan)
     missing = np.zeros(n, dtype=bool)
     error = np.full(n, None, dtype=object)
-    nan_is_missing = values.dtype.kind == "f"  # in a float column NaN is pandas' own null marker
-    if pd.api.types.infer_dtype(values, skipna=False) in ("integer", "floating", "mixed-integer-float"):
-        numbers = values.to_numpy(dtype=np.float64)  # numbers only (no None, text or bool): as the loop takes them
-        return numbers, (np.isnan(numbers) if nan_is_missing else missing), error
+    nan_is_missing = values.dtype.kind == "f"
     for i, v in enumerate(values.tolist()):
         if _is_missing(v) or (nan_is_missing and isinstance(v, float) and math.isnan(v)):
             missing[i] = True
@@ -240,13 +247,18 @@ def _plain_ascii(values: pd.Series, max_chars: int) -> bool:
     return all(pc.all(check).as_py() for check in checks)
 
 
-def _ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def parse_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Ids are kept byte-exact: nothing is stripped or collapsed, so distinct ids never merge. Integers
     are taken as their decimal text; any other non-text value (a float, a list) is refused."""
+    if _plain_ascii(values, 1_000):
+        return values.to_numpy(dtype=object, copy=True), np.full(len(values), None, dtype=object)
+    return ids_per_cell(values)
+
+
+def ids_per_cell(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """`parse_ids` one cell at a time: the rules themselves, which its fast path must equal."""
     texts = np.full(len(values), None, dtype=object)
     reasons = np.full(len(values), None, dtype=object)
-    if _plain_ascii(values, 1_000):
-        return values.to_numpy(dtype=object, copy=True), reasons
     for i, v in enumerate(values.tolist()):
         if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
             reasons[i] = "empty id"
@@ -269,7 +281,7 @@ def validate_items(raw: pd.DataFrame, file: str, rules: ValidationRules, log: Re
     bad = np.zeros(len(raw), dtype=bool)
     out: dict[str, Any] = {}
 
-    ids, id_reason = _ids(raw["item_id"])
+    ids, id_reason = parse_ids(raw["item_id"])
     out["item_id"] = ids
     for column in ITEM_TEXT_COLUMNS:
         if column not in raw.columns:
@@ -373,9 +385,9 @@ def validate_events(
         )
         bad |= mask
 
-    users, reason = _ids(raw["user_id"])
+    users, reason = parse_ids(raw["user_id"])
     reject(reason != None, "user_id", reason)  # noqa: E711
-    item_ids, reason = _ids(raw["item_id"])
+    item_ids, reason = parse_ids(raw["item_id"])
     reject(reason != None, "item_id", reason)  # noqa: E711
     # each event's item's row in `items` (NaN for none), by Arrow's hash lookup: a chunk of a streamed import
     # must not rebuild an index of every item
@@ -456,7 +468,7 @@ def validate_events(
 def validate_users(raw: pd.DataFrame, file: str, log: RejectLog) -> pd.DataFrame:
     require_columns(raw, ("user_id",), file)
     raw = raw.reset_index(drop=True)
-    ids, reason = _ids(raw["user_id"])
+    ids, reason = parse_ids(raw["user_id"])
     bad = reason != None  # noqa: E711
     log.add_many("users", raw, bad, "user_id", reason, raw["user_id"].to_numpy())
     dup = pd.Series(ids).duplicated(keep="first").to_numpy() & ~bad

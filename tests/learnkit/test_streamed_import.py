@@ -122,3 +122,27 @@ def test_the_stages_read_the_streamed_events_as_the_in_memory_ones(tmp_path: Pat
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "events.parquet"), pd.read_parquet(tmp_path / "memory.parquet")
     )
+
+
+def test_the_data_stage_streams_canonical_events_into_user_buckets(tmp_path: Path, isolated_cache) -> None:
+    """`data import` of a canonical folder writes `events.parquet/` with one part per `engine.buckets`, and the
+    same figures and rejections whatever the number of buckets."""
+    from learnkit.config import load_config
+    from learnkit.pipeline.runner import run_pipeline
+
+    folder = _write_dataset(tmp_path / "data", "csv")
+    figures = {}
+    for buckets in (1, 4):
+        config = tmp_path / f"b{buckets}.yaml"
+        config.write_text(
+            f"name: b{buckets}\nruns_dir: {tmp_path / 'runs'}\n"
+            f"data: {{format: canonical, path: {folder}, on_error: drop}}\nengine: {{buckets: {buckets}}}\n"
+            "ceg: {encoders: {llm: {model: {tiny_random: {hidden: 16, layers: 1, heads: 2}}}}}\n"
+        )
+        figures[buckets] = run_pipeline(load_config(config), only=["data"])["data"]
+        events = tmp_path / "runs" / f"b{buckets}" / "data" / "events.parquet"
+        assert bucket_parts(events) == (buckets, sorted(events.glob("part-*.parquet")))
+        rejected = pd.read_parquet(tmp_path / "runs" / f"b{buckets}" / "data" / "rejected.parquet")
+        assert len(rejected) == figures[buckets]["rejected"] >= 9
+    assert figures[1] == figures[4]
+    assert figures[1]["events"] == len(_in_memory(folder).events)

@@ -2,6 +2,7 @@
 
 import gzip
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -293,3 +294,49 @@ def test_parquet_keeps_null_apart_from_nan(tmp_path):
     ds = validate(load_dataset("canonical", tmp_path, {}), ValidationRules(on_error="drop"))
     assert ds.items["item_id"].tolist() == ["a", "b"]
     assert rejected(ds) == [["items", 3, "price", "price is NaN (leave it empty when unknown)"]]
+
+
+_ID_COLUMNS = {
+    "plain": ["u1", "item-42", "A" * 1_000],
+    "too long": ["u1", "A" * 1_001],
+    "blank": ["u1", "   "],
+    "empty": ["u1", ""],
+    "tab and newline": ["u\t1", "u\n2"],
+    "accent": ["u1", "café"],
+    "surrogate": ["u1", "bad\udcff"],
+    "None and NaN": ["u1", None, float("nan")],
+    "bytes": ["u1", b"u2", b"\xff"],
+    "integers and bool": [7, np.int64(8), True],
+    "a float": ["u1", 2.5],
+}
+_NUMBER_COLUMNS = {
+    "integers": [1, 2, 3],
+    "floats with NaN": [1.5, float("nan")],
+    "float64 column": np.array([1.0, np.nan]),
+    "text": ["1", " 2.5 ", "x", ""],
+    "None among numbers": [1, None],
+    "bool among numbers": [1, True],
+    "bytes": [1, b"2"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ID_COLUMNS))
+def test_the_ids_fast_path_equals_the_rules_cell_by_cell(case):
+    """The Arrow kernels that accept plain ids in one call give exactly what the per-cell rules give."""
+    from learnkit.data.schema import ids_per_cell, parse_ids
+
+    values = pd.Series(_ID_COLUMNS[case], dtype=object)
+    fast, slow = parse_ids(values), ids_per_cell(values)
+    assert fast[0].tolist() == slow[0].tolist() and fast[1].tolist() == slow[1].tolist()
+    assert (slow[1][0] is None) and (case != "plain" or all(r is None for r in slow[1]))
+
+
+@pytest.mark.parametrize("case", sorted(_NUMBER_COLUMNS))
+def test_the_numbers_fast_path_equals_the_rules_cell_by_cell(case):
+    from learnkit.data.schema import parse_numbers, parse_numbers_per_cell
+
+    raw = _NUMBER_COLUMNS[case]
+    values = pd.Series(raw) if isinstance(raw, np.ndarray) else pd.Series(raw, dtype=object)
+    fast, slow = parse_numbers(values), parse_numbers_per_cell(values)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    assert fast[1].tolist() == slow[1].tolist() and fast[2].tolist() == slow[2].tolist()
