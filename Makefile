@@ -50,6 +50,7 @@ bench: setup bench-recbole-env
 	$(BIN)/python bench/ranker.py | tee bench/results/ranker.json
 	$(BIN)/python bench/new_items.py | tee bench/results/new_items.json
 	$(BIN)/python bench/scale.py | tee bench/results/scale.json
+	$(BIN)/python bench/snapshot_passes.py | tee bench/results/snapshot_passes.json
 
 clean:
 	rm -rf runs .pytest_cache

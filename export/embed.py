@@ -12,17 +12,24 @@ events strictly before it.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
+from export.snapshot_passes import SnapshotUserTower, snapshot_inputs
 from export.snapshots import Snapshots
 from export.tables import EmbeddingTable
 from learn_embed.experiment import item_vectors, user_vectors
 from learn_embed.pch import LearnModel
 from learn_embed.train import SequenceData
+from learnkit.core.batches import map_batches
+from learnkit.core.sql import EngineConfig
 from learnkit.data.catalog import Catalog
 from learnkit.data.schema import CHRONOLOGICAL
 
@@ -79,14 +86,26 @@ def embed_tables(
     }
 
 
-def embed_snapshots(model: LearnModel, catalog: Catalog, snapshots: Snapshots, fallback: np.ndarray) -> EmbeddingTable:
-    """The point-in-time table: each snapshot row's user vector, with its valid_from, history_end and as_of."""
-    model.eval()
-    dim = model.dim
-    vectors = np.zeros((len(snapshots.rows), dim), dtype=np.float32)
+def embed_snapshots(
+    model: LearnModel, catalog: Catalog, snapshots: Snapshots, fallback: np.ndarray, engine: EngineConfig | None = None
+) -> EmbeddingTable:
+    """The point-in-time table: each snapshot row's user vector, with its valid_from, history_end and as_of;
+    the vectors by one causal pass per user (`export.snapshot_passes`), as batch inference under `engine`."""
+    engine = engine or EngineConfig()
+    vectors = np.zeros((len(snapshots.rows), model.dim), dtype=np.float32)
     if len(snapshots.rows):
-        data = SequenceData.from_lists([catalog.index(h) for h in snapshots.histories], [[0]] * len(snapshots.rows))
-        vectors = user_vectors(model, data).numpy().astype(np.float32)
+        if engine.spill_dir is not None:
+            Path(engine.spill_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="learnkit-snapshots-", dir=engine.spill_dir) as work:
+            inputs = Path(work) / "inputs.parquet"
+            pq.write_table(snapshot_inputs(snapshots, catalog), inputs)
+            args = (model, snapshots.history_max)
+            out = map_batches(inputs, SnapshotUserTower, args, Path(work) / "vectors", engine, batch_rows=256)
+            result = pa.concat_tables([pq.read_table(path) for path in out])
+        rows = result.column("row").to_numpy()
+        if len(rows) != len(vectors) or len(np.unique(rows)) != len(rows):
+            raise RuntimeError(f"batch inference gave {len(rows)} snapshot vectors for {len(vectors)} rows")
+        vectors[rows] = result.column("vector").combine_chunks().flatten().to_numpy().reshape(len(rows), -1)
     rows = snapshots.rows
     return EmbeddingTable(
         rows["user_id"].astype(str).tolist(),

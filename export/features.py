@@ -91,7 +91,9 @@ def export_features(inputs: ExportInputs, out_dir: Path) -> ExportResult:
     tables = embed_tables(model, catalog, histories, config.fallback, new_items)
     every = config.snapshot_every or inputs.day_seconds
     snapshots = snapshot_histories(events, every, length, pch.split.positives_only, inputs.day_seconds, inputs.engine)
-    tables["user_snapshots"] = embed_snapshots(model, catalog, snapshots, tables["users"].fallback_vector())
+    tables["user_snapshots"] = embed_snapshots(
+        model, catalog, snapshots, tables["users"].fallback_vector(), inputs.engine
+    )
     seconds["tables"] = round(time.perf_counter() - started, 1)
     parity: dict[str, Any] = {}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -21,12 +22,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from learn_embed.config import EncoderConfig
-from learn_embed.models import LoadedModel, ModelIdentity, load_model, model_identity
+from learn_embed.models import LoadedModel, ModelIdentity, load_model, load_tokenizer, model_identity
+from learnkit.core.batches import map_batches
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import stable_hash, write_parquet
 from learnkit.core.progress import progress_bar
+from learnkit.core.sql import EngineConfig
 from learnkit.data.text import TemplateConfig, item_sentences, text_hashes
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,20 @@ class ContentEncoder:
         self.config = config
         self.identity = identity or model_identity(config.model, config.dtype)
         self._model: LoadedModel | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray actor) without the loaded model: each worker loads its own on first use."""
+        return {**self.__dict__, "_model": None, "_tokenizer": None}
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's tokenizer, loaded alone when the model is not: counting tokens needs no weights."""
+        if self._model is not None:
+            return self._model.tokenizer
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.config.model, self.identity)
+        return self._tokenizer
 
     @property
     def model(self) -> LoadedModel:
@@ -68,16 +86,24 @@ class ContentEncoder:
         """Each sentence's length in tokens before truncation (special tokens included)."""
         if not sentences:
             return []
-        return [len(t) for t in self.model.tokenizer(sentences, add_special_tokens=True)["input_ids"]]
+        return [len(t) for t in self.tokenizer(sentences, add_special_tokens=True)["input_ids"]]
+
+    def _tokens(self, sentences: list[str]) -> list[list[int]]:
+        """Each sentence's token ids as the encoder reads them: truncated to `max_tokens`."""
+        return self.tokenizer(sentences, truncation=True, max_length=self.config.max_tokens, add_special_tokens=True)[
+            "input_ids"
+        ]
+
+    def longest_first(self, sentences: list[str]) -> np.ndarray:
+        """The order `encode` reads sentences in: longest first (stable), so that batches of similar length
+        waste little on padding and the peak comes first."""
+        return np.argsort([-len(t) for t in self._tokens(sentences)], kind="stable")
 
     def encode(self, sentences: list[str], progress: bool = True, desc: str = "CEG") -> np.ndarray:
         model = self.model
         if not sentences:
             return np.zeros((0, model.hidden_size), dtype=np.float32)
-        tokens = model.tokenizer(
-            sentences, truncation=True, max_length=self.config.max_tokens, add_special_tokens=True
-        )["input_ids"]
-        # Longest first: batches of similar length waste little on padding, and the peak comes first.
+        tokens = self._tokens(sentences)
         order = np.argsort([-len(t) for t in tokens], kind="stable")
         out = np.zeros((len(sentences), model.hidden_size), dtype=np.float32)
         bar = progress_bar(total=len(sentences), desc=desc, unit="item", enabled=progress)
@@ -93,6 +119,51 @@ class ContentEncoder:
                 bar.update(len(batch_idx))
         bar.close()
         return out
+
+
+class SentenceEncoder:
+    """`map_batches`' model: a batch of (text_hash, sentence) -> (text_hash, embedding), the encoder loaded
+    once per worker."""
+
+    def __init__(self, encoder: ContentEncoder) -> None:
+        self.encoder = encoder
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        vectors = self.encoder.encode(batch.column("sentence").to_pylist(), progress=False)
+        return pa.table({"text_hash": batch.column("text_hash"), "embedding": _fixed_list(vectors)})
+
+
+def encode_in_batches(
+    encoder: ContentEncoder,
+    todo: list[tuple[str, str]],
+    engine: EngineConfig,
+    progress: bool = False,
+    desc: str = "CEG",
+    batch_rows: int = 4096,
+) -> np.ndarray:
+    """Embed `todo` (text_hash, sentence) through batch inference (`learnkit.core.batches`): in this process,
+    or on Ray actors under `engine.kind: ray`. The sentences go longest first in batches of whole encoder
+    batches, so that each encoder batch holds the sentences one `encode` call over all of them would put in
+    it, and the embeddings are the same."""
+    if not todo:
+        return encoder.encode([])
+    order = encoder.longest_first([sentence for _, sentence in todo])
+    table = pa.table({"text_hash": [todo[i][0] for i in order], "sentence": [todo[i][1] for i in order]})
+    if engine.spill_dir is not None:
+        Path(engine.spill_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="learnkit-ceg-", dir=engine.spill_dir) as work:
+        pq.write_table(table, Path(work) / "sentences.parquet")
+        rows = encoder.config.batch_size * max(1, batch_rows // encoder.config.batch_size)
+        args = (encoder,)  # in this process the loaded model itself; a Ray actor loads its own
+        out = map_batches(
+            Path(work) / "sentences.parquet", SentenceEncoder, args, Path(work) / "out", engine, rows, progress, desc
+        )
+        result = pa.concat_tables([pq.read_table(path) for path in out])
+    position = {h: i for i, (h, _) in enumerate(todo)}
+    vectors = _matrix(result.column("embedding"))
+    matrix = np.zeros((len(todo), vectors.shape[1]), dtype=np.float32)
+    matrix[[position[h] for h in result.column("text_hash").to_pylist()]] = vectors
+    return matrix
 
 
 class EmbeddingCache:
@@ -187,8 +258,10 @@ def run_ceg(
     rank: int = 0,
     world: int = 1,
     progress: bool = True,
+    engine: EngineConfig | None = None,
 ) -> CegResult:
-    """Embed this rank's share of `items` and write `out_dir/part-<rank>-of-<world>.parquet`."""
+    """Embed this rank's share of `items` and write `out_dir/part-<rank>-of-<world>.parquet`; the sentences
+    not in the cache go through batch inference under `engine` (this process, or Ray actors)."""
     start = time.perf_counter()
     shard = items.sort_values("item_id", kind="stable").iloc[rank::world].reset_index(drop=True)
     sentences = item_sentences(shard, template)
@@ -205,7 +278,7 @@ def run_ceg(
     cache = EmbeddingCache(cache_root, cache_key) if cache_root is not None else None
     cached = cache.lookup(hashes) if cache else {}
     todo = sorted({h: s for h, s in zip(hashes, sentences, strict=True) if h not in cached}.items())
-    fresh = encoder.encode([s for _, s in todo], progress=progress, desc=f"CEG {encoder_name}")
+    fresh = encode_in_batches(encoder, todo, engine or EngineConfig(), progress, f"CEG {encoder_name}")
     check_finite(fresh, f"CEG {encoder_name} ({encoder.identity.name})")
     if cache:
         cache.add([h for h, _ in todo], fresh)

@@ -31,6 +31,7 @@ from learnkit.core.sql import EngineConfig
 from learnkit.data.catalog import Catalog
 from learnkit.data.firsts import first_times
 from learnkit.data.period import TestPeriodConfig, test_period
+from learnkit.data.popularity import item_counts
 from learnkit.data.splits import training_item_counts
 from learnkit.data.text import TemplateConfig, item_sentences
 
@@ -455,7 +456,7 @@ def period_comparison(
     before = period.events[~period.in_test]
     if positives_only:
         before = before[before["label"] == 1]
-    counts = before["item_id"].value_counts().reindex(catalog.ids, fill_value=0).to_numpy()
+    counts = item_counts(before["item_id"]).reindex(catalog.ids, fill_value=0).to_numpy()
     comparison = replace(
         base,
         examples=examples[examples.part == "period"].reset_index(drop=True),

@@ -193,6 +193,23 @@ def _int8_linear_layers(backbone: torch.nn.Module) -> torch.nn.Module:
         return quantize_dynamic(backbone, chosen, dtype=torch.qint8)
 
 
+def _readable_folder(identity: ModelIdentity) -> Path:
+    """The folder transformers reads: the model's own, or the float copy of a GGUF file."""
+    if identity.gguf_file is not None:
+        return _dequantised_copy(identity.folder, identity.gguf_file, identity.fingerprint)
+    return identity.folder
+
+
+def load_tokenizer(spec: ModelConfig, identity: ModelIdentity | None = None) -> PreTrainedTokenizerBase:
+    """The model's tokenizer alone (no weights loaded), padding on the right with EOS where it has no pad."""
+    identity = identity or model_identity(spec)
+    tokenizer = AutoTokenizer.from_pretrained(_readable_folder(identity), trust_remote_code=False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def load_model(
     spec: ModelConfig,
     dtype: str = "float32",
@@ -203,15 +220,10 @@ def load_model(
     """The tokenizer and the frozen base model; with `precision: int8` its linear layers are dynamically
     quantized (int8 weights, per-batch activation scales), the model's other layers stay float32."""
     identity = identity or model_identity(spec, dtype)
-    folder = identity.folder
-    if identity.gguf_file is not None:
-        folder = _dequantised_copy(folder, identity.gguf_file, identity.fingerprint)
+    folder = _readable_folder(identity)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     is_decoder = any("CausalLM" in a for a in (config.architectures or []))
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
+    tokenizer = load_tokenizer(spec, identity)
     # AutoModel gives the base model: the lm_head of a causal LM is not loaded at all.
     # never custom code from the folder, never pickled weights
     backbone = (

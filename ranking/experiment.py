@@ -82,7 +82,14 @@ def train_and_score(inputs: RankingInputs, savedmodel: Callable[[str], Path]) ->
             f"is not this run's test period ({period.description}); re-run the export stage"
         )
     samples = ranking_samples(
-        events, inputs.items, period.in_test, cfg.samples, inputs.seed, inputs.in_valid, inputs.ordinal_time
+        events,
+        inputs.items,
+        period.in_test,
+        cfg.samples,
+        inputs.seed,
+        inputs.in_valid,
+        inputs.ordinal_time,
+        inputs.engine,
     )
     rows = samples.rows
     train_rows = rows[rows["part"] != "test"]

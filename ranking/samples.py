@@ -18,7 +18,10 @@ import numpy as np
 import pandas as pd
 
 from learnkit.core.errors import DataError
+from learnkit.core.sql import EngineConfig
+from learnkit.data.firsts import first_times
 from learnkit.data.period import validation_start
+from learnkit.data.popularity import item_counts
 from learnkit.data.sampling import draw_avoiding
 from ranking.config import RankingSamplesConfig
 
@@ -46,10 +49,11 @@ def _draw(
     owned_since: dict[tuple[str, str], int],
     exponent: float,
     rng: np.random.Generator,
+    engine: EngineConfig | None = None,
 ) -> pd.DataFrame:
     """`per_positive` items per positive, weighted by (events in `period`) ** exponent, each existing before
     the positive's time and not yet the user's; a draw is given up (left out) only when 50 redraws clash."""
-    counts = period["item_id"].value_counts()
+    counts = item_counts(period["item_id"], engine)
     pool = counts.index.to_numpy()
     weights = counts.to_numpy(dtype=float) ** exponent
     if len(pool) < 2:
@@ -80,15 +84,17 @@ def sampled_negatives(
     seed: int,
     exponent: float = 1.0,
     ordinal_time: bool = False,
+    engine: EngineConfig | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """(negatives, draws given up). Training negatives follow the popularity of the training events, test
     negatives that of the test period: drawn from all events, an item that sells mostly in the test period
-    would look like a negative in training and the test would reward guessing against it."""
+    would look like a negative in training and the test would reward guessing against it. The per-item and
+    per-user aggregates (popularity, first-seen times) run in DuckDB under `engine`."""
     rng = np.random.default_rng(seed)
-    first_seen = events.groupby("item_id")["ts"].min()
+    first_seen = first_times(events, ["item_id"], engine)
     if ordinal_time:  # positions in different users' sequences say nothing about when an item existed
         first_seen = first_seen * 0 + np.iinfo(np.int64).min
-    owned_since = events.groupby(["user_id", "item_id"])["ts"].min().to_dict()
+    owned_since = first_times(events, ["user_id", "item_id"], engine).to_dict()
     values = item_values(items)
     out, given_up = [], 0
     for in_test in (False, True):
@@ -96,7 +102,7 @@ def sampled_negatives(
         positives = period[period["label"] == 1]
         if positives.empty:
             continue
-        drawn = _draw(positives, period, per_positive, first_seen, owned_since, exponent, rng)
+        drawn = _draw(positives, period, per_positive, first_seen, owned_since, exponent, rng, engine)
         given_up += len(positives) * per_positive - len(drawn)
         source = positives.iloc[drawn["row"].to_numpy()]
         out.append(
@@ -115,6 +121,7 @@ def ranking_samples(
     seed: int,
     in_valid: np.ndarray | None = None,
     ordinal_time: bool = False,
+    engine: EngineConfig | None = None,
 ) -> Samples:
     """`in_test` marks the events of the test period; `in_valid` (optional) the validation events."""
     if "request_id" in events:  # an impressions log: the ranker's rows are exactly the logged impressions
@@ -137,7 +144,7 @@ def ranking_samples(
     else:
         positives = base[base["label"] == 1]
         negatives, given_up = sampled_negatives(
-            base, items, config.negatives_per_positive, seed, config.popularity_exponent, ordinal_time
+            base, items, config.negatives_per_positive, seed, config.popularity_exponent, ordinal_time, engine
         )
         rows = pd.concat([positives, negatives], ignore_index=True)
         description = (

@@ -54,6 +54,10 @@ class EngineConfig:
     memory_limit: str = option("2GB", help="DuckDB's memory for one relational step ('2GB', '512MiB'); the rest spills")
     threads: int = option(0, help="DuckDB's threads (0: every core)", least=0)
     spill_dir: str | None = option(None, help="where a step spills what does not fit (none: the run's spill/ folder)")
+    actors: int = option(
+        1, help="batch inference with kind ray: Ray Data actors, each holding the model and a CPU", least=1
+    )
+    gpus_per_actor: float = option(0.0, help="batch inference with kind ray: GPUs each actor reserves", least=0.0)
 
     def __post_init__(self) -> None:
         try:
@@ -131,15 +135,22 @@ def map_buckets(step: Callable[..., T], config: EngineConfig, *args: Any) -> lis
     bucket reads the whole input and keeps its own users (`bucket_of`)."""
     if config.kind == "local":
         return [step(bucket, config, *args) for bucket in range(config.buckets)]
+    ray = ray_connected()
+    remote = ray.remote(step)
+    shared = [ray.put(arg) for arg in args]  # each argument once into the object store, not once per task
+    return ray.get([remote.remote(bucket, config, *shared) for bucket in range(config.buckets)])
+
+
+def ray_connected() -> Any:
+    """The `ray` module, connected to the cluster at RAY_ADDRESS (or to one started on this machine), for a
+    step under `engine.kind: ray`."""
     try:
         import ray
     except ImportError as exc:
         raise ConfigError("key 'engine.kind' is ray, but Ray is not installed: pip install learn-kit[ray]") from exc
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    remote = ray.remote(step)
-    shared = [ray.put(arg) for arg in args]  # each argument once into the object store, not once per task
-    return ray.get([remote.remote(bucket, config, *shared) for bucket in range(config.buckets)])
+    return ray
 
 
 def register(con: duckdb.DuckDBPyConnection, **frames: Any) -> None:

@@ -233,3 +233,17 @@ def test_int8_precision_stays_close_to_float_and_is_cached_apart(isolated_cache,
     assert "quantized" in type(linear).__module__  # the linear layers really run in int8
     with pytest.raises(ValueError, match="int8 needs dtype float32"):
         EncoderConfig(model=TINY, precision="int8", dtype="bfloat16")
+
+
+def test_ceg_through_batch_inference_equals_one_encode_call(isolated_cache):
+    """The sentences go to the encoder through `map_batches` in several batches, longest first, and come back
+    bit for bit as one `encode` call over all of them gives them: the same encoder batches."""
+    from learn_embed.ceg import encode_in_batches
+    from learnkit.core.sql import EngineConfig
+
+    encoder = ContentEncoder(EncoderConfig(model=TINY, batch_size=4))
+    sentences = [f"item {i} " + "long " * ((i * 7) % 11) for i in range(30)]
+    todo = [(f"h{i:02d}", s) for i, s in enumerate(sentences)]
+    got = encode_in_batches(encoder, todo, EngineConfig(), batch_rows=9)  # batches of 8: four encoder batches
+    np.testing.assert_array_equal(got, encoder.encode(sentences, progress=False))
+    assert len(np.unique(got.round(5), axis=0)) == 30

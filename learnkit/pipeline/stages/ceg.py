@@ -36,7 +36,9 @@ def run_ceg_stage(ctx: Context) -> StageOutput:
     items, ceg, layout = read_items(ctx.layout), ctx.config.ceg, ctx.layout
     for name, encoder in ceg.encoders.items():
         out = layout.content(name)
-        result = run_ceg(items, name, encoder, ceg.template, out, _cache_root(ctx.config), layout.rank, layout.world)
+        cache = _cache_root(ctx.config)
+        engine = ctx.config.run_engine()
+        result = run_ceg(items, name, encoder, ceg.template, out, cache, layout.rank, layout.world, engine=engine)
         write_json(stats_file(out, layout.rank), result.__dict__)
     if layout.world > 1:
         import torch.distributed as dist
