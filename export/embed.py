@@ -99,7 +99,8 @@ def embed_snapshots(
         with tempfile.TemporaryDirectory(prefix="learnkit-snapshots-", dir=engine.spill_dir) as work:
             inputs = Path(work) / "inputs.parquet"
             pq.write_table(snapshot_inputs(snapshots, catalog), inputs)
-            args = (model, snapshots.history_max)
+            on_gpu = engine.kind == "ray" and engine.gpus_per_actor > 0
+            args = (model, snapshots.history_max, "cuda" if on_gpu else None)
             out = map_batches(inputs, SnapshotUserTower, args, Path(work) / "vectors", engine, batch_rows=256)
             result = pa.concat_tables([pq.read_table(path) for path in out])
         rows = result.column("row").to_numpy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from export.snapshots import Snapshots
@@ -40,20 +41,22 @@ def snapshot_inputs(snapshots: Snapshots, catalog: Catalog) -> pa.Table:
             "row": pa.ListArray.from_arrays(pa.array(row_offsets, pa.int32()), pa.array(order.astype(np.int64))),
         }
     )
-    return table.filter(pa.compute.greater(pa.compute.list_value_length(table.column("row")), 0))
+    return table.filter(pc.greater(pc.list_value_length(table.column("row")), 0))
 
 
 class SnapshotUserTower:
     """`map_batches`' model: a batch of `snapshot_inputs` rows -> (row, vector) for each of their snapshot rows."""
 
-    def __init__(self, model: LearnModel, length: int, passes_per_call: int = 512) -> None:
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(self.device).eval()
+    def __init__(self, model: LearnModel, length: int, device: str | None = None, passes_per_call: int = 512) -> None:
+        """`device`: where a worker puts its copy of the model (a Ray actor with a GPU: cuda); None keeps the
+        model where the caller has it (moving it would move the caller's model too)."""
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.model = (model.to(self.device) if device else model).eval()
         self.length, self.passes_per_call = length, passes_per_call
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         passes, reads = self._plan(batch)
-        rows = np.concatenate([np.asarray(r, dtype=np.int64) for r in batch.column("row").to_pylist()] or [[]])
+        rows = pc.list_flatten(batch.column("row")).to_numpy().astype(np.int64)
         vectors = np.zeros((len(rows), self.model.dim), dtype=np.float32)
         read_pass, read_position = reads
         with torch.no_grad():

@@ -145,8 +145,8 @@ def encode_in_batches(
     or on Ray actors under `engine.kind: ray`. The sentences go longest first in batches of whole encoder
     batches, so that each encoder batch holds the sentences one `encode` call over all of them would put in
     it, and the embeddings are the same."""
-    if not todo:
-        return encoder.encode([])
+    if not todo:  # every embedding was cached: no model is loaded
+        return np.zeros((0, 0), dtype=np.float32)
     order = encoder.longest_first([sentence for _, sentence in todo])
     table = pa.table({"text_hash": [todo[i][0] for i in order], "sentence": [todo[i][1] for i in order]})
     if engine.spill_dir is not None:

@@ -70,9 +70,16 @@ def map_batches(
     return dataset_files(out) if any(out.iterdir()) else []
 
 
+def parquet_batches(file: pq.ParquetFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows, at most `batch_rows` at a time, by one reader per row group: a reader over the
+    whole file kept every row group's decoded buffers until its end (about 2.8 MB per 200,000 events)."""
+    for group in range(file.num_row_groups):
+        yield from file.iter_batches(batch_size=batch_rows, row_groups=[group])
+
+
 def _batches(files: list[Path], batch_rows: int) -> Iterator[pa.Table]:
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for batch in parquet_batches(pq.ParquetFile(path), batch_rows):
             yield pa.Table.from_batches([batch])
 
 

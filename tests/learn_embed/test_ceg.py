@@ -92,12 +92,15 @@ def test_max_tokens_truncates(isolated_cache):
     np.testing.assert_allclose(a, b, atol=1e-6)  # identical first 4 tokens ([CLS] + 3 words)
 
 
-def test_cache_encodes_only_new_or_changed_items(isolated_cache, tmp_path):
+def test_cache_encodes_only_new_or_changed_items(isolated_cache, tmp_path, monkeypatch):
     config = EncoderConfig(model=TINY)
     first = run_ceg(ITEMS, "llm", config, TemplateConfig(), tmp_path / "a", isolated_cache, progress=False)
     assert (first.items, first.encoded, first.from_cache) == (12, 12, 0)
-    again = run_ceg(ITEMS, "llm", config, TemplateConfig(), tmp_path / "b", isolated_cache, progress=False)
+    with monkeypatch.context() as patched:  # all cached: the tokenizer counts tokens, no model is loaded
+        patched.setattr("learn_embed.ceg.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+        again = run_ceg(ITEMS, "llm", config, TemplateConfig(), tmp_path / "b", isolated_cache, progress=False)
     assert (again.encoded, again.from_cache) == (0, 12)
+    assert again.token_lengths == first.token_lengths
     changed = ITEMS.copy()
     changed.loc[3, "title"] = "A brand new title"
     third = run_ceg(changed, "llm", config, TemplateConfig(), tmp_path / "c", isolated_cache, progress=False)
