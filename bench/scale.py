@@ -118,9 +118,7 @@ def child(step: str, engine: str, events_path: Path, out: Path, memory_limit: st
 
 
 def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, clock: Clock) -> tuple[int, int]:
-    from export.snapshots import snapshot_rows_query, used_events
     from learnkit.core.sql import EngineConfig, connect
-    from learnkit.data.sequences import sequences_query
     from ranking.pointintime import snapshot_join_query
 
     if step in ("import", "split"):
@@ -139,16 +137,13 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
         con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{events_path}', file_row_number = true)")
         rows_in = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         origin = con.execute("SELECT min(ts) FROM events").fetchall()[0][0]
-        con.execute(f"CREATE VIEW used AS {used_events('event', True, origin)}")
         rows_path = out.with_suffix(".rows.parquet")
-        if step == "snapshot":  # the rows and the sorted events they slice, as export.snapshots reads them
+        if step == "snapshot":  # the sorted events the rows slice, and the rows, as export.snapshots makes them
             clock.start()
-            ordered = sequences_query(True, [], source="(SELECT *, file_row_number AS _row FROM events)")
-            con.execute(f"COPY ({ordered}) TO '{out.with_suffix('.sequences.parquet')}' (FORMAT parquet)")
-            con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{out}' (FORMAT parquet)")
+            write_snapshot_rows(con, origin, out.with_suffix(".sequences.parquet"), out)
         elif step == "asof-rows":  # the join's input, written by a process of its own (`measure`)
             clock.start()  # timed, though only the join's own child is reported
-            con.execute(f"COPY ({snapshot_rows_query('event', origin, PARTITION)}) TO '{rows_path}' (FORMAT parquet)")
+            write_snapshot_rows(con, origin, out.with_suffix(".sequences.parquet"), rows_path)
             return int(rows_in), 0
         else:  # every event is a ranking sample, joined to the snapshot rows after each positive event
             clock.start()
@@ -160,6 +155,26 @@ def duckdb_step(step: str, events_path: Path, out: Path, memory_limit: str, cloc
             con.execute(f"COPY ({snapshot_join_query()}) TO '{out}' (FORMAT parquet)")
         rows_out = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchall()[0][0]
     return int(rows_in), int(rows_out)
+
+
+def write_snapshot_rows(con, origin: int, sequences_path: Path, rows_path: Path) -> None:
+    """The used events (positives) sorted by user and time into `sequences_path` by DuckDB, spilling past its
+    memory limit; then the snapshot rows read off that file a row group at a time into `rows_path`."""
+    import pyarrow.parquet as pq
+
+    from export.snapshots import stream_snapshot_rows
+    from learnkit.core.batches import parquet_batches
+    from learnkit.data.sequences import sequences_query
+
+    ordered = sequences_query(True, [], source="(SELECT *, file_row_number AS _row FROM events)")
+    con.execute(f"COPY ({ordered}) TO '{sequences_path}' (FORMAT parquet)")
+    batches = parquet_batches(pq.ParquetFile(sequences_path), batch_rows=200_000)
+    writer = None
+    for rows in stream_snapshot_rows(batches, "event", origin, PARTITION):
+        writer = writer or pq.ParquetWriter(rows_path, rows.schema)
+        writer.write_table(rows)
+    if writer is not None:
+        writer.close()
 
 
 def bucketed_step(step: str, events_path: Path, out: Path, memory_limit: str, clock: Clock) -> tuple[int, int]:

@@ -1,15 +1,20 @@
-"""Point-in-time user snapshot rows and the histories they are built from, in DuckDB.
+"""Point-in-time user snapshot rows and the histories they are built from.
 
 A row (user, valid_from) holds the user's newest `history_max` events strictly before `valid_from`. Rather than
 a list per row (a user with n events would hold about n x history_max copies), the result is the users' sequences
 of used events once (`learnkit.data.sequences`, the same sort the splits are cut from), and per row the number
-of the user's events it sees (`seen`): its history is the newest `history_max` of those. Both are plain sorts
-and aggregates, which DuckDB spills to disk past the engine's `memory_limit`: the process does not grow with
-the events.
+of the user's events it sees (`seen`): its history is the newest `history_max` of those.
+
+That one sort is all the relational work: a user's refresh times rise with their event times, so in the sorted
+sequence a row is the last event of each run of one (user, refresh), and `seen` its position in the user's
+sequence. A linear scan reads the rows off (`snapshot_rows`), in memory or over the sorted events streamed
+from disk (`stream_snapshot_rows`); a SQL window and group-by over the events would sort them twice more. The
+sort runs in DuckDB by user bucket under the engine's `memory_limit`, spilling past it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from learnkit.core.sql import EngineConfig, bucket_of, connect, map_buckets, register
-from learnkit.data.sequences import UserSequences, user_sequences
+from learnkit.core.sql import EngineConfig
+from learnkit.data.sequences import UserSequences, user_sequences, user_starts
 
 
 @dataclass
@@ -42,34 +47,71 @@ class Snapshots:
         return out
 
 
-def used_events(every: int | Literal["event"], positives_only: bool, origin: int, source: str = "events") -> str:
-    """The SQL of the events a snapshot may use, each with the first refresh that sees it (`valid_from`: the
-    next time unit, or the next snapshot boundary). `origin`: the first event's time over all of `source`
-    (user_id, item_id, ts, label)."""
-    step = None if every == "event" else int(every)
-    if step is not None and step < 1:
+def refresh_times(ts: np.ndarray, every: int | Literal["event"], origin: int) -> np.ndarray:
+    """Per event: the first refresh that sees it (`valid_from`), the next time unit or the next snapshot
+    boundary. `origin`: the first event's time over all events, so that the grid does not depend on a bucket."""
+    if every == "event":
+        return ts + 1
+    step = int(every)
+    if step < 1:
         raise ValueError(f"a snapshot every {every} time units: it must be at least 1")
-    valid_from = "ts + 1" if step is None else f"{int(origin)} + ((ts - {int(origin)}) // {step} + 1) * {step}"
-    where = "WHERE label = 1" if positives_only else ""
-    return f"""
-        SELECT user_id::VARCHAR AS user_id, ts::BIGINT AS ts, item_id::VARCHAR AS item_id, {valid_from} AS valid_from
-        FROM {source} {where}
-    """
+    return origin + ((ts - origin) // step + 1) * step
 
 
-def snapshot_rows_query(every: int | Literal["event"], origin: int, partition_every: int, used: str = "used") -> str:
-    """The SQL of the snapshot rows over `used` (`used_events`), sorted by (user_id, valid_from). A row sees
-    the user's events of its own refresh and of every earlier one: a running count per user."""
+def snapshot_rows(
+    users: pa.Array,
+    starts: np.ndarray,
+    ts: np.ndarray,
+    every: int | Literal["event"],
+    origin: int,
+    partition_every: int,
+) -> pa.Table:
+    """The snapshot rows (`_COLUMNS`) of whole users' used events, sorted by user and time: users[u]'s events
+    are rows starts[u]:starts[u + 1] of `ts`. The rows come in (user, valid_from) order."""
+    valid_from = refresh_times(ts, every, origin)
+    owner = np.repeat(np.arange(len(starts) - 1), np.diff(starts))  # per event: its user's number
+    run_ends = np.ones(len(ts), bool)
+    run_ends[:-1] = valid_from[1:] != valid_from[:-1]
+    run_ends[starts[1:] - 1] = True  # a user's last event ends a run
+    ends = np.flatnonzero(run_ends)
+    valid_from = valid_from[ends]
     cut = int(partition_every)
-    as_of = f"{int(origin)} + (valid_from - {int(origin)}) // {cut} * {cut}" if every == "event" else "valid_from"
-    return f"""
-        SELECT user_id, valid_from, history_end, {as_of} AS as_of, seen FROM (
-            SELECT user_id, valid_from, max(ts) AS history_end,
-                   (sum(count(*)) OVER (PARTITION BY user_id ORDER BY valid_from))::BIGINT AS seen
-            FROM {used} GROUP BY user_id, valid_from
-        )
-        ORDER BY user_id, valid_from
-    """
+    as_of = origin + (valid_from - origin) // cut * cut if every == "event" else valid_from
+    return pa.table(
+        {
+            "user_id": users.take(owner[ends]),
+            "valid_from": valid_from,
+            "history_end": ts[ends],  # the run's newest event
+            "as_of": as_of,
+            "seen": ends - starts[owner[ends]] + 1,
+        }
+    )
+
+
+def stream_snapshot_rows(
+    batches: Iterable[pa.RecordBatch], every: int | Literal["event"], origin: int, partition_every: int
+) -> Iterator[pa.Table]:
+    """The snapshot rows of used events sorted by user and time (user_id, ts) that arrive in batches: a user's
+    events may go on in the next batch, so each batch's last user waits for it."""
+    held: pa.Table | None = None
+    for batch in batches:
+        table = pa.Table.from_batches([batch]).select(["user_id", "ts"])
+        table = table if held is None else pa.concat_tables([held, table])
+        if table.num_rows == 0:
+            continue
+        starts = user_starts(table.column("user_id").combine_chunks())
+        done, held = table.slice(0, starts[-2]), table.slice(starts[-2])
+        if done.num_rows:
+            yield _rows_of(done, every, origin, partition_every)
+    if held is not None and held.num_rows:
+        yield _rows_of(held, every, origin, partition_every)
+
+
+def _rows_of(table: pa.Table, every: int | Literal["event"], origin: int, partition_every: int) -> pa.Table:
+    users = table.column("user_id").combine_chunks()
+    starts = user_starts(users)
+    ts = table.column("ts").to_numpy().astype(np.int64)
+    return snapshot_rows(users.take(pa.array(starts[:-1])), starts, ts, every, origin, partition_every)
 
 
 def snapshot_histories(
@@ -90,40 +132,16 @@ def snapshot_histories(
     if history_max < 1:
         raise ValueError(f"history_max must be at least 1, not {history_max}")
     sequences = user_sequences(events, positives_only, engine=engine)
-    if events.empty:  # no events: no rows
-        empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in _COLUMNS[1:]})
-        return Snapshots(empty.assign(user_id=np.zeros(0, dtype=object))[_COLUMNS], sequences, history_max)
-    origin = int(events["ts"].min())  # over all events: the refresh grid does not depend on the bucket
-    parts = map_buckets(
-        _bucket_snapshots, engine or EngineConfig(), events, every, positives_only, partition_every, origin
-    )
-    rows = pa.concat_tables(parts)
+    origin = int(events["ts"].min()) if len(events) else 0  # over all events, as the refresh grid is
+    users = pa.array(sequences.users, pa.string())
+    rows = snapshot_rows(users, sequences.starts, sequences.ts, every, origin, partition_every)
     frame = pd.DataFrame(
         {
             "user_id": np.asarray(rows.column("user_id").to_pylist(), dtype=object),
             **{name: rows.column(name).to_numpy().astype(np.int64) for name in _COLUMNS[1:]},
         }
     )
-    # buckets hold disjoint users, each sorted: one stable sort puts the rows in (user_id, valid_from) order
-    frame = frame.sort_values(["user_id", "valid_from"], kind="stable").reset_index(drop=True)
     return Snapshots(frame, sequences, history_max)
-
-
-def _bucket_snapshots(
-    bucket: int,
-    engine: EngineConfig,
-    events: pd.DataFrame,
-    every: int | Literal["event"],
-    positives_only: bool,
-    partition_every: int,
-    origin: int,
-) -> pa.Table:
-    """One bucket of users: its snapshot rows, sorted (a Ray task under `engine: ray`)."""
-    with connect(engine) as con:
-        register(con, events=events)
-        mine = f"(SELECT * FROM events WHERE {bucket_of('user_id', engine.buckets, bucket)})"
-        con.execute(f"CREATE VIEW used AS {used_events(every, positives_only, origin, source=mine)}")
-        return con.sql(snapshot_rows_query(every, origin, partition_every)).to_arrow_table()
 
 
 _COLUMNS = ["user_id", "valid_from", "history_end", "as_of", "seen"]

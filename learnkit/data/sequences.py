@@ -74,20 +74,23 @@ def user_sequences(
     if len(parts) > 1:  # buckets hold disjoint users, each sorted: a stable sort by user puts them in order
         table = table.take(pc.sort_indices(table, [("user_id", "ascending")]))
     users = table.column("user_id").combine_chunks()
-    n = len(users)
-    changes = (
-        np.flatnonzero(pc.not_equal(users[1:], users[:-1]).to_numpy(zero_copy_only=False)) + 1
-        if n > 1
-        else np.zeros(0, np.int64)
-    )
-    firsts = np.r_[0, changes] if n else np.zeros(0, np.int64)
+    starts = user_starts(users)
     return UserSequences(
-        users=users.take(pa.array(firsts)).to_pylist(),
-        starts=np.r_[firsts, n].astype(np.int64),
+        users=users.take(pa.array(starts[:-1])).to_pylist(),
+        starts=starts,
         items=table.column("item_id").to_pylist(),
         ts=table.column("ts").to_numpy().astype(np.int64),
         columns={c: table.column(c).to_numpy() for c in columns},
     )
+
+
+def user_starts(users: pa.Array) -> np.ndarray:
+    """Where each user's rows start in `users` (one id per row, each user's rows together), and then the
+    number of rows: user u's rows are starts[u]:starts[u + 1]."""
+    if len(users) == 0:
+        return np.zeros(1, np.int64)
+    changes = np.flatnonzero(pc.not_equal(users[1:], users[:-1]).to_numpy(zero_copy_only=False)) + 1
+    return np.r_[0, changes, len(users)].astype(np.int64)
 
 
 def _bucket_sequences(

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from export.snapshots import snapshot_histories
+from export.snapshots import snapshot_histories, stream_snapshot_rows
 from export.tables import EmbeddingTable
 from learnkit.config import load_config
 from learnkit.core.errors import ConfigError
@@ -46,6 +47,28 @@ def test_snapshot_histories_equal_the_pandas_logic(every, positives_only, histor
     assert got.histories == want_histories
     # no row holds an event at or after the moment it describes
     assert (got.rows["history_end"] < got.rows["valid_from"]).all()
+
+
+@pytest.mark.parametrize("every", ["event", 7])
+def test_snapshot_rows_streamed_from_sorted_events_on_disk_equal_the_rows_in_memory(tmp_path, every):
+    """The sorted events read back in batches far smaller than a heavy user's events (so users span batches,
+    and a whole batch holds one user) give the same rows as the events in memory."""
+    import pyarrow.parquet as pq
+
+    from learnkit.core.batches import parquet_batches
+    from learnkit.data.sequences import sequences_query
+
+    events = random_events(seed=11)
+    want = snapshot_histories(events, every, 5, True, partition_every=30).rows
+    assert want["seen"].max() > 40  # a user's events span many batches of 5
+    sorted_events = tmp_path / "sorted.parquet"
+    with connect(EngineConfig()) as con:
+        con.register("events", events.assign(_row=np.arange(len(events))))
+        con.execute(f"COPY ({sequences_query(True, [])}) TO '{sorted_events}' (FORMAT parquet, ROW_GROUP_SIZE 7)")
+    origin = int(events["ts"].min())
+    batches = parquet_batches(pq.ParquetFile(sorted_events), batch_rows=5)
+    got = pa.concat_tables(stream_snapshot_rows(batches, every, origin, 30)).to_pandas()
+    assert got.values.tolist() == want.values.tolist()
 
 
 def test_the_as_of_join_equals_the_pandas_logic():
