@@ -91,27 +91,36 @@ def snapshot_rows(
 def stream_snapshot_rows(
     batches: Iterable[pa.RecordBatch], every: int | Literal["event"], origin: int, partition_every: int
 ) -> Iterator[pa.Table]:
-    """The snapshot rows of used events sorted by user and time (user_id, ts) that arrive in batches: a user's
-    events may go on in the next batch, so each batch's last user waits for it."""
-    held: pa.Table | None = None
+    """The snapshot rows of used events sorted by user and time (user_id, ts) that arrive in batches, in a
+    memory bounded by a batch however many events a user has. Each batch's rows are read as if its first user
+    began there; when that user goes on from the batch before, their counts go on from it too, and the batch
+    before's last row, which waited, gives way to the first row when both are of one refresh."""
+    last_user, carried, waiting = None, 0, None  # carried: last_user's events in the batches so far
     for batch in batches:
-        table = pa.Table.from_batches([batch]).select(["user_id", "ts"])
-        table = table if held is None else pa.concat_tables([held, table])
+        table = pa.Table.from_batches([batch])
         if table.num_rows == 0:
             continue
-        starts = user_starts(table.column("user_id").combine_chunks())
-        done, held = table.slice(0, starts[-2]), table.slice(starts[-2])
-        if done.num_rows:
-            yield _rows_of(done, every, origin, partition_every)
-    if held is not None and held.num_rows:
-        yield _rows_of(held, every, origin, partition_every)
-
-
-def _rows_of(table: pa.Table, every: int | Literal["event"], origin: int, partition_every: int) -> pa.Table:
-    users = table.column("user_id").combine_chunks()
-    starts = user_starts(users)
-    ts = table.column("ts").to_numpy().astype(np.int64)
-    return snapshot_rows(users.take(pa.array(starts[:-1])), starts, ts, every, origin, partition_every)
+        users = table.column("user_id").combine_chunks()
+        starts = user_starts(users)
+        ts = table.column("ts").to_numpy().astype(np.int64)
+        rows = snapshot_rows(users.take(pa.array(starts[:-1])), starts, ts, every, origin, partition_every)
+        goes_on = users[0].as_py() == last_user
+        if goes_on:
+            seen = rows.column("seen").to_numpy().copy()
+            seen[: user_starts(rows.column("user_id").combine_chunks())[1]] += carried
+            rows = rows.set_column(rows.schema.get_field_index("seen"), "seen", pa.array(seen))
+            if waiting["valid_from"][0] == rows["valid_from"][0]:  # one run of one refresh: the later row holds it
+                waiting = None
+        out = rows.slice(0, rows.num_rows - 1)
+        out = out if waiting is None else pa.concat_tables([waiting, out])
+        if out.num_rows:
+            yield out
+        waiting = rows.slice(rows.num_rows - 1)
+        own = int(starts[-1] - starts[-2])
+        carried = carried + own if goes_on and len(starts) == 2 else own
+        last_user = users[-1].as_py()
+    if waiting is not None:
+        yield waiting
 
 
 def snapshot_histories(
