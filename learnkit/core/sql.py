@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import duckdb
+import numpy as np
+import pandas as pd
 
 from learnkit.core.configload import option
 from learnkit.core.errors import ConfigError, LearnKitError
@@ -108,11 +110,6 @@ def bucket_number(column: str, buckets: int) -> str:
     return f"hash({column}::VARCHAR) % {int(buckets)}"
 
 
-def bucket_of(column: str, buckets: int, bucket: int) -> str:
-    """The SQL condition that a row's `column` (a user id) falls in `bucket` of `buckets` (`bucket_number`)."""
-    return f"{bucket_number(column, buckets)} = {int(bucket)}"
-
-
 def kth_smallest(con: duckdb.DuckDBPyConnection, source: str, column: str, k: int) -> Any:
     """The value at 0-based position `k` of `column` of `source` (a table, or a query in parentheses) in
     ascending order, as `np.sort(values)[k]` gives it, by counts per distinct value and their running sum
@@ -129,16 +126,33 @@ def kth_smallest(con: duckdb.DuckDBPyConnection, source: str, column: str, k: in
     return rows[0][0]
 
 
-def map_buckets(step: Callable[..., T], config: EngineConfig, *args: Any) -> list[T]:
-    """`step(bucket, config, *args)` for every bucket of `config.buckets`, in bucket order: in this process
-    (`local`), or as Ray tasks (`ray`: the cluster at RAY_ADDRESS, or the one this process has started). Each
-    bucket reads the whole input and keeps its own users (`bucket_of`)."""
+def map_buckets(step: Callable[..., T], config: EngineConfig, frame: pd.DataFrame, *args: Any) -> list[T]:
+    """`step(rows, config, *args)` for the rows of `frame` in each user bucket of `config.buckets`
+    (`bucket_number` of `user_id`, each bucket's rows in their order in `frame`), in bucket order: in this
+    process (`local`), or as Ray tasks (`ray`: the cluster at RAY_ADDRESS, or the one this process has
+    started), each sent its own bucket's rows alone."""
+    parts = split_by_bucket(frame, config)
     if config.kind == "local":
-        return [step(bucket, config, *args) for bucket in range(config.buckets)]
+        return [step(part, config, *args) for part in parts]
     ray = ray_connected()
     remote = ray.remote(step)
     shared = [ray.put(arg) for arg in args]  # each argument once into the object store, not once per task
-    return ray.get([remote.remote(bucket, config, *shared) for bucket in range(config.buckets)])
+    return ray.get([remote.remote(ray.put(part), config, *shared) for part in parts])
+
+
+def split_by_bucket(frame: pd.DataFrame, config: EngineConfig) -> list[pd.DataFrame]:
+    """The rows of `frame` in each user bucket, in their order in `frame`: one pass that numbers every row's
+    bucket, instead of each bucket scanning all the rows for its own."""
+    if config.buckets == 1:
+        return [frame]
+    with connect(config) as con:
+        register(con, rows=pd.DataFrame({"user_id": frame["user_id"].to_numpy(), "_at": np.arange(len(frame))}))
+        got = con.sql(f"SELECT _at, {bucket_number('user_id', config.buckets)} AS bucket FROM rows").fetchnumpy()
+    bucket = np.empty(len(frame), np.int64)
+    bucket[got["_at"]] = got["bucket"]  # the query keeps no order: place each number at its row
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(config.buckets + 1))
+    return [frame.iloc[order[start:end]] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def ray_connected() -> Any:

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from learnkit.core.sql import EngineConfig, bucket_of, connect, map_buckets, register
+from learnkit.core.sql import EngineConfig, connect, map_buckets, register
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,11 @@ def user_starts(users: pa.Array) -> np.ndarray:
     return np.r_[0, changes, len(users)].astype(np.int64)
 
 
-def _bucket_sequences(
-    bucket: int, engine: EngineConfig, events: pd.DataFrame, positives_only: bool, columns: list[str]
-) -> pa.Table:
-    """One bucket of users, sorted (a Ray task under `engine: ray`)."""
+def _bucket_sequences(events: pd.DataFrame, engine: EngineConfig, positives_only: bool, columns: list[str]) -> pa.Table:
+    """One bucket's events, sorted (a Ray task under `engine: ray`)."""
     with connect(engine) as con:
         register(con, events=events)
-        mine = f"(SELECT * FROM events WHERE {bucket_of('user_id', engine.buckets, bucket)})"
-        return con.sql(sequences_query(positives_only, columns, source=mine)).to_arrow_table()
+        return con.sql(sequences_query(positives_only, columns)).to_arrow_table()
 
 
 def _quoted(column: str) -> str:

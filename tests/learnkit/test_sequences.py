@@ -47,3 +47,24 @@ def test_no_events_give_no_sequences():
     empty = tied_events(seed=1).iloc[:0]
     got = user_sequences(empty, False, ["mark"])
     assert len(got) == 0 and list(got) == [] and got.items == []
+
+
+def test_user_buckets_hold_each_user_once_with_rows_in_input_order_as_the_import_numbers_them():
+    """One pass numbers every row's bucket; each bucket gets its rows alone, in their order, and a user's
+    bucket is the one the streamed import writes them to (`bucket_number`)."""
+    import duckdb
+
+    from learnkit.core.sql import bucket_number, split_by_bucket
+
+    events = pd.concat([tied_events(seed=5, rows=60_000)] * 2, ignore_index=True)  # past a DuckDB vector
+    parts = split_by_bucket(events, EngineConfig(buckets=7, threads=2))
+    assert len(parts) == 7 and all(len(part) > 0 for part in parts)
+    for part in parts:
+        assert part.index.is_monotonic_increasing  # input order
+    assert sorted(np.concatenate([part.index.to_numpy() for part in parts]).tolist()) == list(range(len(events)))
+    with duckdb.connect() as con:
+        con.register("users", pd.DataFrame({"user_id": sorted(events["user_id"].unique())}))
+        imported = dict(con.sql(f"SELECT user_id, {bucket_number('user_id', 7)} FROM users").fetchall())
+    for number, part in enumerate(parts):
+        assert {imported[user] for user in part["user_id"]} == {number}
+    assert split_by_bucket(events, EngineConfig(buckets=1))[0] is events
