@@ -108,7 +108,9 @@ class RejectLog:
             out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items()))
 
-    def raise_if_any(self, on_error: OnError, shown: int = 5) -> None:
+    def raise_if_any(self, on_error: OnError, shown: int = 5, scope: str = "") -> None:
+        """Under `on_error: fail`, a DataError naming the first `shown` rows logged; `scope` says where the
+        count comes from when the input was not read to its end."""
         if on_error == "fail" and self.rows:
             lines = [
                 f"  {r['file']} row {r['row']} column '{r['column']}': {r['reason']}"
@@ -117,7 +119,9 @@ class RejectLog:
             ]
             more = f"\n  ... and {len(self.rows) - shown} more" if len(self.rows) > shown else ""
             raise DataError(
-                f"{len(self.rows)} invalid row(s); fix the input or use --on-error drop:\n" + "\n".join(lines) + more
+                f"{len(self.rows)} invalid row(s){scope}; fix the input or use --on-error drop:\n"
+                + "\n".join(lines)
+                + more
             )
 
 

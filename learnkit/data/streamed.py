@@ -63,7 +63,9 @@ def import_canonical_streamed(
 ) -> StreamedDataset:
     """Import a canonical dataset folder (`learnkit.data.importers.canonical`), its events streamed into
     `events_out` as `engine.buckets` parts. Items and users are read whole: every event is checked against
-    the items. Raises `DataError` on any rejection when `rules.on_error == 'fail'`, leaving no output."""
+    the items. When `rules.on_error == 'fail'`, raises `DataError` at the first rejection: the items' and
+    users', before any event is read, or the first chunk of events that has one (the duplicates, found per
+    bucket once every chunk is read, last). A failed import leaves no output."""
     engine = engine or EngineConfig()
     log = RejectLog()
     found = locate_tables(folder)
@@ -83,6 +85,7 @@ def import_canonical_streamed(
     items = validate_items(raw.items, raw.items_file, rules, log)
     users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
     raw.items = raw.users = None  # type: ignore[assignment]  # counted: only the validated tables are needed
+    log.raise_if_any(rules.on_error)  # before the events: under `fail`, hours of them would be read for nothing
     staging = events_out.parent / f".{events_out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -136,6 +139,9 @@ def _stage_chunks(
             chunk["_seq"] = np.arange(read, read + len(chunk), dtype=np.int64)  # input order, across parts
             read += len(chunk)
             valid = validate_events(chunk, str(file), items, rules, log, duplicates="keep")
+            if rules.on_error == "fail" and (log.rows or reader_log.rows):  # fail at the first chunk with any
+                log.rows.extend(reader_log.rows)
+                log.raise_if_any("fail", scope=f" in the first {read + reader_log.rows_of('events'):,} rows of {file}")
             if len(valid):
                 buckets.append(valid, con)
             bar.update(len(chunk))

@@ -91,12 +91,23 @@ def test_streamed_import_equals_the_in_memory_import(tmp_path: Path, kind: str, 
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no staging left
 
 
-def test_a_failed_streamed_import_leaves_no_output(tmp_path: Path) -> None:
+def test_a_failed_streamed_import_stops_at_the_first_bad_chunk_and_leaves_no_output(tmp_path: Path) -> None:
+    """Under `on_error: fail` the import stops at the first chunk of events with a rejection, saying how far
+    it read, not at the end of the file; bad items stop it before any event is read."""
     folder = _write_dataset(tmp_path / "data", "csv")
     out = tmp_path / "run" / "events.parquet"
-    with pytest.raises(DataError, match=r"invalid row\(s\)") as caught:
+    with pytest.raises(DataError, match=r"^2 invalid row\(s\) in the first 11 rows of .*events.csv;") as caught:
         import_canonical_streamed(folder, ValidationRules(on_error="fail"), out, EngineConfig(buckets=2), 11)
-    assert "events.csv row" in str(caught.value)
+    assert "events.csv row 3 column 'item_id': unknown item_id" in str(caught.value)
+    assert _in_memory(folder).report["events"]["rejected"] > 9  # the whole file has many more
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+    items = pd.read_csv(folder / "items.csv")
+    pd.concat([items, items.iloc[:1]]).to_csv(folder / "items.csv", index=False)  # an item twice
+    one_item = r"^1 invalid row\(s\); .*\n.*items.csv row 7 column 'item_id': duplicate"
+    with pytest.raises(DataError, match=one_item) as caught:
+        import_canonical_streamed(folder, ValidationRules(on_error="fail"), out, EngineConfig(buckets=2), 11)
+    assert "events.csv" not in str(caught.value)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
