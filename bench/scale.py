@@ -193,7 +193,8 @@ def bucketed_step(step: str, events_path: Path, out: Path, memory_limit: str, cl
     engine = EngineConfig(buckets=max(1, events // 500_000), memory_limit=memory_limit, spill_dir=str(out.parent))
     clock.start()
     if step == "import":
-        report = import_canonical_streamed(dataset, ValidationRules(), imported, engine).report
+        rejected = imported.with_name(f"rejected-{events_path.stem}.parquet")
+        report = import_canonical_streamed(dataset, ValidationRules(), imported, rejected, engine).report
         return events, report["events"]["kept"]
     split, period, before, valid_fraction = split_setting()
     stats = split_bucketed(imported, split, period, before, out, valid_fraction, engine)

@@ -9,21 +9,27 @@ logged with file, row, column, reason and value; `on_error="fail"` raises on the
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from learnkit.core.errors import DataError
+from learnkit.core.fsutil import atomic_path, write_parquet
+from learnkit.core.sql import EngineConfig, connect, sql_path
 
 # "Before" everywhere (splits, exported histories, A/B requests): per user by time, events in the same second by
 # item id, so that no order depends on the order of the input rows
 CHRONOLOGICAL = ["user_id", "ts", "item_id"]
 
 OnError = Literal["fail", "drop"]
+_TABLE_ORDER = {"items": 0, "events": 1, "users": 2}  # rejected rows are listed by table in this order
 
 ITEM_TEXT_COLUMNS = ("title", "category", "brand", "keywords", "attributes")
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "price", "keywords", "attributes")
@@ -53,9 +59,13 @@ class ValidationRules:
 
 @dataclass
 class RejectLog:
-    """Every rejected row, in the order found."""
+    """Every rejected row, in the order found. A log that outgrows memory moves its rows to Parquet parts on
+    disk (`spill`), keeping their counts; `write` sorts every row into `rejected.parquet` either way."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # logged since the last spill
+    # the spilled rows' parts, each sorted as `frame` sorts, and their counts: ("count"|"rows"|"reason", key): n
+    _parts: list[Path] = field(default_factory=list, init=False, repr=False)
+    _spilled: Counter[tuple[str, str]] = field(default_factory=Counter, init=False, repr=False)
 
     def add(self, table: str, file: str, row: int, column: str, reason: str, value: Any = None) -> None:
         self.rows.append(
@@ -86,40 +96,73 @@ class RejectLog:
             self.add(table, files[k], rows[k], column, str(reason), value)
 
     def sorted_rows(self) -> list[dict[str, Any]]:
-        order = {"items": 0, "events": 1, "users": 2}
-        return sorted(self.rows, key=lambda r: (order.get(r["table"], 3), r["file"], r["row"]))
+        """The rows not spilled, by table, file and row (a row's entries in the order logged)."""
+        return sorted(self.rows, key=lambda r: (_TABLE_ORDER.get(r["table"], len(_TABLE_ORDER)), r["file"], r["row"]))
 
     def frame(self) -> pd.DataFrame:
+        """The rows not spilled, sorted (`sorted_rows`), as `rejected.parquet` holds them."""
         columns = ["table", "file", "row", "column", "reason", "value"]
         df = pd.DataFrame(self.sorted_rows(), columns=columns)
         return df.astype({"table": str, "file": str, "row": "int64", "column": str, "reason": str, "value": str})
 
     def count(self, table: str | None = None) -> int:
-        return sum(1 for r in self.rows if table is None or r["table"] == table)
+        spilled = sum(n for (kind, key), n in self._spilled.items() if kind == "count" and table in (None, key))
+        return spilled + sum(1 for r in self.rows if table is None or r["table"] == table)
 
     def rows_of(self, table: str) -> int:
         """Distinct input rows of `table` rejected (a row is logged once, but count rows, not entries)."""
-        return len({(r["file"], r["row"]) for r in self.rows if r["table"] == table})
+        return self._spilled["rows", table] + len({(r["file"], r["row"]) for r in self.rows if r["table"] == table})
 
     def by_reason(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.rows:
-            key = f"{r['table']}.{r['column']}: {_reason_kind(r['reason'])}"
-            out[key] = out.get(key, 0) + 1
+        out = Counter({key: n for (kind, key), n in self._spilled.items() if kind == "reason"})
+        out.update(_reason_key(r) for r in self.rows)
         return dict(sorted(out.items()))
+
+    def spill(self, folder: Path) -> None:
+        """Move the rows logged so far to a Parquet part in `folder`, keeping their counts, so that the log holds
+        only the rows logged after. Every entry of a row must be logged before the spill: `rows_of` counts each
+        spill's distinct rows apart (the streamed import spills after a chunk, whose rows no later chunk has)."""
+        if not self.rows:
+            return
+        self._spilled.update(("count", r["table"]) for r in self.rows)
+        self._spilled.update(("rows", table) for table, _, _ in {(r["table"], r["file"], r["row"]) for r in self.rows})
+        self._spilled.update(("reason", _reason_key(r)) for r in self.rows)
+        folder.mkdir(parents=True, exist_ok=True)
+        part = folder / f"rejects-{len(self._parts):06d}.parquet"
+        pq.write_table(pa.Table.from_pandas(self.frame(), preserve_index=False), part)
+        self._parts.append(part)
+        self.rows = []
+
+    def write(self, path: Path, engine: EngineConfig | None = None) -> None:
+        """Every row, spilled or not, sorted as `frame` sorts them, as a Parquet file (written whole or not at
+        all); DuckDB merges the spilled parts under the engine's memory limit."""
+        if not self._parts:
+            write_parquet(path, self.frame())
+            return
+        self.spill(self._parts[0].parent)
+        parts = ", ".join(sql_path(part) for part in self._parts)
+        order = " ".join(f"WHEN '{table}' THEN {n}" for table, n in _TABLE_ORDER.items())
+        with connect(engine) as con, atomic_path(path) as tmp:
+            con.execute(
+                f"""COPY (SELECT "table", file, "row", "column", reason, value
+                    FROM read_parquet([{parts}], filename = true, file_row_number = true)
+                    ORDER BY CASE "table" {order} ELSE {len(_TABLE_ORDER)} END, file, "row", filename,
+                             file_row_number
+                ) TO {sql_path(tmp)} (FORMAT parquet)"""
+            )
 
     def raise_if_any(self, on_error: OnError, shown: int = 5, scope: str = "") -> None:
         """Under `on_error: fail`, a DataError naming the first `shown` rows logged; `scope` says where the
         count comes from when the input was not read to its end."""
-        if on_error == "fail" and self.rows:
+        if on_error == "fail" and self.count():
             lines = [
                 f"  {r['file']} row {r['row']} column '{r['column']}': {r['reason']}"
                 + (f" (value {r['value']!r})" if r["value"] not in (None, "") else "")
                 for r in self.sorted_rows()[:shown]
             ]
-            more = f"\n  ... and {len(self.rows) - shown} more" if len(self.rows) > shown else ""
+            more = f"\n  ... and {self.count() - shown} more" if self.count() > shown else ""
             raise DataError(
-                f"{len(self.rows)} invalid row(s){scope}; fix the input or use --on-error drop:\n"
+                f"{self.count()} invalid row(s){scope}; fix the input or use --on-error drop:\n"
                 + "\n".join(lines)
                 + more
             )
@@ -132,6 +175,11 @@ def _short(value: Any, limit: int = 120) -> str | None:
     # Undecodable input bytes arrive as surrogates; show them as \xNN escapes.
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason_key(row: dict[str, Any]) -> str:
+    """A rejected row's key in `validation.json`'s `rejected_by_reason`: table.column: the kind of reason."""
+    return f"{row['table']}.{row['column']}: {_reason_kind(row['reason'])}"
 
 
 def _reason_kind(reason: str) -> str:

@@ -18,7 +18,7 @@ per-user step can read one bucket's part instead of every event.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ class StreamedDataset:
     users: pd.DataFrame | None
     events: Path
     buckets: int
-    rejected: pd.DataFrame
+    rejected: Path  # the rejected rows, as `rejected.parquet`
     report: dict[str, Any]
 
 
@@ -58,44 +58,53 @@ def import_canonical_streamed(
     folder: Path,
     rules: ValidationRules,
     events_out: Path,
+    rejected_out: Path,
     engine: EngineConfig | None = None,
     chunk_rows: int = 200_000,
 ) -> StreamedDataset:
     """Import a canonical dataset folder (`learnkit.data.importers.canonical`), its events streamed into
-    `events_out` as `engine.buckets` parts. Items and users are read whole: every event is checked against
-    the items. When `rules.on_error == 'fail'`, raises `DataError` at the first rejection: the items' and
-    users', before any event is read, or the first chunk of events that has one (the duplicates, found per
-    bucket once every chunk is read, last). A failed import leaves no output."""
+    `events_out` as `engine.buckets` parts and its rejected rows into `rejected_out`. Items and users are read
+    whole: every event is checked against the items. When `rules.on_error == 'fail'`, raises `DataError` at
+    the first rejection: the items' and users', before any event is read, or the first chunk of events that
+    has one (the duplicates, found per bucket once every chunk is read, last). A failed import leaves no
+    output. Under `drop`, the rejected rows go to disk after each table, chunk and bucket (`RejectLog.spill`),
+    so that a log with many of them does not grow the process."""
     engine = engine or EngineConfig()
-    log = RejectLog()
-    found = locate_tables(folder)
-    raw = RawDataset(
-        items=read_table(found["items"], "items", log),
-        events=pd.DataFrame(),
-        users=read_table(found["users"], "users", log) if "users" in found else None,
-        items_file=str(found["items"]),
-        events_file=str(found["events"]),
-        users_file=str(found.get("users", "")),
-        log=log,
-    )
-    raw.rows_read = {"items": len(raw.items) + log.rows_of("items")}
-    if raw.users is not None:
-        raw.rows_read["users"] = len(raw.users) + log.rows_of("users")
-    rules = rules_for(raw, rules)
-    items = validate_items(raw.items, raw.items_file, rules, log)
-    users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
-    raw.items = raw.users = None  # type: ignore[assignment]  # counted: only the validated tables are needed
-    log.raise_if_any(rules.on_error)  # before the events: under `fail`, hours of them would be read for nothing
     staging = events_out.parent / f".{events_out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    log = RejectLog()
+
+    def settle(scope: str = "") -> None:
+        """After a table, a chunk or a bucket: under `fail`, stop at its rejections; under `drop`, spill them."""
+        if rules.on_error == "fail":
+            log.raise_if_any("fail", scope=scope)
+        log.spill(staging / "rejected")
+
     try:
+        found = locate_tables(folder)
+        raw = RawDataset(
+            items=read_table(found["items"], "items", log),
+            events=pd.DataFrame(),
+            users=read_table(found["users"], "users", log) if "users" in found else None,
+            items_file=str(found["items"]),
+            events_file=str(found["events"]),
+            users_file=str(found.get("users", "")),
+            log=log,
+        )
+        raw.rows_read = {"items": len(raw.items) + log.rows_of("items")}
+        if raw.users is not None:
+            raw.rows_read["users"] = len(raw.users) + log.rows_of("users")
+        rules = rules_for(raw, rules)
+        items = validate_items(raw.items, raw.items_file, rules, log)
+        users = validate_users(raw.users, raw.users_file, log) if raw.users is not None else None
+        raw.items = raw.users = None  # type: ignore[assignment]  # counted: only the validated tables are needed
+        settle()  # before the events: under `fail`, hours of them would be read for nothing
         read, staged = _stage_chunks(
-            found["events"], ItemLookup.of(items), rules, log, staging / "chunks", engine, chunk_rows
+            found["events"], ItemLookup.of(items), rules, log, settle, staging / "chunks", engine, chunk_rows
         )
         raw.rows_read["events"] = read
-        kept = _write_buckets(staged, log, staging / "events", engine)
-        log.raise_if_any(rules.on_error)
+        kept = _write_buckets(staged, log, settle, staging / "events", engine)
         if not kept:
             raise DataError(f"{found['events']}: no valid events left after validation")
         report = validation_report(
@@ -104,9 +113,10 @@ def import_canonical_streamed(
         manifest = {"buckets": engine.buckets, "bucket": bucket_number("user_id", engine.buckets)}
         write_json(staging / "events" / MANIFEST, manifest)
         publish_folder(staging / "events", events_out)
+        log.write(rejected_out, engine)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return StreamedDataset(items, users, events_out, engine.buckets, log.frame(), report)
+    return StreamedDataset(items, users, events_out, engine.buckets, rejected_out, report)
 
 
 def _chunks(file: Path, log: RejectLog, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -120,16 +130,25 @@ def _stage_chunks(
     items: ItemLookup,
     rules: ValidationRules,
     log: RejectLog,
+    settle: Callable[[str], None],
     staging: Path,
     engine: EngineConfig,
     chunk_rows: int,
 ) -> tuple[int, list[Path]]:
     """Validate the events a chunk at a time, each chunk's valid rows appended to its users' buckets' staging
-    files (a batch per chunk); (rows read, each bucket's staging file). Duplicates are left for
-    `_write_buckets`, which sees all of a bucket's rows."""
+    files (a batch per chunk), its rejections settled (`settle`); (rows read, each bucket's staging file).
+    Duplicates are left for `_write_buckets`, which sees all of a bucket's rows."""
     staging.mkdir()
     reader_log = RejectLog()  # the rows the reader rejects: each is a row read that is in no chunk
-    read = 0
+    read = unreadable = 0
+
+    def settle_read() -> None:
+        nonlocal unreadable
+        unreadable += reader_log.rows_of("events")
+        log.rows.extend(reader_log.rows)
+        reader_log.rows.clear()
+        settle(f" in the first {read + unreadable:,} rows of {file}")
+
     with (
         progress_bar(desc="import events", unit="rows") as bar,
         connect(engine) as con,
@@ -139,14 +158,12 @@ def _stage_chunks(
             chunk["_seq"] = np.arange(read, read + len(chunk), dtype=np.int64)  # input order, across parts
             read += len(chunk)
             valid = validate_events(chunk, str(file), items, rules, log, duplicates="keep")
-            if rules.on_error == "fail" and (log.rows or reader_log.rows):  # fail at the first chunk with any
-                log.rows.extend(reader_log.rows)
-                log.raise_if_any("fail", scope=f" in the first {read + reader_log.rows_of('events'):,} rows of {file}")
+            settle_read()
             if len(valid):
                 buckets.append(valid, con)
             bar.update(len(chunk))
-    log.rows.extend(reader_log.rows)
-    return read + reader_log.rows_of("events"), buckets.paths
+    settle_read()  # a line cut short shows once the reader reaches the end
+    return read + unreadable, buckets.paths
 
 
 class _BucketFiles:
@@ -205,7 +222,9 @@ class _BucketFiles:
             self.writers[bucket].write_table(table.slice(int(start), int(end - start)))
 
 
-def _write_buckets(staged: list[Path], log: RejectLog, out: Path, engine: EngineConfig) -> int:
+def _write_buckets(
+    staged: list[Path], log: RejectLog, settle: Callable[[str], None], out: Path, engine: EngineConfig
+) -> int:
     """Each bucket's staged rows, duplicates rejected, as `out/part-NNNNN.parquet` in input order (a bucket
     without rows: an empty part); the rows kept."""
     out.mkdir()
@@ -241,6 +260,7 @@ def _write_buckets(staged: list[Path], log: RejectLog, out: Path, engine: Engine
                     item,
                 )
             part = con.sql("SELECT * FROM ranked WHERE _nth = 1 ORDER BY _seq").to_arrow_table()
+        settle(f" (duplicates, in {bucket + 1} of {engine.buckets} user buckets)")
         part = part.drop_columns([c for c in part.column_names if c.startswith("_")])
         pq.write_table(part, out / f"part-{bucket:05d}.parquet")
         kept += len(part)

@@ -38,7 +38,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pa
     rules = ValidationRules()
     in_memory = validate(load_dataset("canonical", folder, {}), rules).events
     out = tmp_path_factory.mktemp("run") / "events.parquet"
-    import_canonical_streamed(folder, rules, out, EngineConfig(buckets=4), chunk_rows=700)
+    import_canonical_streamed(folder, rules, out, out.with_name("rejected.parquet"), EngineConfig(buckets=4), 700)
     return in_memory, out
 
 

@@ -19,6 +19,7 @@ from learnkit.data.schema import ValidationRules
 from learnkit.data.streamed import MANIFEST, bucket_parts, import_canonical_streamed
 
 DROP = ValidationRules(on_error="drop")
+FAIL = ValidationRules(on_error="fail")
 
 
 def _event_rows(seed: int) -> list[list[str]]:
@@ -69,11 +70,16 @@ def test_streamed_import_equals_the_in_memory_import(tmp_path: Path, kind: str, 
     folder = _write_dataset(tmp_path / "data", kind)
     expected = _in_memory(folder)
     out = tmp_path / "run" / "events.parquet"
-    got = import_canonical_streamed(folder, DROP, out, EngineConfig(buckets=buckets, memory_limit="200MB"), 11)
+    rejected = tmp_path / "run" / "rejected.parquet"
+    got = import_canonical_streamed(
+        folder, DROP, out, rejected, EngineConfig(buckets=buckets, memory_limit="200MB"), 11
+    )
 
     assert got.report == expected.report
-    pd.testing.assert_frame_equal(got.rejected, expected.rejected)
-    assert any("as row" in reason for reason in got.rejected["reason"])  # the repeats were rejected
+    assert got.rejected == rejected
+    # spilled to disk a chunk and a bucket at a time, merged back in the in-memory import's order
+    pd.testing.assert_frame_equal(pd.read_parquet(rejected), expected.rejected)
+    assert any("as row" in reason for reason in expected.rejected["reason"])  # the repeats were rejected
     assert got.report["events"]["rejected"] >= 9
     pd.testing.assert_frame_equal(got.items, expected.items)
     n, parts = bucket_parts(out)
@@ -97,7 +103,7 @@ def test_a_failed_streamed_import_stops_at_the_first_bad_chunk_and_leaves_no_out
     folder = _write_dataset(tmp_path / "data", "csv")
     out = tmp_path / "run" / "events.parquet"
     with pytest.raises(DataError, match=r"^2 invalid row\(s\) in the first 11 rows of .*events.csv;") as caught:
-        import_canonical_streamed(folder, ValidationRules(on_error="fail"), out, EngineConfig(buckets=2), 11)
+        import_canonical_streamed(folder, FAIL, out, out.with_name("rejected.parquet"), EngineConfig(buckets=2), 11)
     assert "events.csv row 3 column 'item_id': unknown item_id" in str(caught.value)
     assert _in_memory(folder).report["events"]["rejected"] > 9  # the whole file has many more
     assert not out.exists() and list(out.parent.iterdir()) == []
@@ -106,7 +112,7 @@ def test_a_failed_streamed_import_stops_at_the_first_bad_chunk_and_leaves_no_out
     pd.concat([items, items.iloc[:1]]).to_csv(folder / "items.csv", index=False)  # an item twice
     one_item = r"^1 invalid row\(s\); .*\n.*items.csv row 7 column 'item_id': duplicate"
     with pytest.raises(DataError, match=one_item) as caught:
-        import_canonical_streamed(folder, ValidationRules(on_error="fail"), out, EngineConfig(buckets=2), 11)
+        import_canonical_streamed(folder, FAIL, out, out.with_name("rejected.parquet"), EngineConfig(buckets=2), 11)
     assert "events.csv" not in str(caught.value)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
@@ -116,7 +122,7 @@ def test_bucket_parts_names_a_folder_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=MANIFEST):
         bucket_parts(folder / "events.parquet")
     out = tmp_path / "events.parquet"
-    import_canonical_streamed(folder, DROP, out, EngineConfig(buckets=2), 50)
+    import_canonical_streamed(folder, DROP, out, tmp_path / "rejected.parquet", EngineConfig(buckets=2), 50)
     (out / "part-00001.parquet").unlink()
     with pytest.raises(DataError, match="part-00001.parquet: a bucket's part is missing"):
         bucket_parts(out)
@@ -129,7 +135,9 @@ def test_the_stages_read_the_streamed_events_as_the_in_memory_ones(tmp_path: Pat
 
     folder = _write_dataset(tmp_path / "data", "parquet")
     write_parquet(tmp_path / "memory.parquet", _in_memory(folder).events)
-    import_canonical_streamed(folder, DROP, tmp_path / "events.parquet", EngineConfig(), 11)
+    import_canonical_streamed(
+        folder, DROP, tmp_path / "events.parquet", tmp_path / "rejected.parquet", EngineConfig(), 11
+    )
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "events.parquet"), pd.read_parquet(tmp_path / "memory.parquet")
     )

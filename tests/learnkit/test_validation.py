@@ -340,3 +340,49 @@ def test_the_numbers_fast_path_equals_the_rules_cell_by_cell(case):
     fast, slow = parse_numbers(values), parse_numbers_per_cell(values)
     np.testing.assert_array_equal(fast[0], slow[0])
     assert fast[1].tolist() == slow[1].tolist() and fast[2].tolist() == slow[2].tolist()
+
+
+def test_a_spilled_reject_log_counts_and_writes_what_one_in_memory_does(tmp_path):
+    """Rows moved to disk part by part keep their counts (entries, distinct rows, reasons), and `write` merges
+    the parts back in the in-memory order: by table (items, events, users), file and row, and a row's entries in
+    the order logged."""
+    from learnkit.data.schema import RejectLog
+
+    entries = [
+        ("events", "b.csv", 7, "ts", "not a whole number", "soon"),
+        ("events", "b.csv", 7, "label", "label must be 0 or 1", 2),  # a second entry for one row
+        ("items", "a.csv", 3, "price", "negative price", -1.0),
+        ("users", "c.csv", 1, "user_id", "empty id", None),
+        # spill here
+        ("events", "a.csv", 9, "item_id", "unknown item_id (not in items)", "i9"),
+        ("events", "b.csv", 2, "item_id", "duplicate event: same user_id, item_id, ts and event as row 1", "i1"),
+        ("events", "b.csv", 2, "ts", "not a whole number", "x"),
+        # spill here
+        ("items", "a.csv", 1, "title", "empty text", ""),
+        ("events", "b.csv", 10, "ts", "out of range", 5),
+    ]
+    whole, spilled = RejectLog(), RejectLog()
+    for k, entry in enumerate(entries):
+        whole.add(*entry)
+        spilled.add(*entry)
+        if k in (3, 6):
+            spilled.spill(tmp_path / "parts")
+    assert len(spilled.rows) == 2 and len(list((tmp_path / "parts").iterdir())) == 2
+    assert spilled.count() == whole.count() == 9 and spilled.count("events") == 6
+    assert [spilled.rows_of(t) for t in ("items", "events", "users")] == [2, 4, 1]
+    assert spilled.by_reason() == whole.by_reason() and spilled.by_reason()["events.ts: not a whole number"] == 2
+    spilled.write(tmp_path / "rejected.parquet")
+    got = pd.read_parquet(tmp_path / "rejected.parquet")
+    pd.testing.assert_frame_equal(got, whole.frame())
+    assert got[["file", "row", "column"]].values.tolist() == [
+        ["a.csv", 1, "title"],
+        ["a.csv", 3, "price"],
+        ["a.csv", 9, "item_id"],
+        ["b.csv", 2, "item_id"],
+        ["b.csv", 2, "ts"],
+        ["b.csv", 7, "ts"],
+        ["b.csv", 7, "label"],
+        ["b.csv", 10, "ts"],
+        ["c.csv", 1, "user_id"],
+    ]
+    assert pd.isna(got["value"].iloc[-1]) and got["value"].iloc[0] == ""  # a missing value stays missing

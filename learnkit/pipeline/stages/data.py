@@ -48,14 +48,15 @@ def run_data(ctx: Context) -> StageOutput:
     config, layout = ctx.config.data, ctx.layout
     folder, fmt, origin = resolve_data(ctx.config)
     if fmt == "canonical" and not config.options:
-        dataset = import_canonical_streamed(folder, config.rules(), layout.events, ctx.config.run_engine())
+        engine = ctx.config.run_engine()
+        dataset = import_canonical_streamed(folder, config.rules(), layout.events, layout.rejected, engine)
     else:
         dataset = validate(load_dataset(fmt, folder, config.options), config.rules())
         write_parquet(layout.events, dataset.events)
+        write_parquet(layout.rejected, dataset.rejected)
     write_parquet(layout.items, dataset.items)
     if dataset.users is not None:
         write_parquet(layout.users, dataset.users)
-    write_parquet(layout.rejected, dataset.rejected)
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
     write_json(layout.validation, report)
     metrics = data_metrics(len(dataset.items), event_figures(layout.events, ctx.config.run_engine()), report, fmt)
