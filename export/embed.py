@@ -12,14 +12,10 @@ events strictly before it.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from export.snapshot_passes import SnapshotUserTower, snapshot_inputs
@@ -28,7 +24,7 @@ from export.tables import EmbeddingTable
 from learn_embed.experiment import item_vectors, user_vectors
 from learn_embed.pch import LearnModel
 from learn_embed.train import SequenceData
-from learnkit.core.batches import map_batches
+from learnkit.core.batches import map_table
 from learnkit.core.sql import EngineConfig
 from learnkit.data.catalog import Catalog
 from learnkit.data.schema import CHRONOLOGICAL
@@ -94,15 +90,10 @@ def embed_snapshots(
     engine = engine or EngineConfig()
     vectors = np.zeros((len(snapshots.rows), model.dim), dtype=np.float32)
     if len(snapshots.rows):
-        if engine.spill_dir is not None:
-            Path(engine.spill_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="learnkit-snapshots-", dir=engine.spill_dir) as work:
-            inputs = Path(work) / "inputs.parquet"
-            pq.write_table(snapshot_inputs(snapshots, catalog), inputs)
-            on_gpu = engine.kind == "ray" and engine.gpus_per_actor > 0
-            args = (model, snapshots.history_max, "cuda" if on_gpu else None)
-            out = map_batches(inputs, SnapshotUserTower, args, Path(work) / "vectors", engine, batch_rows=256)
-            result = pa.concat_tables([pq.read_table(path) for path in out])
+        on_gpu = engine.kind == "ray" and engine.gpus_per_actor > 0
+        args = (model, snapshots.history_max, "cuda" if on_gpu else None)
+        inputs = snapshot_inputs(snapshots, catalog)
+        result = map_table(inputs, SnapshotUserTower, args, engine, batch_rows=256, desc="snapshot user tower")
         rows = result.column("row").to_numpy()
         if len(rows) != len(vectors) or len(np.unique(rows)) != len(rows):
             raise RuntimeError(f"batch inference gave {len(rows)} snapshot vectors for {len(vectors)} rows")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from learn_embed.config import EncoderConfig
 from learn_embed.models import LoadedModel, ModelIdentity, load_model, load_tokenizer, model_identity
-from learnkit.core.batches import map_batches
+from learnkit.core.batches import map_table
 from learnkit.core.errors import DataError
 from learnkit.core.fsutil import stable_hash, write_parquet
 from learnkit.core.progress import progress_bar
@@ -97,14 +96,14 @@ class ContentEncoder:
     def longest_first(self, sentences: list[str]) -> np.ndarray:
         """The order `encode` reads sentences in: longest first (stable), so that batches of similar length
         waste little on padding and the peak comes first."""
-        return np.argsort([-len(t) for t in self._tokens(sentences)], kind="stable")
+        return _longest_first(self._tokens(sentences))
 
     def encode(self, sentences: list[str], progress: bool = True, desc: str = "CEG") -> np.ndarray:
         model = self.model
         if not sentences:
             return np.zeros((0, model.hidden_size), dtype=np.float32)
         tokens = self._tokens(sentences)
-        order = np.argsort([-len(t) for t in tokens], kind="stable")
+        order = _longest_first(tokens)
         out = np.zeros((len(sentences), model.hidden_size), dtype=np.float32)
         bar = progress_bar(total=len(sentences), desc=desc, unit="item", enabled=progress)
         with torch.inference_mode():
@@ -119,6 +118,10 @@ class ContentEncoder:
                 bar.update(len(batch_idx))
         bar.close()
         return out
+
+
+def _longest_first(tokens: list[list[int]]) -> np.ndarray:
+    return np.argsort([-len(t) for t in tokens], kind="stable")
 
 
 class SentenceEncoder:
@@ -149,16 +152,9 @@ def encode_in_batches(
         return np.zeros((0, 0), dtype=np.float32)
     order = encoder.longest_first([sentence for _, sentence in todo])
     table = pa.table({"text_hash": [todo[i][0] for i in order], "sentence": [todo[i][1] for i in order]})
-    if engine.spill_dir is not None:
-        Path(engine.spill_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="learnkit-ceg-", dir=engine.spill_dir) as work:
-        pq.write_table(table, Path(work) / "sentences.parquet")
-        rows = encoder.config.batch_size * max(1, batch_rows // encoder.config.batch_size)
-        args = (encoder,)  # in this process the loaded model itself; a Ray actor loads its own
-        out = map_batches(
-            Path(work) / "sentences.parquet", SentenceEncoder, args, Path(work) / "out", engine, rows, progress, desc
-        )
-        result = pa.concat_tables([pq.read_table(path) for path in out])
+    rows = encoder.config.batch_size * max(1, batch_rows // encoder.config.batch_size)
+    args = (encoder,)  # in this process the loaded model itself; a Ray actor loads its own
+    result = map_table(table, SentenceEncoder, args, engine, rows, progress, desc)
     position = {h: i for i, (h, _) in enumerate(todo)}
     vectors = _matrix(result.column("embedding"))
     matrix = np.zeros((len(todo), vectors.shape[1]), dtype=np.float32)

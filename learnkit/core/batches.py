@@ -14,6 +14,7 @@ leaves no partial output behind.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,6 +69,26 @@ def map_batches(
         if staging.exists():
             remove_path(staging)
     return dataset_files(out) if any(out.iterdir()) else []
+
+
+def map_table(
+    table: pa.Table,
+    model: Callable[..., BatchModel],
+    args: tuple[Any, ...],
+    engine: EngineConfig,
+    batch_rows: int = 1024,
+    progress: bool = True,
+    desc: str = "batch inference",
+) -> pa.Table:
+    """`map_batches` over a table in memory: written to a folder of its own under `engine.spill_dir` (the
+    system's temporary folder without one), and the outputs read back as one table, in no promised order."""
+    if engine.spill_dir is not None:
+        Path(engine.spill_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="learnkit-batches-", dir=engine.spill_dir) as work:
+        source = Path(work) / "inputs.parquet"
+        pq.write_table(table, source)
+        out = map_batches(source, model, args, Path(work) / "outputs", engine, batch_rows, progress, desc)
+        return pa.concat_tables([pq.read_table(path) for path in out])
 
 
 def parquet_batches(file: pq.ParquetFile, batch_rows: int) -> Iterator[pa.RecordBatch]:

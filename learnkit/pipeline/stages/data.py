@@ -45,10 +45,9 @@ def run_data(ctx: Context) -> StageOutput:
     from learnkit.data.report import data_metrics, data_report, event_figures
     from learnkit.data.streamed import import_canonical_streamed
 
-    config, layout = ctx.config.data, ctx.layout
+    config, layout, engine = ctx.config.data, ctx.layout, ctx.config.run_engine()
     folder, fmt, origin = resolve_data(ctx.config)
     if fmt == "canonical" and not config.options:
-        engine = ctx.config.run_engine()
         dataset = import_canonical_streamed(folder, config.rules(), layout.events, layout.rejected, engine)
     else:
         dataset = validate(load_dataset(fmt, folder, config.options), config.rules())
@@ -59,7 +58,7 @@ def run_data(ctx: Context) -> StageOutput:
         write_parquet(layout.users, dataset.users)
     report = {**dataset.report, "source": {"path": str(folder), "format": fmt, "origin": origin}}
     write_json(layout.validation, report)
-    metrics = data_metrics(len(dataset.items), event_figures(layout.events, ctx.config.run_engine()), report, fmt)
+    metrics = data_metrics(len(dataset.items), event_figures(layout.events, engine), report, fmt)
     return StageOutput(metrics, data_report(metrics, report, f"{md_code(folder)} ({md_text(fmt)}, {md_text(origin)})"))
 
 
